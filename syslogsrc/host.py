@@ -1,0 +1,457 @@
+"""Run any ``LogSource`` class the way syslog-ng does, without syslog-ng.
+
+The steps and threads are the daemon's (§1.2 of the API reference): instantiate, persist name,
+``init(options)`` in the controlling thread, ``run()`` in a thread of its own, ``request_exit()``
+from the controlling thread, wait for ``run()``, ``deinit()``. A reload is a stop and a start of a
+*new* instance, as in the daemon. Posted messages go to an output thread that writes each one and
+then acknowledges it, so a slow output pushes back through the window (``log-iw-size``).
+
+As a library::
+
+    with SourceHost(SyslogSource, {"listen": "tcp:5514:interface=127.0.0.1"}) as host:
+        ...
+        host.messages  # what was delivered (when no output was given)
+
+As a command::
+
+    syslogsrc-host syslogsrc.SyslogSource -o listen=tcp:5514:interface=127.0.0.1 --output -
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from syslogsrc import emulation
+from syslogsrc.emulation import LogMessage, LogSource, ParseOptions, SourceDriver
+from syslogsrc.outputs import Output, open_output
+
+__all__ = ["SourceHost", "SourceInitError", "main"]
+
+_log = logging.getLogger("syslogsrc.host")
+
+
+class SourceInitError(RuntimeError):
+    """The source could not be started: its ``init()`` returned False or raised."""
+
+
+def normalise_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Option keys as the daemon hands them to ``init()``: ``-`` becomes ``_``."""
+    return {str(k).replace("-", "_"): v for k, v in options.items()}
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class _Consumer:
+    """The output side: writes each posted message, then acknowledges it (frees its slot)."""
+
+    _STOP = object()
+
+    def __init__(self, output: Output | None, messages: list[LogMessage]) -> None:
+        self.output = output
+        self.messages = messages
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="syslogsrc-output", daemon=True)
+        self.thread.start()
+
+    def put(self, msg: LogMessage, driver: SourceDriver) -> None:
+        self.queue.put((msg, driver))
+
+    def batch(self) -> None:
+        pass  # each message is written as it comes; flushing happens when the queue is idle
+
+    def _loop(self) -> None:
+        q = self.queue
+        while True:
+            item = q.get()
+            if item is self._STOP:
+                break
+            msg, driver = item
+            if msg is None:  # a drain() marker
+                driver.ack(None)
+                continue
+            try:
+                if self.output is None:
+                    self.messages.append(msg)
+                else:
+                    self.output.write(msg)
+                    if q.empty():
+                        self.output.flush()
+            except BaseException as exc:  # keep acking: a broken output must not hang the source
+                if self.error is None:
+                    _log.exception("output failed; messages are being lost")
+                self.error = exc
+            driver.ack(msg)
+        if self.output is not None:
+            self.output.flush()
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until every message queued so far was written and acknowledged."""
+        done = threading.Event()
+        self.queue.put((None, _Marker(done)))
+        done.wait(timeout)
+
+    def close(self) -> None:
+        self.queue.put(self._STOP)
+        self.thread.join()
+        if self.output is not None:
+            self.output.close()
+
+
+class _Marker:
+    """A fake (msg, driver) entry whose "ack" tells :meth:`_Consumer.drain` it was reached."""
+
+    def __init__(self, done: threading.Event) -> None:
+        self.done = done
+
+    def ack(self, _msg: Any) -> None:
+        self.done.set()
+
+
+class SourceHost:
+    """Runs one ``LogSource`` class like syslog-ng does; a context manager (start/stop).
+
+    :param source_class: the ``LogSource`` subclass (what ``class()`` names in a config).
+    :param options: what ``options()`` would give; keys may use ``-`` or ``_``.
+    :param log_iw_size: the source's window (syslog-ng's default is 100).
+    :param output: where posted messages go (see :mod:`syslogsrc.outputs`); ``None`` keeps
+        them in :attr:`messages`.
+    :param state_dir: where the persist file lives (``None``: no persistence across hosts).
+    :param persist_name: the driver's ``persist-name()``.
+    :param keep_hostname: syslog-ng's ``keep-hostname()``: by default HOST is replaced by the
+        sender's address, as in the daemon.
+    :param parse_format: what ``LogMessage.parse`` uses (the daemon's threaded-source default
+        tries RFC 5424 first, then RFC 3164: ``"auto"``).
+    """
+
+    def __init__(
+        self,
+        source_class: type,
+        options: dict[str, Any] | None = None,
+        *,
+        log_iw_size: int = 100,
+        output: Output | None = None,
+        state_dir: str | None = None,
+        persist_name: str | None = None,
+        keep_hostname: bool = False,
+        parse_format: str = "auto",
+        stop_timeout: float | None = 30.0,
+    ) -> None:
+        self.source_class = source_class
+        self.options = normalise_options(options or {})
+        self.log_iw_size = log_iw_size
+        self.output = output
+        self.state_dir = state_dir
+        self.persist_name_option = persist_name
+        self.keep_hostname = keep_hostname
+        self.parse_format = parse_format
+        self.stop_timeout = stop_timeout
+        self.messages: list[LogMessage] = []
+        self.source: Any = None
+        self.driver: SourceDriver | None = None
+        self.run_error: BaseException | None = None
+        self.reloads = 0
+        self._consumer: _Consumer | None = None
+        self._run_thread: threading.Thread | None = None
+        self._totals = {"posted": 0, "dropped": 0, "acked": 0, "batches": 0, "suspends": 0}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> SourceHost:
+        self.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _persist_name(self, source: Any) -> str:
+        if self.persist_name_option:
+            return f"python-source.{self.persist_name_option}"
+        generate = getattr(source, "generate_persist_name", None)
+        if generate is not None:
+            try:
+                name = generate(dict(self.options))
+                if isinstance(name, bytes):
+                    name = name.decode()
+                if isinstance(name, str):
+                    return f"python-source.{name}"
+                _log.error("generate_persist_name() must return str or bytes, not %r", name)
+            except Exception:
+                _log.exception("Exception while calling generate_persist_name()")
+        return f"python-source({_class_name(self.source_class)})"
+
+    def start(self) -> None:
+        """Instantiate, ``init()``, and start ``run()`` in its own thread."""
+        if self.source is not None:
+            raise RuntimeError("already started")
+        cls = self.source_class
+        name = _class_name(cls)
+        try:
+            source = cls()
+        except Exception as exc:
+            raise SourceInitError(
+                f"Error instantiating Python driver class {name}: {exc!r}"
+            ) from exc
+        if not isinstance(source, LogSource):
+            raise SourceInitError(f"{name} is not a subclass of syslogng.LogSource")
+        for required in ("run", "request_exit"):
+            if not callable(getattr(source, required, None)):
+                raise SourceInitError(f"{name} has no {required}() method")
+        if (
+            emulation._persist_store is None
+            or emulation._persist_store.path != self._persist_path()
+        ):
+            emulation._persist_store = emulation._PersistStore(self._persist_path())
+        if self._consumer is None:
+            self._consumer = _Consumer(self.output, self.messages)
+        consumer = self._consumer
+        try:
+            driver = SourceDriver(
+                source,
+                log_iw_size=self.log_iw_size,
+                consumer=lambda msg: consumer.put(msg, driver),
+                on_batch=consumer.batch,
+                persist_name=self._persist_name(source),
+                keep_hostname=self.keep_hostname,
+            )
+        except TypeError as exc:
+            raise SourceInitError(f"{name}: {exc}") from exc
+        source.auto_close_batches = True  # the daemon resets it right after __init__
+        try:
+            ok = source.init(dict(self.options))
+        except Exception as exc:
+            _log.exception("Exception while calling %s.init()", name)
+            raise SourceInitError(f"Python source {name}: init() raised {exc!r}") from exc
+        if not ok:
+            raise SourceInitError(f"Python source {name}: init() returned FALSE")
+        tracker = source.ack_tracker
+        if tracker is not None and not isinstance(tracker, emulation._AckTracker):
+            source.deinit()
+            raise SourceInitError(f"{name}: ack_tracker must be an AckTracker instance")
+        source.parse_options = ParseOptions(self.parse_format)
+        driver.auto_close_batches = bool(source.auto_close_batches)
+        self.source, self.driver, self.run_error = source, driver, None
+        started = threading.Event()
+
+        def run() -> None:
+            driver.run_thread = threading.get_ident()
+            started.set()
+            try:
+                source.run()
+            except BaseException as exc:  # the daemon logs it and the source stays dead
+                self.run_error = exc
+                _log.exception("Exception while calling %s.run(); the source stays down", name)
+
+        self._run_thread = threading.Thread(target=run, name=f"python-source {name}", daemon=True)
+        self._run_thread.start()
+        started.wait()
+
+    def _persist_path(self) -> str | None:
+        return os.path.join(self.state_dir, "syslog-ng.persist.json") if self.state_dir else None
+
+    def stop(self, timeout: float | None = None) -> None:
+        """``request_exit()``, wait for ``run()``, deliver what was posted, ``deinit()``."""
+        source, driver = self.source, self.driver
+        if source is None or driver is None:
+            return
+        timeout = self.stop_timeout if timeout is None else timeout
+        source.request_exit()
+        driver.request_exit()
+        if driver.nonblocking and driver.suspended:
+            source.wakeup()  # 4.x wakes a suspended source while it is asked to exit
+        assert self._run_thread is not None
+        self._run_thread.join(timeout)
+        if self._run_thread.is_alive():
+            # syslog-ng would wait forever here; a host that hangs helps nobody
+            raise RuntimeError(
+                f"{_class_name(self.source_class)}.run() did not return within {timeout} s "
+                "of request_exit()"
+            )
+        assert self._consumer is not None
+        self._consumer.drain()
+        tracker = source.ack_tracker
+        if isinstance(tracker, emulation._AckTracker):
+            tracker._close()
+        try:
+            source.deinit()
+        except Exception:
+            _log.exception("Exception while calling deinit()")
+        for key in self._totals:
+            self._totals[key] += driver.stats[key]
+        self.source = self.driver = None
+        self._run_thread = None
+
+    def close(self) -> None:
+        """Stop, and close the output."""
+        self.stop()
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def reload(self) -> None:
+        """What SIGHUP does to the daemon: stop this instance, start a new one."""
+        self.stop()
+        self.reloads += 1
+        self.start()
+
+    def wait_for(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
+    ) -> bool:
+        """Poll ``predicate`` until true or ``timeout`` (a test helper)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(interval)
+        return predicate()
+
+    @property
+    def running(self) -> bool:
+        return self._run_thread is not None and self._run_thread.is_alive()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Posted, dropped, acknowledged messages, batches and suspends since the host was made,
+        plus the window now and the number of reloads."""
+        out = dict(self._totals)
+        if self.driver is not None:
+            for key in out:
+                out[key] += self.driver.stats[key]
+            out["window_free"] = self.driver.free
+        out["window_size"] = self.log_iw_size
+        out["reloads"] = self.reloads
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _load_class(path: str) -> type:
+    module, sep, attr = path.replace(":", ".").rpartition(".")
+    if not sep:
+        raise SystemExit(f"syslogsrc-host: {path!r} is not module.Class")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"syslogsrc-host: cannot load {path}: {exc}") from exc
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="syslogsrc-host",
+        description="Run a syslog-ng Python LogSource class outside syslog-ng.",
+    )
+    parser.add_argument(
+        "source_class", help="module.Class of the LogSource, e.g. syslogsrc.SyslogSource"
+    )
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an options() entry (repeatable)",
+    )
+    parser.add_argument(
+        "--output", default="-", help="file for JSON lines, - for stdout (default: -)"
+    )
+    parser.add_argument(
+        "--output-format",
+        choices=("json", "text"),
+        default="json",
+        help="json (default) or text (syslog-ng's file layout)",
+    )
+    parser.add_argument(
+        "--log-iw-size", type=int, default=100, help="the source's window (default: 100)"
+    )
+    parser.add_argument(
+        "--state-dir", default=None, help="directory of the persist file (default: none)"
+    )
+    parser.add_argument(
+        "--keep-hostname",
+        action="store_true",
+        help="keep HOST from the message (syslog-ng's keep-hostname(yes))",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging to stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.log_iw_size < 1:
+        parser.error(f"--log-iw-size must be >= 1, not {args.log_iw_size}")
+    cls = _load_class(args.source_class)
+    host = SourceHost(
+        cls,
+        dict(args.option),
+        log_iw_size=args.log_iw_size,
+        output=open_output(args.output, args.output_format),
+        state_dir=args.state_dir,
+        keep_hostname=args.keep_hostname,
+    )
+    stop = threading.Event()
+    reload = threading.Event()
+
+    def on_stop(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    def on_hup(_signum: int, _frame: Any) -> None:
+        reload.set()
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    try:
+        host.start()
+    except SourceInitError as exc:
+        print(f"syslogsrc-host: {exc}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            host.close()
+        return 1
+    try:
+        while True:
+            stop.wait()
+            stop.clear()
+            if reload.is_set():
+                reload.clear()
+                _log.info("SIGHUP: reloading %s", args.source_class)
+                try:
+                    host.reload()
+                except SourceInitError as exc:
+                    print(f"syslogsrc-host: reload failed: {exc}", file=sys.stderr)
+                    return 1
+                continue
+            break
+    finally:
+        host.close()
+    return 1 if host.run_error is not None else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

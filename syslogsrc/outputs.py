@@ -1,0 +1,131 @@
+"""Where a host puts the messages a source posts: JSON lines or syslog-ng's text layout.
+
+An output is any object with ``write(msg)``, ``flush()`` and ``close()`` (``reopen()`` too, for
+log rotation). JSON lines carry one object per message whose keys are syslog-ng names: every
+name-value pair, plus ``ISODATE``, ``PRI``, ``FACILITY``, ``SEVERITY``, ``SOURCEIP`` and
+``TRANSPORT`` where known.
+
+Bytes that are not UTF-8 are kept losslessly: each byte that does not decode is written as the
+lone surrogate ``\\udcNN`` (Python's ``surrogateescape``), escaped in the JSON text, so that
+``json.loads(line)[name].encode("utf-8", "surrogateescape")`` gives back the exact bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import IO, Any, Protocol
+
+from syslogsrc.emulation import FACILITIES, SEVERITIES, LogMessage
+
+__all__ = ["JsonLinesOutput", "Output", "TextOutput", "message_to_dict", "open_output"]
+
+
+class Output(Protocol):
+    def write(self, msg: LogMessage) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def message_to_dict(msg: LogMessage) -> dict[str, Any]:
+    """The JSON object of one message: its pairs and the macros a reader needs."""
+    out = {name: _text(value) for name, value in msg._values.items()}
+    pri = msg._pri
+    fac, sev = divmod(pri, 8)
+    out["ISODATE"] = msg.timestamp().isoformat()
+    out["PRI"] = pri
+    out["FACILITY"] = FACILITIES[fac] if fac < len(FACILITIES) else str(fac)
+    out["SEVERITY"] = SEVERITIES[sev]
+    if msg._source_ip is not None:
+        out["SOURCEIP"] = msg._source_ip
+        if msg._source_port:
+            out["SOURCEPORT"] = msg._source_port
+    return out
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return line.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # lone surrogates from undecodable bytes: escape them
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+class _FileOutput:
+    """Shared file handling: "-" is stdout; ``reopen()`` reopens the path (log rotation)."""
+
+    def __init__(self, path: str | IO[bytes]) -> None:
+        self.path = path
+        self._file: IO[bytes] = self._open()
+        self.written = 0
+
+    def _open(self) -> IO[bytes]:
+        if not isinstance(self.path, str):
+            return self.path
+        if self.path == "-":
+            return sys.stdout.buffer
+        return open(self.path, "ab", buffering=1024 * 1024)
+
+    def _render(self, msg: LogMessage) -> bytes:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def write(self, msg: LogMessage) -> None:
+        self._file.write(self._render(msg))
+        self.written += 1
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def reopen(self) -> None:
+        if isinstance(self.path, str) and self.path != "-":
+            self._file.close()
+            self._file = self._open()
+
+    def close(self) -> None:
+        self._file.flush()
+        if isinstance(self.path, str) and self.path != "-":
+            self._file.close()
+
+
+class JsonLinesOutput(_FileOutput):
+    """One JSON object per line (see the module docstring for the keys and for bytes)."""
+
+    def _render(self, msg: LogMessage) -> bytes:
+        return _dump(message_to_dict(msg))
+
+
+class TextOutput(_FileOutput):
+    """syslog-ng's default file layout: ``$DATE $HOST $MSGHDR$MESSAGE``."""
+
+    def _render(self, msg: LogMessage) -> bytes:
+        values = msg._values
+        header = values.get("LEGACY_MSGHDR")
+        if header is None:
+            program = values.get("PROGRAM")
+            pid = values.get("PID")
+            header = b""
+            if program:
+                header = program + (b"[" + pid + b"]" if pid else b"") + b": "
+        stamp = msg.timestamp().strftime("%b %d %H:%M:%S").encode()
+        host = values.get("HOST", b"")
+        return b"%s %s %s%s\n" % (stamp, host, header, values.get("MESSAGE", b""))
+
+
+def open_output(path: str | IO[bytes], format: str = "json") -> JsonLinesOutput | TextOutput:
+    """An output by name: ``format`` is "json" (JSON lines) or "text"."""
+    if format == "json":
+        return JsonLinesOutput(path)
+    if format == "text":
+        return TextOutput(path)
+    raise ValueError(f"output format must be json or text, not {format!r}")
