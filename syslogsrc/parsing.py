@@ -1,0 +1,726 @@
+"""Sans-IO syslog parsing: one frame of bytes in, syslog-ng's name-value pairs out.
+
+No I/O, no Twisted, stdlib only.  ``parse()`` never raises on any input bytes: a frame that does
+not parse as asked falls back (RFC 5424 -> syslog-ng-compatible RFC 5424 -> RFC 3164 -> raw) and
+says so in ``tags``.  See docs/parsing.md for the pairs, the tags and the differences from
+syslog-ng's own parser (modules/syslogformat/syslog-format.c).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from . import _abnf
+
+__all__ = ["FORMATS", "ParsedMessage", "parse"]
+
+FORMATS = ("auto", "rfc5424", "rfc3164", "json", "raw")
+
+#: The PRI of a frame that has none (user.notice), as syslog-ng's default.
+DEFAULT_PRI = 13
+
+# Tag names.  The syslog.* ones are syslog-ng's (lib/logmsg/tags.c); syslogsrc.* are ours.
+TAG_MISSING_PRI = "syslog.missing_pri"
+TAG_INVALID_PRI = "syslog.invalid_pri"
+TAG_MISSING_TIMESTAMP = "syslog.missing_timestamp"
+TAG_INVALID_HOSTNAME = "syslog.invalid_hostname"
+TAG_RFC3164_MISSING_HEADER = "syslog.rfc3164_missing_header"
+TAG_RFC5424_FALLBACK = "syslogsrc.rfc5424_fallback"
+TAG_RAW = "syslogsrc.raw"
+TAG_JSON_INVALID = "syslogsrc.json_invalid"
+
+_UTC = datetime.UTC
+_datetime = datetime.datetime
+_fromisoformat = datetime.datetime.fromisoformat
+
+
+class ParsedMessage:
+    """One parsed frame.  Immutable; built once per message, so it is a bare ``__slots__`` class.
+
+    ``pairs`` maps syslog-ng names to values (``str`` when the bytes are UTF-8, else the undecoded
+    ``bytes``); ``pri`` is the numeric PRI; ``timestamp`` is aware, or None when the frame has no
+    usable stamp; ``tags`` are syslog-ng-style tags; ``format`` is what actually parsed it.
+    """
+
+    __slots__ = ("format", "pairs", "pri", "tags", "timestamp")
+
+    pairs: dict[str, str | bytes]
+    pri: int
+    timestamp: datetime.datetime | None
+    tags: tuple[str, ...]
+    format: str
+
+    def __init__(self, pairs, pri, timestamp, tags, format):
+        _set_pairs(self, pairs)
+        _set_pri(self, pri)
+        _set_timestamp(self, timestamp)
+        _set_tags(self, tags)
+        _set_format(self, format)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"ParsedMessage is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"ParsedMessage is immutable (cannot delete {name!r})")
+
+    def __eq__(self, other):
+        if other.__class__ is not ParsedMessage:
+            return NotImplemented
+        return (
+            self.pairs == other.pairs
+            and self.pri == other.pri
+            and self.timestamp == other.timestamp
+            and self.tags == other.tags
+            and self.format == other.format
+        )
+
+    __hash__ = None  # pairs is a dict
+
+    def __repr__(self):
+        return (
+            f"ParsedMessage(pairs={self.pairs!r}, pri={self.pri!r}, timestamp={self.timestamp!r},"
+            f" tags={self.tags!r}, format={self.format!r})"
+        )
+
+
+# Slot descriptors: __init__ sets through them because __setattr__ is closed.
+_set_pairs = ParsedMessage.__dict__["pairs"].__set__
+_set_pri = ParsedMessage.__dict__["pri"].__set__
+_set_timestamp = ParsedMessage.__dict__["timestamp"].__set__
+_set_tags = ParsedMessage.__dict__["tags"].__set__
+_set_format = ParsedMessage.__dict__["format"].__set__
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+_tz_cache: dict[str, datetime.tzinfo] = {"Z": _UTC, "+00:00": _UTC, "-00:00": _UTC}
+
+
+def _offset_tz(offset: str) -> datetime.tzinfo:
+    """``Z`` or ``+hh:mm`` -> a memoised ``datetime.timezone`` (ValueError if out of range)."""
+    tz = _tz_cache.get(offset)
+    if tz is None:
+        minutes = int(offset[1:3]) * 60 + int(offset[4:6])
+        if offset[0] == "-":
+            minutes = -minutes
+        tz = datetime.timezone(datetime.timedelta(minutes=minutes))
+        if len(_tz_cache) < 4096:
+            _tz_cache[offset] = tz
+    return tz
+
+
+def _localize(naive: datetime.datetime, time_zone: datetime.tzinfo | None) -> datetime.datetime:
+    """Attach ``time_zone`` to a stamp that carried no offset (None: the local time zone)."""
+    if time_zone is None:
+        # astimezone() on a naive value reads it as local time, DST included.
+        return naive.astimezone()
+    return naive.replace(tzinfo=time_zone)
+
+
+def _usec(frac: str | None) -> int:
+    """Fraction digits -> microseconds: the first six digits count, the rest are dropped."""
+    if not frac:
+        return 0
+    return int(frac[:6].ljust(6, "0"))
+
+
+def _strip_trailer(frame: bytes) -> bytes:
+    """Drop trailing LF and NUL (as syslog-ng does) and the CR of a trailing CRLF."""
+    end = len(frame)
+    while end and frame[end - 1] in b"\n\0":
+        if frame[end - 1] == 10 and end > 1 and frame[end - 2] == 13:
+            end -= 2
+        else:
+            end -= 1
+    return frame if end == len(frame) else frame[:end]
+
+
+def _decode(frame: bytes) -> tuple[str, bool]:
+    """Frame -> (text, clean).  Non-UTF-8 bytes become lone surrogates (surrogateescape)."""
+    try:
+        return frame.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return frame.decode("utf-8", "surrogateescape"), False
+
+
+def _restore_bytes(pairs: dict) -> dict:
+    """Values that carry escaped non-UTF-8 bytes go back to the exact original bytes."""
+    for key, value in pairs.items():
+        if isinstance(value, str) and not _is_utf8(value):
+            pairs[key] = value.encode("utf-8", "surrogateescape")
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# RFC 5424, strict (one regex for the whole message, see _abnf.SYSLOG_MSG)
+# --------------------------------------------------------------------------------------------
+
+_syslog_msg_match = _abnf.syslog_msg.fullmatch
+_sd_element_finditer = _abnf.sd_element.finditer
+_sd_param_finditer = _abnf.sd_param.finditer
+_unescape = _abnf.unescape_param_value
+_BOM = _abnf.BOM
+
+
+def _structured_data(sd: str, pairs: dict) -> None:
+    """STRUCTURED-DATA (already validated) -> ``.SDATA.<SD-ID>.<PARAM-NAME>`` pairs."""
+    for element in _sd_element_finditer(sd):
+        sd_id, params = element.groups()
+        if not params:
+            # syslog-ng marks an element without parameters with an empty ".SDATA.<SD-ID>".
+            pairs[".SDATA." + sd_id] = ""
+            continue
+        prefix = ".SDATA." + sd_id + "."
+        for param in _sd_param_finditer(params):
+            name, value = param.groups()
+            pairs[prefix + name] = _unescape(value)
+
+
+def _parse_rfc5424_strict(text: str, clean: bool, tags: list):
+    """RFC 5424 section 6, strictly; (pairs, pri, timestamp) or None."""
+    m = _syslog_msg_match(text)
+    if m is None:
+        return None
+    prival, clock, offset, host, app, procid, msgid, sd, msg = m.groups()
+    pri = int(prival)
+    if pri > 191:
+        return None
+    if clock is None:
+        timestamp = None
+        tags.append(TAG_MISSING_TIMESTAMP)
+    else:
+        tz = _tz_cache.get(offset)
+        try:
+            if tz is None:
+                tz = _offset_tz(offset)
+            timestamp = _fromisoformat(clock).replace(tzinfo=tz)
+        except ValueError:  # e.g. February 30th, which the ABNF lets through
+            return None
+    pairs = {}
+    if host != "-":
+        pairs["HOST"] = host
+    if app != "-":
+        pairs["PROGRAM"] = app
+    if procid != "-":
+        pairs["PID"] = procid
+    if msgid != "-":
+        pairs["MSGID"] = msgid
+    if sd != "-":
+        _structured_data(sd, pairs)
+    if msg is None:
+        msg = ""
+    elif msg[:1] == _BOM:
+        # MSG-UTF8 = BOM UTF-8-STRING: after a BOM the rest must be UTF-8.
+        if not clean and not _is_utf8(msg):
+            return None
+        msg = msg[1:]
+    pairs["MESSAGE"] = msg
+    return pairs, pri, timestamp
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# RFC 5424 as syslog-ng reads it (_syslog_format_parse_syslog_proto): the second chance for a
+# frame that starts like RFC 5424 but breaks the ABNF (long SD-IDs, no offset, ...)
+# --------------------------------------------------------------------------------------------
+
+_SD_NAME_SIZE = 256  # syslog-ng's buffer for ".SDATA.<id>.<param>" names, NUL included
+_SDATA_PREFIX = ".SDATA."
+
+
+def _is_sd_name_char(c: str) -> bool:
+    return c < "\x80" and c not in '= ]"'
+
+
+def _compat_sd(text: str, pos: int, pairs: dict) -> int:
+    """Port of syslog-ng's SD reader; returns the new position or -1 on error."""
+    n = len(text)
+    if pos < n and text[pos] == "-":
+        return pos + 1
+    if not (pos < n and text[pos] == "["):
+        return -1
+    found = {}
+    pos += 1
+    if pos < n and text[pos] == " ":
+        pos += 1
+    while True:
+        start = pos
+        while pos < n and text[pos] not in " ]":
+            if not _is_sd_name_char(text[pos]):
+                return -1
+            pos += 1
+        sd_id = text[start:pos]
+        if not sd_id or len(_SDATA_PREFIX) + len(sd_id) >= _SD_NAME_SIZE - 1:
+            return -1
+        if (pos < n and text[pos] == "]") or text.startswith(" ]", pos):
+            if text[pos] == " ":
+                pos += 1
+            found[_SDATA_PREFIX + sd_id] = ""
+        while pos < n and text[pos] != "]":
+            if text[pos] != " ":
+                return -1
+            pos += 1
+            start = pos
+            while pos < n and text[pos] != "=":
+                if not _is_sd_name_char(text[pos]):
+                    return -1
+                pos += 1
+            name = text[start:pos]
+            if not name:
+                return -1
+            key = _SDATA_PREFIX + sd_id + "." + name
+            if len(key) >= _SD_NAME_SIZE or pos >= n:
+                return -1
+            pos += 1  # "="
+            if pos < n and text[pos] == '"':
+                pos += 1
+                value = []
+                quote = False
+                while pos < n and (text[pos] != '"' or quote):
+                    c = text[pos]
+                    if not quote and c == "\\":
+                        quote = True
+                    else:
+                        if quote and c not in '"]\\':
+                            value.append("\\")
+                        elif not quote and c == "]":
+                            return -1
+                        value.append(c)
+                        quote = False
+                    pos += 1
+                if pos >= n:
+                    return -1
+                pos += 1  # closing quote
+                found[key] = "".join(value)
+            elif pos < n:
+                start = pos
+                while pos < n and text[pos] not in " ]":
+                    pos += 1
+                found[key] = text[start:pos]
+            else:
+                return -1
+            if text.startswith(" ]", pos):
+                pos += 1
+        if pos >= n:
+            return -1
+        pos += 1  # "]"
+        if pos < n and text[pos] == "[":
+            pos += 1
+            if pos < n and text[pos] == " ":
+                pos += 1
+            continue
+        pairs.update(found)
+        return pos
+
+
+def _compat_column(text: str, pos: int, max_length: int):
+    """syslog-ng's _syslog_format_parse_column: (value or None, new position)."""
+    space = text.find(" ", pos)
+    if space < 0:
+        return None, len(text)
+    value = text[pos:space]
+    if value == "-":
+        return None, space
+    return value[:max_length], space
+
+
+def _parse_rfc5424_compat(text: str, tags: list, time_zone):
+    """syslog-ng's lenient RFC 5424 reader; (pairs, pri, timestamp) or None where it errs."""
+    m = _abnf.compat_header.match(text)
+    if m is None:
+        return None
+    pri = int(m.group(1))
+    if pri > 191:
+        return None
+    pos = m.end() + 1  # the SP after VERSION (checked by the regex)
+    n = len(text)
+    if text.startswith("-", pos):
+        timestamp = None
+        pos += 1
+        tags.append(TAG_MISSING_TIMESTAMP)
+    else:
+        stamp = _iso_stamp(text, pos, time_zone)
+        if stamp is None:
+            return None
+        timestamp, pos = stamp
+    if not text.startswith(" ", pos):
+        return None
+    pos += 1
+    pairs = {}
+    host, pos = _hostname(text, pos)
+    if not text.startswith(" ", pos):
+        return None
+    pos += 1
+    if host is not None and host != "-":
+        pairs["HOST"] = host
+    for name, max_length in (("PROGRAM", 48), ("PID", 128), ("MSGID", 32)):
+        value, pos = _compat_column(text, pos, max_length)
+        if value:
+            pairs[name] = value
+        if not text.startswith(" ", pos):
+            return None
+        pos += 1
+    if pos < n and text[pos] in "-[":
+        pos = _compat_sd(text, pos, pairs)
+        if pos < 0:
+            return None
+    if pos < n:
+        if text[pos] != " ":
+            return None
+        pos += 1
+        if text.startswith(_BOM, pos):
+            pos += 1
+    pairs["MESSAGE"] = text[pos:]
+    return pairs, pri, timestamp
+
+
+# --------------------------------------------------------------------------------------------
+# RFC 3164, leniently (_syslog_format_parse_legacy)
+# --------------------------------------------------------------------------------------------
+
+_iso_match = _abnf.iso_stamp.match
+_pix_match = _abnf.pix_stamp.match
+_linksys_match = _abnf.linksys_stamp.match
+_bsd_match = _abnf.bsd_stamp.match
+_MONTHS = _abnf.MONTHS
+_HALF_YEAR = datetime.timedelta(days=183)
+_AIX_FORWARD = "Message forwarded from "
+_REPEATED = "last message repeated"
+
+
+def _iso_stamp(text: str, pos: int, time_zone):
+    """ISO 8601 stamp at pos -> (aware datetime, end) or None."""
+    m = _iso_match(text, pos)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second, frac, offset = m.groups()
+    try:
+        naive = _datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), _usec(frac)
+        )
+        if offset is None:
+            stamp = _localize(naive, time_zone)
+        else:
+            stamp = naive.replace(tzinfo=_offset_tz(offset))
+    except (ValueError, OverflowError):
+        return None
+    return stamp, m.end()
+
+
+def _nearest_year(month, day, hour, minute, second, usec, time_zone, now):
+    """A yearless stamp gets the year that puts it nearest to ``now``."""
+    if now is None:
+        now = _datetime.now(_UTC)
+    year = now.year
+    best = None
+    for candidate in (year, year - 1, year + 1):
+        try:
+            stamp = _localize(
+                _datetime(candidate, month, day, hour, minute, second, usec), time_zone
+            )
+        except (ValueError, OverflowError):  # Feb 29th in a common year
+            continue
+        distance = abs(stamp - now)
+        if best is None or distance < best[0]:
+            best = (distance, stamp)
+        if distance <= _HALF_YEAR:
+            break
+    if best is None:
+        raise ValueError("no year has this date")
+    return best[1]
+
+
+def _wall_clock(year, month, day, hour, minute, second, time_zone):
+    """Stamp parts as text (month as a name) with a year -> aware datetime."""
+    naive = _datetime(
+        int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second)
+    )
+    return _localize(naive, time_zone)
+
+
+def _legacy_stamp(text: str, pos: int, time_zone, now):
+    """scan_rfc3164_timestamp: ISO, PIX/ASA, LinkSys or BSD stamp at pos -> (stamp, end)."""
+    c = text[pos : pos + 1]
+    try:
+        if "0" <= c <= "9":
+            found = _iso_stamp(text, pos, time_zone)
+            if found is None:
+                return None
+            stamp, end = found
+        elif (m := _pix_match(text, pos)) is not None:
+            month, day, year, hour, minute, second = m.groups()
+            stamp, end = _wall_clock(year, month, day, hour, minute, second, time_zone), m.end()
+        elif (m := _linksys_match(text, pos)) is not None:
+            month, day, hour, minute, second, year = m.groups()
+            stamp, end = _wall_clock(year, month, day, hour, minute, second, time_zone), m.end()
+        elif (m := _bsd_match(text, pos)) is not None:
+            month, day, hour, minute, second, frac = m.groups()
+            parts = (int(day), int(hour), int(minute), int(second), _usec(frac))
+            stamp = _nearest_year(_MONTHS[month.lower()], *parts, time_zone, now)
+            end = m.end()
+        else:
+            return None
+    except (ValueError, OverflowError):  # 31 Apr, 25:00:00, ...: not a stamp
+        return None
+    if text.startswith(":", end):  # Cisco's colon after the stamp
+        end += 1
+    return stamp, end
+
+
+def _hostname(text: str, pos: int):
+    """syslog-ng's hostname detection: (hostname or None, position after it)."""
+    n = len(text)
+    end = pos
+    while end < n and text[end] not in " [" and end - pos < 255:
+        end += 1
+    candidate = text[pos:end]
+    colon = candidate.rfind(":")
+    if colon >= 0 and not _abnf.ipv6ish.fullmatch(candidate, 0, colon + 1):
+        # A ":" once the IPv6 heuristic failed ends the scan: "prog:" is no hostname.
+        return None, pos
+    if end < n and text[end] == " " and candidate:
+        return candidate, end
+    return None, pos
+
+
+def _legacy_program(text: str, pos: int, pairs: dict) -> int:
+    """The ``prog[pid]: `` tag -> PROGRAM, PID, LEGACY_MSGHDR; returns the new position."""
+    n = len(text)
+    end = pos
+    while end < n and text[end] not in " [:":
+        end += 1
+    if end > pos:
+        pairs["PROGRAM"] = text[pos:end]
+    if end < n and text[end] == "[":
+        pid_start = end + 1
+        end = pid_start
+        while end < n and text[end] not in " ]:":
+            end += 1
+        if end < n:
+            if end > pid_start:
+                pairs["PID"] = text[pid_start:end]
+            if text[end] == "]":
+                end += 1
+    if end < n and text[end] == ":":
+        end += 1
+    if end < n and text[end] == " ":
+        end += 1
+    if end > pos:
+        pairs["LEGACY_MSGHDR"] = text[pos:end]
+    return end
+
+
+def _skip_spaces(text: str, pos: int) -> int:
+    n = len(text)
+    while pos < n and text[pos] == " ":
+        pos += 1
+    return pos
+
+
+def _parse_rfc3164(text: str, tags: list, time_zone, now, default_pri: int):
+    """RFC 3164 the way syslog-ng reads it; (pairs, pri, timestamp) or None for a bad PRI."""
+    pairs = {}
+    if text[:1] == "<":
+        m = _abnf.legacy_pri.match(text)
+        if m is None or not m.group(1):
+            return None
+        pri = int(m.group(1))
+        if pri > 191:
+            return None
+        pos = m.end()
+    else:
+        pri = default_pri
+        pos = 0
+        tags.append(TAG_MISSING_PRI)
+
+    # Cisco IOS "52: " sequence number.
+    c = text[pos : pos + 1]
+    if "0" <= c <= "9":
+        m = _abnf.cisco_sequence_id.match(text, pos)
+        if m is not None:
+            pairs[".SDATA.meta.sequenceId"] = m.group(1)
+            pos = m.end()
+    pos = _skip_spaces(text, pos)
+    # Cisco clock marks: "*" not synchronised, "." synchronised.
+    c = text[pos : pos + 1]
+    if c == "*" or c == ".":
+        pairs[".SDATA.timeQuality.isSynced"] = "0" if c == "*" else "1"
+        pos += 1
+
+    found = _legacy_stamp(text, pos, time_zone, now)
+    if found is not None:
+        timestamp, pos = found
+        pos = _skip_spaces(text, pos)
+        host = None
+        if text.startswith(_AIX_FORWARD, pos):
+            pos += len(_AIX_FORWARD)
+            colon = text.find(":", pos)
+            if colon < 0:
+                colon = len(text)
+            host = text[pos:colon]
+            pos = colon
+            while pos < len(text) and text[pos] in " :":
+                pos += 1
+        if text.startswith(_REPEATED, pos):
+            pass  # no hostname or program follows
+        else:
+            if host is None:
+                host, pos = _hostname(text, pos)
+                if host is None:
+                    tags.append(TAG_INVALID_HOSTNAME)
+                pos = _skip_spaces(text, pos)
+            pos = _legacy_program(text, pos, pairs)
+        if host:
+            pairs["HOST"] = host
+    else:
+        timestamp = None
+        tags.append(TAG_MISSING_TIMESTAMP)
+        tags.append(TAG_RFC3164_MISSING_HEADER)
+        pos = _legacy_program(text, pos, pairs)
+    pairs["MESSAGE"] = text[pos:] if pos else text
+    return pairs, pri, timestamp
+
+
+# --------------------------------------------------------------------------------------------
+# JSON and raw
+# --------------------------------------------------------------------------------------------
+
+
+class _JsonNumber(str):
+    """A JSON number kept as its source text (no float rounding, no int size limit)."""
+
+    __slots__ = ()
+
+
+_json_decoder = json.JSONDecoder(parse_float=_JsonNumber, parse_int=_JsonNumber)
+_json_string = json.encoder.encode_basestring  # quotes and escapes like json.dumps
+
+
+def _json_text(value) -> str:
+    """Compact JSON text of a decoded value, numbers as they were written."""
+    if isinstance(value, _JsonNumber):
+        return str.__str__(value)
+    if isinstance(value, str):
+        return _json_string(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ",".join([_json_text(v) for v in value]) + "]"
+    return "{" + ",".join([_json_string(k) + ":" + _json_text(v) for k, v in value.items()]) + "}"
+
+
+def _flatten(obj: dict, prefix: str, pairs: dict) -> None:
+    """Nested objects -> dotted names (as syslog-ng's json-parser); lists -> JSON text."""
+    for key, value in obj.items():
+        name = prefix + key
+        if isinstance(value, str):
+            pairs[name] = str.__str__(value)
+        elif isinstance(value, dict):
+            if value:
+                _flatten(value, name + ".", pairs)
+            else:
+                pairs[name] = "{}"
+        elif isinstance(value, list):
+            pairs[name] = _json_text(value)
+        elif value is None:
+            pairs[name] = ""
+        else:
+            pairs[name] = "true" if value else "false"
+
+
+def _parse_json(text: str):
+    """A JSON object -> pairs, or None when the text is not one."""
+    try:
+        obj = _json_decoder.decode(text)
+        if not isinstance(obj, dict):
+            return None
+        pairs = {}
+        _flatten(obj, "", pairs)
+    except (ValueError, RecursionError):
+        return None
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# the entry point
+# --------------------------------------------------------------------------------------------
+
+_looks_like_rfc5424 = _abnf.looks_like_rfc5424.match
+
+
+def parse(
+    frame: bytes,
+    format: str = "auto",
+    *,
+    time_zone: datetime.tzinfo | None = None,
+    now: datetime.datetime | None = None,
+    default_pri: int = DEFAULT_PRI,
+) -> ParsedMessage:
+    """Parse one syslog frame into syslog-ng name-value pairs.  Never raises on any bytes.
+
+    ``format``: one of FORMATS.  ``auto`` takes RFC 5424 for frames starting ``<PRI>1 ``, else
+    RFC 3164.  ``time_zone`` is used for stamps without an offset (None: local time zone);
+    ``now`` decides the year of yearless stamps (None: the current time).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown syslog format {format!r}; expected one of {FORMATS}")
+    if frame[-1:] in (b"\n", b"\0"):
+        frame = _strip_trailer(frame)
+    try:
+        text = frame.decode("utf-8")
+        clean = True
+    except UnicodeDecodeError:
+        text = frame.decode("utf-8", "surrogateescape")
+        clean = False
+    tags = []
+
+    if format == "auto":
+        format = "rfc5424" if _looks_like_rfc5424(text) else "rfc3164"
+
+    if format == "rfc5424":
+        result = _parse_rfc5424_strict(text, clean, tags)
+        if result is None:
+            del tags[:]
+            tags.append(TAG_RFC5424_FALLBACK)
+            result = _parse_rfc5424_compat(text, tags, time_zone)
+            if result is None:
+                del tags[1:]
+                format = "rfc3164"
+    if format == "rfc3164":
+        result = _parse_rfc3164(text, tags, time_zone, now, default_pri)
+        if result is None:
+            tags.append(TAG_INVALID_PRI)
+            format = "raw"
+    elif format == "json":
+        pairs = _parse_json(text) if clean else None
+        if pairs is None:
+            tags.append(TAG_JSON_INVALID)
+            format = "raw"
+        else:
+            return ParsedMessage(pairs, default_pri, None, (), "json")
+
+    if format == "raw":
+        if tags:
+            tags.append(TAG_RAW)
+        return ParsedMessage(
+            {"MESSAGE": text if clean else frame}, default_pri, None, tuple(tags), "raw"
+        )
+
+    pairs, pri, timestamp = result
+    if not clean:
+        _restore_bytes(pairs)
+    return ParsedMessage(pairs, pri, timestamp, tuple(tags), format)
