@@ -9,6 +9,7 @@ running version can do, instead of guessing from a version number.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 
 import attrs
@@ -30,7 +31,14 @@ __all__ = [
 def _inside_syslog_ng() -> bool:
     # ``_syslogng`` is compiled into the daemon's python module and importable nowhere else;
     # 4.x also ships a ``syslogng`` package with pure-Python fakes, so that name proves nothing.
-    return importlib.util.find_spec("_syslogng") is not None
+    # The daemon puts it into sys.modules before any user code runs, with ``__spec__`` None, and
+    # find_spec() raises ValueError for such a module (seen in 3.38.1): look there first.
+    if "_syslogng" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("_syslogng") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 if _inside_syslog_ng():  # pragma: no cover - exercised by the daemon tests
