@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from time import time as _time
 
 from . import _abnf
 
@@ -36,11 +37,14 @@ _fromisoformat = datetime.datetime.fromisoformat
 
 
 class ParsedMessage:
-    """One parsed frame.  Immutable; built once per message, so it is a bare ``__slots__`` class.
+    """One parsed frame, a value: treat it as immutable.
 
     ``pairs`` maps syslog-ng names to values (``str`` when the bytes are UTF-8, else the undecoded
     ``bytes``); ``pri`` is the numeric PRI; ``timestamp`` is aware, or None when the frame has no
     usable stamp; ``tags`` are syslog-ng-style tags; ``format`` is what actually parsed it.
+
+    A bare ``__slots__`` class rather than ``attrs.frozen``: one is built per message, and frozen
+    construction costs about 0.4 us more per message (a tenth of the parse budget).
     """
 
     __slots__ = ("format", "pairs", "pri", "tags", "timestamp")
@@ -52,17 +56,11 @@ class ParsedMessage:
     format: str
 
     def __init__(self, pairs, pri, timestamp, tags, format):
-        _set_pairs(self, pairs)
-        _set_pri(self, pri)
-        _set_timestamp(self, timestamp)
-        _set_tags(self, tags)
-        _set_format(self, format)
-
-    def __setattr__(self, name, value):
-        raise AttributeError(f"ParsedMessage is immutable (cannot set {name!r})")
-
-    def __delattr__(self, name):
-        raise AttributeError(f"ParsedMessage is immutable (cannot delete {name!r})")
+        self.pairs = pairs
+        self.pri = pri
+        self.timestamp = timestamp
+        self.tags = tags
+        self.format = format
 
     def __eq__(self, other):
         if other.__class__ is not ParsedMessage:
@@ -82,14 +80,6 @@ class ParsedMessage:
             f"ParsedMessage(pairs={self.pairs!r}, pri={self.pri!r}, timestamp={self.timestamp!r},"
             f" tags={self.tags!r}, format={self.format!r})"
         )
-
-
-# Slot descriptors: __init__ sets through them because __setattr__ is closed.
-_set_pairs = ParsedMessage.__dict__["pairs"].__set__
-_set_pri = ParsedMessage.__dict__["pri"].__set__
-_set_timestamp = ParsedMessage.__dict__["timestamp"].__set__
-_set_tags = ParsedMessage.__dict__["tags"].__set__
-_set_format = ParsedMessage.__dict__["format"].__set__
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,11 +102,37 @@ def _offset_tz(offset: str) -> datetime.tzinfo:
     return tz
 
 
+# Local UTC offsets by (year, month, day, hour) of wall-clock time: asking the C library for each
+# message costs a microsecond; offsets change on hour boundaries in every zone in use today.
+_local_tz_cache: dict[tuple, datetime.tzinfo] = {}
+
+
+def _local_tz(year: int, month: int, day: int, hour: int) -> datetime.tzinfo:
+    key = (year, month, day, hour)
+    tz = _local_tz_cache.get(key)
+    if tz is None:
+        # astimezone() on a naive value reads it as local time, DST included.
+        tz = _datetime(year, month, day, hour).astimezone().tzinfo
+        if len(_local_tz_cache) > 4096:
+            _local_tz_cache.clear()
+        _local_tz_cache[key] = tz
+    return tz
+
+
+def _stamp(year, month, day, hour, minute, second, usec, time_zone) -> datetime.datetime:
+    """Wall-clock parts of a stamp without offset -> aware datetime in ``time_zone``.
+
+    None means the local time zone.  Raises ValueError for impossible dates.
+    """
+    if time_zone is None:
+        time_zone = _local_tz(year, month, day, hour)
+    return _datetime(year, month, day, hour, minute, second, usec, time_zone)
+
+
 def _localize(naive: datetime.datetime, time_zone: datetime.tzinfo | None) -> datetime.datetime:
     """Attach ``time_zone`` to a stamp that carried no offset (None: the local time zone)."""
     if time_zone is None:
-        # astimezone() on a naive value reads it as local time, DST included.
-        return naive.astimezone()
+        time_zone = _local_tz(naive.year, naive.month, naive.day, naive.hour)
     return naive.replace(tzinfo=time_zone)
 
 
@@ -159,24 +175,26 @@ def _restore_bytes(pairs: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 _syslog_msg_match = _abnf.syslog_msg.fullmatch
-_sd_element_finditer = _abnf.sd_element.finditer
-_sd_param_finditer = _abnf.sd_param.finditer
+_sd_tokens = _abnf.sd_token.findall
 _unescape = _abnf.unescape_param_value
 _BOM = _abnf.BOM
 
 
 def _structured_data(sd: str, pairs: dict) -> None:
     """STRUCTURED-DATA (already validated) -> ``.SDATA.<SD-ID>.<PARAM-NAME>`` pairs."""
-    for element in _sd_element_finditer(sd):
-        sd_id, params = element.groups()
-        if not params:
+    prefix = empty = None
+    for sd_id, name, value in _sd_tokens(sd):
+        if sd_id:
+            if empty is not None:
+                pairs[empty] = ""
+            prefix = ".SDATA." + sd_id + "."
             # syslog-ng marks an element without parameters with an empty ".SDATA.<SD-ID>".
-            pairs[".SDATA." + sd_id] = ""
-            continue
-        prefix = ".SDATA." + sd_id + "."
-        for param in _sd_param_finditer(params):
-            name, value = param.groups()
-            pairs[prefix + name] = _unescape(value)
+            empty = ".SDATA." + sd_id
+        else:
+            empty = None
+            pairs[prefix + name] = _unescape(value) if "\\" in value else value
+    if empty is not None:
+        pairs[empty] = ""
 
 
 def _parse_rfc5424_strict(text: str, clean: bool, tags: list):
@@ -184,19 +202,16 @@ def _parse_rfc5424_strict(text: str, clean: bool, tags: list):
     m = _syslog_msg_match(text)
     if m is None:
         return None
-    prival, clock, offset, host, app, procid, msgid, sd, msg = m.groups()
+    prival, stamp, host, app, procid, msgid, sd, msg = m.groups()
     pri = int(prival)
     if pri > 191:
         return None
-    if clock is None:
+    if stamp is None:
         timestamp = None
         tags.append(TAG_MISSING_TIMESTAMP)
     else:
-        tz = _tz_cache.get(offset)
         try:
-            if tz is None:
-                tz = _offset_tz(offset)
-            timestamp = _fromisoformat(clock).replace(tzinfo=tz)
+            timestamp = _fromisoformat(stamp)
         except ValueError:  # e.g. February 30th, which the ABNF lets through
             return None
     pairs = {}
@@ -393,6 +408,7 @@ _pix_match = _abnf.pix_stamp.match
 _linksys_match = _abnf.linksys_stamp.match
 _bsd_match = _abnf.bsd_stamp.match
 _MONTHS = _abnf.MONTHS
+_legacy_common = _abnf.legacy_common.match
 _HALF_YEAR = datetime.timedelta(days=183)
 _AIX_FORWARD = "Message forwarded from "
 _REPEATED = "last message repeated"
@@ -404,6 +420,11 @@ def _iso_stamp(text: str, pos: int, time_zone):
     if m is None:
         return None
     year, month, day, hour, minute, second, frac, offset = m.groups()
+    if offset is not None and (frac is None or 0 < len(frac) <= 6 and "." in m.group(0)):
+        try:  # the common RFC 3339 case: the C parser is fastest
+            return _fromisoformat(m.group(0)), m.end()
+        except ValueError:
+            return None
     try:
         naive = _datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), _usec(frac)
@@ -417,27 +438,50 @@ def _iso_stamp(text: str, pos: int, time_zone):
     return stamp, m.end()
 
 
-def _nearest_year(month, day, hour, minute, second, usec, time_zone, now):
-    """A yearless stamp gets the year that puts it nearest to ``now``."""
+_today_cache = [0.0, 0, 0]  # valid until (time.time()), year, ordinal of today
+
+
+def _today() -> tuple[int, int]:
+    """(year, proleptic ordinal) of the current local date, looked up at most once a second."""
+    t = _time()
+    if t >= _today_cache[0]:
+        today = datetime.date.today()
+        _today_cache[:] = [t + 1.0, today.year, today.toordinal()]
+    return _today_cache[1], _today_cache[2]
+
+
+_year_cache: dict[tuple, int] = {}
+
+
+def _nearest_year(month: int, day: int, now: datetime.datetime | None) -> int:
+    """The year that puts a yearless ``month``/``day`` nearest to ``now`` (to the day).
+
+    Raises ValueError when no year has that day (April 31st).
+    """
     if now is None:
-        now = _datetime.now(_UTC)
-    year = now.year
-    best = None
+        year, today = _today()
+    else:
+        year, today = now.year, now.toordinal()
+    key = (month, day, today)
+    best = _year_cache.get(key)
+    if best is not None:
+        return best
+    distance = None
     for candidate in (year, year - 1, year + 1):
         try:
-            stamp = _localize(
-                _datetime(candidate, month, day, hour, minute, second, usec), time_zone
-            )
-        except (ValueError, OverflowError):  # Feb 29th in a common year
+            d = abs(datetime.date(candidate, month, day).toordinal() - today)
+        except ValueError:  # February 29th in a common year
             continue
-        distance = abs(stamp - now)
-        if best is None or distance < best[0]:
-            best = (distance, stamp)
-        if distance <= _HALF_YEAR:
+        if distance is None or d < distance:
+            distance, best = d, candidate
+        if d <= 183:
             break
     if best is None:
         raise ValueError("no year has this date")
-    return best[1]
+    if len(_year_cache) > 4096:
+        _year_cache.clear()
+    _year_cache[key] = best
+    return best
 
 
 def _wall_clock(year, month, day, hour, minute, second, time_zone):
@@ -465,8 +509,12 @@ def _legacy_stamp(text: str, pos: int, time_zone, now):
             stamp, end = _wall_clock(year, month, day, hour, minute, second, time_zone), m.end()
         elif (m := _bsd_match(text, pos)) is not None:
             month, day, hour, minute, second, frac = m.groups()
-            parts = (int(day), int(hour), int(minute), int(second), _usec(frac))
-            stamp = _nearest_year(_MONTHS[month.lower()], *parts, time_zone, now)
+            month = _MONTHS[month.lower()]
+            day = int(day)
+            year = _nearest_year(month, day, now)
+            stamp = _stamp(
+                year, month, day, int(hour), int(minute), int(second), _usec(frac), time_zone
+            )
             end = m.end()
         else:
             return None
@@ -529,6 +577,30 @@ def _skip_spaces(text: str, pos: int) -> int:
 
 def _parse_rfc3164(text: str, tags: list, time_zone, now, default_pri: int):
     """RFC 3164 the way syslog-ng reads it; (pairs, pri, timestamp) or None for a bad PRI."""
+    m = _legacy_common(text)
+    if m is not None:
+        # The fast path: the same result as the steps below, in one regex match.
+        prival, month, day, hour, minute, second, host, program, pid = m.groups()
+        pri = int(prival)
+        if pri <= 191:
+            try:
+                month = _MONTHS[month.lower()]
+                day = int(day)
+                year = _nearest_year(month, day, now)
+                timestamp = _stamp(
+                    year, month, day, int(hour), int(minute), int(second), 0, time_zone
+                )
+            except ValueError:
+                pass  # not a date after all: take the long way
+            else:
+                end = m.end()
+                pairs = {"HOST": host, "PROGRAM": program}
+                if pid:
+                    pairs["PID"] = pid
+                pairs["LEGACY_MSGHDR"] = text[m.start(8) : end]
+                pairs["MESSAGE"] = text[end:]
+                return pairs, pri, timestamp
+
     pairs = {}
     if text[:1] == "<":
         m = _abnf.legacy_pri.match(text)
