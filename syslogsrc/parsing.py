@@ -420,7 +420,7 @@ def _iso_stamp(text: str, pos: int, time_zone):
     if m is None:
         return None
     year, month, day, hour, minute, second, frac, offset = m.groups()
-    if offset is not None and (frac is None or 0 < len(frac) <= 6 and "." in m.group(0)):
+    if offset is not None and (frac is None or (0 < len(frac) <= 6 and "." in m.group(0))):
         try:  # the common RFC 3339 case: the C parser is fastest
             return _fromisoformat(m.group(0)), m.end()
         except ValueError:
