@@ -1,0 +1,630 @@
+"""Twisted inside a syslog-ng Python source.
+
+:class:`TwistedSource` is the base of every Twisted-based source. A subclass says what to listen
+on (:meth:`TwistedSource.listeners`, given the reactor); the base does the rest, following the
+contracts of the design card:
+
+1. ``run()`` runs in a daemon thread that is not the main one; ``request_exit()``, ``init()`` and
+   ``deinit()`` come from the main thread; every protocol callback, and so every
+   ``post_message()``, runs in the ``run()`` thread.
+2. Each ``run()`` makes a fresh reactor (never the global one: that cannot run twice in a
+   process, and syslog-ng calls ``run()`` again after every reload), runs it without signal
+   handlers, closes every listener and connection before returning and releases the reactor's
+   epoll and waker descriptors. ``request_exit()`` before or during start-up still ends ``run()``.
+3. Flow control is non-blocking: the class defines ``suspend()``/``wakeup()``; on ``suspend()``
+   every producer pauses and nothing more is posted; ``wakeup()`` arrives from another thread and
+   resumes through ``callFromThread``.
+4. Features are asked of :data:`syslogsrc.runtime.FEATURES`, never assumed.
+
+The same class also runs attached to a reactor that someone else runs (twistd, an application):
+:meth:`TwistedSource.attach` and :meth:`TwistedSource.detach`, with no extra thread.
+
+:class:`SyslogSource` is the ready-made source for configurations::
+
+    python(class("syslogsrc.SyslogSource")
+           options("listen" "tcp:5514:interface=127.0.0.1 udp:5514:interface=127.0.0.1"));
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorCore
+from twisted.logger import (
+    ILogObserver,
+    LogLevel,
+    formatEvent,
+    globalLogBeginner,
+    globalLogPublisher,
+)
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
+from syslogsrc.options import ListenerOptions, OptionError
+from syslogsrc.parsing import FORMATS, parse
+from syslogsrc.runtime import FEATURES, Logger, LogMessage, LogSource
+
+__all__ = ["SourceOptions", "SyslogSource", "TwistedSource"]
+
+_UTC = dt.UTC
+
+#: pairs that carry what we know of a message's origin when the daemon has no API for it
+TAGS_PAIR = "syslogsrc.tags"
+
+
+# --------------------------------------------------------------------------------------------
+# Twisted's log events -> the daemon's internal log
+
+
+@implementer(ILogObserver)
+class _LogBridge:
+    """Forwards twisted.logger events to ``syslogng.Logger``: warnings and worse from anyone,
+    info from syslogsrc's own namespaces.
+
+    One per process, reference-counted: log events are process-global, and two sources in one
+    configuration must not log every event twice.
+    """
+
+    def __init__(self) -> None:
+        self.logger = Logger()
+        self.users = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        level = event.get("log_level", LogLevel.info)
+        namespace = event.get("log_namespace", "twisted")
+        # Twisted's own info lines ("Starting factory", "Main loop terminated") are noise in
+        # the daemon's log; ours are not.
+        if level < LogLevel.warn and not (
+            level >= LogLevel.info and namespace.startswith("syslogsrc")
+        ):
+            return
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text = f"{text}\n{failure.getTraceback()}"
+        line = f"syslogsrc: {namespace}: {text}"
+        if level >= LogLevel.error:
+            self.logger.error(line)
+        elif level >= LogLevel.warn:
+            self.logger.warning(line)
+        else:
+            self.logger.info(line)
+
+    def acquire(self) -> None:
+        with self.lock:
+            self.users += 1
+            if self.users == 1:
+                globalLogPublisher.addObserver(self)
+                if FEATURES.in_daemon:
+                    # Nobody else starts Twisted's logging inside the daemon: without this its
+                    # start-up buffer would keep the last 65536 events, failures and all.
+                    _begin_logging_once()
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:
+                globalLogPublisher.removeObserver(self)
+
+
+_bridge = _LogBridge()
+_logging_begun = False
+
+
+def _begin_logging_once() -> None:
+    global _logging_begun
+    if not _logging_begun:
+        _logging_begun = True
+        globalLogBeginner.beginLoggingTo([], discardBuffer=True, redirectStandardIO=False)
+
+
+def _new_reactor() -> Any:
+    """A fresh reactor object, not installed as ``twisted.internet.reactor``."""
+    try:
+        from twisted.internet.epollreactor import EPollReactor
+
+        return EPollReactor()
+    except ImportError:  # pragma: no cover - not Linux
+        from twisted.internet.pollreactor import PollReactor
+
+        return PollReactor()
+
+
+def _release_reactor(reactor: Any) -> None:
+    """Close the descriptors a stopped reactor still holds (epoll and the waker's pipe):
+    without this every reload leaks three descriptors."""
+    waker = getattr(reactor, "waker", None)
+    if waker is not None:
+        reactor.removeReader(waker)
+        reactor._internalReaders.discard(waker)
+        waker.connectionLost(None)
+        reactor.waker = None
+    poller = getattr(reactor, "_poller", None)
+    if poller is not None:
+        poller.close()
+
+
+# --------------------------------------------------------------------------------------------
+# timestamps as the daemon reads them
+
+
+def _stamp_for_daemon(ts: dt.datetime) -> dt.datetime:
+    """The datetime to give ``set_timestamp()`` so that the daemon stores ``ts``.
+
+    3.x reads the wall-clock digits as UTC and attaches the offset afterwards; both generations
+    read the offset without its ``days`` field, so a negative offset would come out wrong. The
+    instant always survives; a negative offset is given as UTC.
+    """
+    offset = ts.utcoffset()
+    if offset is None:
+        return ts
+    if offset < dt.timedelta(0):
+        return ts.astimezone(_UTC)
+    if FEATURES.stale_receive_time:  # 3.x
+        return ts.astimezone(_UTC).replace(tzinfo=ts.tzinfo)
+    return ts
+
+
+# --------------------------------------------------------------------------------------------
+# TwistedSource
+
+
+@implementer(IMessageSink)
+class TwistedSource(LogSource):
+    """The base of a Twisted-based syslog-ng source. Subclasses implement :meth:`listeners`
+    (and usually :meth:`configure`); they may override :meth:`build_message`."""
+
+    #: seconds that closing listeners and connections may take before the reactor stops anyway
+    stop_grace: ClassVar[float] = 5.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._exit_requested = False
+        self._reactor: Any = None  # the reactor we run or are attached to
+        self._own_reactor = False
+        self._listeners: list[Any] = []
+        self._producers: list[Any] = []
+        self._suspended = False
+        self._resume_from = 0
+        self._stopping: defer.Deferred[Any] | None = None
+        self.logger = Logger()
+        self.paused = False  # IMessageSink: True while suspended
+        self.transport_name: str | None = None
+
+    # -- configuration (main thread) --------------------------------------------------------
+    def configure(self, options: dict[str, Any]) -> None:
+        """Validate ``options``; raise :class:`OptionError` naming the bad one. Subclasses
+        override this rather than ``init()``."""
+
+    def init(self, options: dict[str, Any]) -> bool:
+        try:
+            self.configure(dict(options))
+        except OptionError as exc:
+            self.logger.error(f"{type(self).__name__}: {exc}")
+            return False
+        # Read by the daemon after init(): one batch per datagram / read / request instead.
+        self.auto_close_batches = False
+        return True
+
+    def listeners(self, reactor: Any) -> Iterable[Any]:
+        """What to listen on: objects with ``start() -> Deferred`` and ``stop() -> Deferred``
+        (see :func:`syslogsrc.listen.make_listener`), made for ``reactor`` with ``self`` as the
+        sink."""
+        raise NotImplementedError
+
+    # -- the run() thread ---------------------------------------------------------------------
+    def run(self) -> None:
+        reactor = _new_reactor()
+        with self._lock:
+            if self._exit_requested:
+                _release_reactor(reactor)
+                return
+            self._reactor = reactor
+            self._own_reactor = True
+        _bridge.acquire()
+        try:
+            reactor.callWhenRunning(self._start_in_own_reactor)
+            reactor.run(installSignalHandlers=False)
+        finally:
+            with self._lock:
+                self._reactor = None
+                self._own_reactor = False
+            _release_reactor(reactor)
+            _bridge.release()
+            self._log_summary()
+
+    def _start_in_own_reactor(self) -> None:
+        d = self.attach(self._reactor)
+        d.addErrback(self._log_failure, "starting the listeners")
+
+    def request_exit(self) -> None:
+        """From the main thread, any time: before, during or after ``run()`` starts."""
+        with self._lock:
+            self._exit_requested = True
+            reactor = self._reactor if self._own_reactor else None
+            if reactor is not None:
+                reactor.callFromThread(self._shutdown_own_reactor)
+
+    def _shutdown_own_reactor(self) -> None:
+        reactor = self._reactor
+        d = self.detach()
+        timer = reactor.callLater(self.stop_grace, d.cancel)
+
+        def stop(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+            if reactor.running:
+                reactor.stop()
+
+        d.addBoth(stop)
+
+    # -- attached to somebody else's reactor ------------------------------------------------
+    def attach(self, reactor: Any) -> defer.Deferred[list[Any]]:
+        """Start listening on ``reactor`` (which someone else runs, or ``run()``'s own). Fires
+        with the listeners once all are listening; a listener that fails is logged and the
+        others keep serving."""
+        if not IReactorCore.providedBy(reactor):
+            raise TypeError("attach() needs a reactor")
+        self._reactor = reactor
+        self._exit_requested = False
+        if FEATURES.set_transport_name and self.transport_name is not None:
+            self.set_transport_name(self.transport_name)
+        self._listeners = list(self.listeners(reactor))
+        started = []
+        for listener in self._listeners:
+            d = defer.maybeDeferred(listener.start)
+            d.addErrback(self._listener_failed, listener)
+            started.append(d)
+        return defer.gatherResults(started).addCallback(lambda _: list(self._listeners))
+
+    def _listener_failed(self, failure: Failure, listener: Any) -> None:
+        name = getattr(listener, "name", repr(listener))
+        self.logger.error(f"syslogsrc: cannot listen on {name}: {failure.getErrorMessage()}")
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def detach(self) -> defer.Deferred[None]:
+        """Stop listening, close every connection. Idempotent."""
+        if self._stopping is not None:
+            return _chain(self._stopping)
+        listeners, self._listeners = self._listeners, []
+        stops = [defer.maybeDeferred(listener.stop) for listener in listeners]
+        for d in stops:
+            d.addErrback(self._log_failure, "closing a listener")
+        stopping = self._stopping = defer.DeferredList(stops, consumeErrors=True)
+        stopping.addBoth(self._detached, listeners)
+        return _chain(stopping)
+
+    def _detached(self, result: object, listeners: list[Any]) -> None:
+        self._stopping = None
+        self._stopped_listeners = listeners
+
+    @property
+    def listener_stats(self) -> list[ListenerStats]:
+        """The counters of every listener, current or last run."""
+        listeners = self._listeners or getattr(self, "_stopped_listeners", [])
+        return [listener.stats for listener in listeners]
+
+    def _log_summary(self) -> None:
+        for stats in self.listener_stats:
+            counts = ", ".join(f"{k}={v}" for k, v in stats.as_dict().items() if k != "name")
+            self.logger.info(f"syslogsrc: listener {stats.name} stopped: {counts}")
+
+    def _log_failure(self, failure: Failure, doing: str) -> None:
+        self.logger.error(f"syslogsrc: error {doing}: {failure.getTraceback()}")
+
+    # -- flow control ------------------------------------------------------------------------
+    def suspend(self) -> None:
+        """The window is full (called by the daemon inside ``post_message``, in our thread)."""
+        self._suspended = True
+        self.paused = True
+        for producer in list(self._producers):
+            producer.pauseProducing()
+
+    def wakeup(self) -> None:
+        """The window has room again. Called from the thread that acknowledged (the daemon's
+        destination or main thread), or synchronously from inside ``post_message`` by an output
+        that acknowledges at once: always deferred to the reactor's next turn, so producers are
+        never resumed from inside a protocol's posting loop."""
+        with self._lock:
+            reactor = self._reactor
+            if reactor is not None:
+                reactor.callFromThread(self._resume)
+        # else: a late acknowledgement after run() ended; nothing to resume
+
+    def _resume(self) -> None:
+        if not self._suspended:
+            return
+        self._suspended = False
+        self.paused = False
+        producers = self._producers
+        if not producers:
+            return
+        # Start with a different producer each time, so one busy connection cannot take the
+        # whole window after every wakeup.
+        start = self._resume_from % len(producers)
+        self._resume_from += 1
+        for producer in producers[start:] + producers[:start]:
+            if self._suspended:
+                break  # a producer's backlog filled the window again; the rest stay paused
+            producer.resumeProducing()
+
+    # -- IMessageSink --------------------------------------------------------------------------
+    def register_producer(self, producer: Any) -> None:
+        self._producers.append(producer)
+        if self._suspended:
+            producer.pauseProducing()
+
+    def unregister_producer(self, producer: Any) -> None:
+        try:
+            self._producers.remove(producer)
+        except ValueError:
+            pass
+
+    def post(
+        self,
+        frame: bytes,
+        origin: Origin,
+        format: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        msg = self.build_message(frame, origin, format, extra)
+        self.post_message(msg)
+        origin.listener.posted += 1
+
+    def close_batch(self) -> None:  # type: ignore[override]
+        if FEATURES.close_batch:
+            super().close_batch()
+
+    def build_message(
+        self,
+        frame: bytes,
+        origin: Origin,
+        format: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Turn one frame into a ``LogMessage``. The default keeps the whole frame as MESSAGE;
+        :class:`SyslogSource` parses it."""
+        msg = LogMessage(frame)
+        self.annotate(msg, frame, origin, extra)
+        if FEATURES.stale_receive_time:
+            msg.set_timestamp(dt.datetime.now(_UTC))
+        return msg
+
+    def annotate(
+        self, msg: Any, frame: bytes, origin: Origin, extra: Mapping[str, str] | None
+    ) -> None:
+        """What every message carries of its origin, with each version's means."""
+        if extra:
+            for name, value in extra.items():
+                msg[name] = value
+        if self.transport_name is None or not FEATURES.set_transport_name:
+            msg["TRANSPORT"] = origin.transport
+        host = origin.peer_host
+        if host is not None:
+            if FEATURES.set_source_ipaddress:
+                msg.set_source_ipaddress(host, origin.peer_port or 0)
+            else:  # 3.x: $SOURCEIP is always 127.0.0.1 for Python sources
+                msg["PEERIP"] = host
+                msg["PEERPORT"] = str(origin.peer_port or 0)
+        if FEATURES.set_recvd_rawmsg_size:
+            msg.set_recvd_rawmsg_size(len(frame))
+
+
+def _chain(d: defer.Deferred[Any]) -> defer.Deferred[None]:
+    """A new Deferred that fires when ``d`` does, leaving ``d``'s result alone."""
+    out: defer.Deferred[None] = defer.Deferred()
+
+    def fire(result: object) -> object:
+        out.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# SyslogSource
+
+
+_TRUE = {"yes", "true", "on", "1"}
+_FALSE = {"no", "false", "off", "0"}
+PARSERS = ("syslogsrc", "native")
+
+
+def _as_bool(option: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise OptionError(option, value, "must be yes or no")
+
+
+def _as_int(option: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise OptionError(option, value, "must be an integer")
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise OptionError(option, value, "must be an integer") from None
+
+
+def _as_float(option: str, value: Any) -> float:
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise OptionError(option, value, "must be a number of seconds") from None
+
+
+def _as_words(value: Any) -> list[str]:
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return str(value).replace(",", " ").split()
+
+
+def parse_time_zone(value: str) -> dt.tzinfo:
+    """``Europe/Budapest`` or ``+01:00`` / ``-05:30`` (syslog-ng's time-zone() forms)."""
+    text = value.strip()
+    if text[:1] in "+-" and len(text) == 6 and text[3] == ":":
+        try:
+            hours, minutes = int(text[1:3]), int(text[4:6])
+        except ValueError:
+            raise OptionError("time-zone", value, "is not +hh:mm") from None
+        sign = -1 if text[0] == "-" else 1
+        return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
+    try:
+        return zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise OptionError("time-zone", value, "is not a known time zone") from None
+
+
+#: option name -> (converter, ListenerOptions field or None)
+_LISTENER_OPTIONS = {
+    "framing": str,
+    "max_message_size": "int",
+    "max_connections": "int",
+    "idle_timeout": "float",
+    "tls_key_file": str,
+    "tls_cert_file": str,
+    "tls_ca_file": str,
+    "tls_peer_verify": str,
+    "so_rcvbuf": "int",
+    "udp_split_lines": "bool",
+    "http_path": str,
+    "http_token": str,
+    "http_max_body": "int",
+    "http_headers": "words",
+}
+
+
+#: loopback only by default: exposing a receiver to the network is the operator's decision
+DEFAULT_LISTEN = ("tcp:5514:interface=127.0.0.1", "udp:5514:interface=127.0.0.1")
+
+
+@attrs.frozen(kw_only=True)
+class SourceOptions:
+    """Every option of :class:`SyslogSource`, validated (the syslog-ng names, ``-`` or ``_``)."""
+
+    #: listener specs, e.g. ``("tcp:5514:interface=127.0.0.1", "udp:5514")``
+    listen: tuple[str, ...] = DEFAULT_LISTEN
+    #: message format: auto, rfc5424, rfc3164, json, raw
+    format: str = "auto"
+    #: syslogsrc (ours) or native (the daemon's LogMessage.parse; in the emulation, ours)
+    parser: str = "syslogsrc"
+    #: time zone of stamps without an offset (default: the local one)
+    time_zone: dt.tzinfo | None = None
+    listener: ListenerOptions = attrs.Factory(ListenerOptions)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SourceOptions:
+        """Build from what ``init()`` receives (strings in 3.x, typed values in 4.2+)."""
+        opts = {str(k).replace("-", "_"): v for k, v in options.items()}
+        kwargs: dict[str, Any] = {}
+        listener: dict[str, Any] = {}
+        for key, value in opts.items():
+            name = key.replace("_", "-")
+            if key == "listen":
+                kwargs["listen"] = tuple(_as_words(value))
+                if not kwargs["listen"]:
+                    raise OptionError("listen", value, "needs at least one listener")
+            elif key == "format":
+                if value not in FORMATS:
+                    raise OptionError("format", value, f"must be one of {', '.join(FORMATS)}")
+                kwargs["format"] = value
+            elif key == "parser":
+                if value not in PARSERS:
+                    raise OptionError("parser", value, f"must be one of {', '.join(PARSERS)}")
+                kwargs["parser"] = value
+            elif key == "time_zone":
+                kwargs["time_zone"] = parse_time_zone(str(value))
+            elif key in _LISTENER_OPTIONS:
+                kind = _LISTENER_OPTIONS[key]
+                if kind == "int":
+                    value = _as_int(name, value)
+                elif kind == "float":
+                    value = _as_float(name, value)
+                elif kind == "bool":
+                    value = _as_bool(name, value)
+                elif kind == "words":
+                    value = tuple(_as_words(value))
+                else:
+                    value = str(value)
+                listener[key] = value
+            else:
+                raise OptionError(name, value, "is not an option of SyslogSource")
+        try:
+            kwargs["listener"] = ListenerOptions(**listener)
+        except OptionError:
+            raise
+        except (TypeError, ValueError) as exc:  # pragma: no cover - validators raise OptionError
+            raise OptionError("options", listener, str(exc)) from exc
+        from syslogsrc.listen import parse_listen
+
+        for spec in kwargs.get("listen", DEFAULT_LISTEN):
+            parse_listen(spec)  # raises OptionError("listen", spec, why)
+        return cls(**kwargs)
+
+
+class SyslogSource(TwistedSource):
+    """The ready-made source: listens where ``listen`` says and parses each message.
+
+    See :class:`SourceOptions` for the options, and ``docs/syslog-ng.md``.
+    """
+
+    options: SourceOptions
+
+    def configure(self, options: dict[str, Any]) -> None:
+        self.options = SourceOptions.from_options(options)
+        from syslogsrc.listen import parse_listen
+
+        self._specs = [s for text in self.options.listen for s in parse_listen(text)]
+        kinds = {s.transport for s in self._specs}
+        # set_transport_name() overwrites TRANSPORT at every post: only right for one kind.
+        self.transport_name = kinds.pop() if len(kinds) == 1 else None
+        self._format = self.options.format
+        self._time_zone = self.options.time_zone
+        self._native = self.options.parser == "native"
+
+    def listeners(self, reactor: Any) -> list[Any]:
+        from syslogsrc.listen import make_listener
+
+        return [make_listener(s, reactor, self, self.options.listener) for s in self._specs]
+
+    def build_message(
+        self,
+        frame: bytes,
+        origin: Origin,
+        format: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> Any:
+        if self._native and format is None:
+            msg = LogMessage.parse(frame, self.parse_options)
+            self.annotate(msg, frame, origin, extra)
+            return msg
+        parsed = parse(frame, format or self._format, time_zone=self._time_zone)
+        msg = LogMessage()
+        for name, value in parsed.pairs.items():
+            msg[name] = value
+        msg.set_pri(parsed.pri)
+        if parsed.timestamp is not None:
+            msg.set_timestamp(_stamp_for_daemon(parsed.timestamp))
+        elif FEATURES.stale_receive_time:
+            msg.set_timestamp(dt.datetime.now(_UTC))
+        if parsed.tags:
+            msg[TAGS_PAIR] = ",".join(parsed.tags)
+            if parsed.format == "raw" or "syslogsrc.rfc5424_fallback" in parsed.tags:
+                origin.listener.malformed += 1
+        self.annotate(msg, frame, origin, extra)
+        return msg

@@ -1,0 +1,262 @@
+"""TwistedSource's lifecycle: a fresh reactor per run(), request_exit() at any moment, no
+descriptor or thread left behind after any number of reloads, errors logged, options checked.
+
+These use a minimal line listener written here, so that they test the base class and nothing of
+the protocols (those have their own tests)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+import pytest
+from twisted.internet import defer, protocol
+from twisted.protocols.basic import LineReceiver
+
+from syslogsrc.host import SourceHost, SourceInitError
+from syslogsrc.interfaces import ListenerStats, Origin
+from syslogsrc.source import SourceOptions, SyslogSource, TwistedSource, parse_time_zone
+
+
+class _Line(LineReceiver):
+    delimiter = b"\n"
+
+    def connectionMade(self) -> None:
+        self.factory.connections.add(self)
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.factory.connections.discard(self)
+
+    def lineReceived(self, line: bytes) -> None:
+        if line == b"boom":
+            raise RuntimeError("boom in a protocol callback")
+        self.factory.sink.post(line, Origin("tcp", self.factory.stats, "127.0.0.1", 1))
+        self.factory.sink.close_batch()
+
+
+class LineListener:
+    """The smallest thing TwistedSource accepts as a listener."""
+
+    def __init__(self, reactor: object, sink: TwistedSource, port: int = 0) -> None:
+        self.reactor = reactor
+        self.factory = protocol.Factory.forProtocol(_Line)
+        self.factory.sink = sink
+        self.factory.stats = self.stats = ListenerStats("line")
+        self.factory.connections = set()
+        self.port_number = port
+        self.name = f"line:{port}"
+
+    def start(self) -> None:
+        self.port = self.reactor.listenTCP(self.port_number, self.factory, interface="127.0.0.1")
+        type(self).bound.append(self.port.getHost().port)
+
+    bound: list[int] = []
+
+    def stop(self) -> defer.Deferred[object]:
+        for conn in list(self.factory.connections):
+            conn.transport.abortConnection()
+        return defer.maybeDeferred(self.port.stopListening)
+
+
+class LineSource(TwistedSource):
+    def configure(self, options: dict[str, object]) -> None:
+        self.port_number = int(options.get("port", 0))
+
+    def listeners(self, reactor: object) -> list[LineListener]:
+        return [LineListener(reactor, self, self.port_number)]
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _send(port: int, lines: list[bytes]) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"".join(line + b"\n" for line in lines))
+
+
+def _port_of(host: SourceHost) -> int:
+    assert host.wait_for(lambda: LineListener.bound, timeout=5)
+    return LineListener.bound[-1]
+
+
+@pytest.fixture(autouse=True)
+def _reset_bound() -> None:
+    LineListener.bound.clear()
+
+
+def test_messages_flow_through_a_fresh_reactor() -> None:
+    with SourceHost(LineSource, {}) as host:
+        _send(_port_of(host), [b"one", b"two"])
+        assert host.wait_for(lambda: len(host.messages) == 2)
+    assert [m["MESSAGE"] for m in host.messages] == [b"one", b"two"]
+    assert host.messages[0]["TRANSPORT"] == b"tcp"
+
+
+def test_reloads_leak_no_descriptors_nor_threads() -> None:
+    # Without releasing the reactor's epoll fd and waker pipe, each reload leaks 3 descriptors.
+    host = SourceHost(LineSource, {})
+    host.start()
+    port = _port_of(host)
+    _send(port, [b"warm-up"])
+    host.reload()
+    fds, threads = _fds(), threading.active_count()
+    for _ in range(25):
+        host.reload()
+    _port_of(host)
+    assert _fds() <= fds + 1
+    assert threading.active_count() <= threads
+    host.close()
+
+
+def test_reload_rebinds_the_same_port() -> None:
+    # Every listener is closed before run() returns, so the next instance can bind again.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with SourceHost(LineSource, {"port": port}) as host:
+        for i in range(5):
+            host.reload()
+            assert host.wait_for(lambda n=i: len(LineListener.bound) == n + 2)
+            _send(port, [b"after reload %d" % i])
+            assert host.wait_for(lambda n=i: len(host.messages) == n + 1)
+
+
+def test_request_exit_before_run_ends_run() -> None:
+    source = LineSource()
+    source.request_exit()
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (source.run(), done.set()))
+    t.start()
+    assert done.wait(5), "run() must end when request_exit() came first"
+
+
+def test_request_exit_racing_start_up_always_ends_run() -> None:
+    for _ in range(20):
+        source = LineSource()
+        source.configure({})
+        t = threading.Thread(target=source.run)
+        t.start()
+        source.request_exit()  # anywhere between "not yet made the reactor" and "running"
+        t.join(5)
+        assert not t.is_alive()
+
+
+def test_request_exit_is_idempotent() -> None:
+    host = SourceHost(LineSource, {})
+    host.start()
+    _port_of(host)
+    host.source.request_exit()
+    host.source.request_exit()
+    host.stop()
+
+
+def test_exception_in_a_protocol_callback_is_logged_and_serving_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="syslogng")
+    with SourceHost(LineSource, {}) as host:
+        port = _port_of(host)
+        _send(port, [b"boom"])
+        assert host.wait_for(lambda: "boom in a protocol callback" in caplog.text)
+        _send(port, [b"still serving"])
+        assert host.wait_for(lambda: len(host.messages) == 1)
+        assert host.running
+
+
+def test_a_listener_that_cannot_bind_is_logged_and_run_keeps_going(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="syslogng")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with SourceHost(LineSource, {"port": port}) as host:
+            assert host.wait_for(lambda: f"cannot listen on line:{port}" in caplog.text)
+            assert host.running
+
+
+def test_wakeup_after_run_ended_is_harmless() -> None:
+    source = LineSource()
+    source.wakeup()  # no reactor: a late acknowledgement
+
+
+def test_stop_summary_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="syslogng")
+    with SourceHost(LineSource, {}) as host:
+        _send(_port_of(host), [b"x"])
+        assert host.wait_for(lambda: len(host.messages) == 1)
+    assert "listener line stopped: received=0, posted=1" in caplog.text
+
+
+# -- SyslogSource options -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"format": "xml"}, "format('xml')"),
+        ({"parser": "fast"}, "parser('fast')"),
+        ({"max-connections": "many"}, "max-connections('many')"),
+        ({"max_connections": "0"}, "max-connections(0)"),
+        ({"framing": "crlf"}, "framing('crlf')"),
+        ({"udp-split-lines": "maybe"}, "udp-split-lines('maybe')"),
+        ({"time-zone": "Mars/Olympus"}, "time-zone('Mars/Olympus')"),
+        ({"colour": "blue"}, "colour('blue')"),
+        ({"listen": "carrier-pigeon:1"}, "listen("),
+        ({"listen": ""}, "listen"),
+        ({"tls-peer-verify": "required"}, "tls-peer-verify('required')"),
+    ],
+)
+def test_a_bad_option_fails_init_naming_it(
+    options: dict[str, str], named: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="syslogng")
+    with pytest.raises(SourceInitError, match="init\\(\\) returned FALSE"):
+        SourceHost(SyslogSource, options).start()
+    assert named in caplog.text
+
+
+def test_options_accept_strings_and_typed_values() -> None:
+    a = SourceOptions.from_options(
+        {"max-connections": "5", "udp_split_lines": "yes", "idle-timeout": "2.5"}
+    )
+    b = SourceOptions.from_options(
+        {"max_connections": 5, "udp_split_lines": True, "idle_timeout": 2.5}
+    )
+    assert a == b
+    assert a.listener.max_connections == 5
+    assert a.listener.udp_split_lines is True
+
+
+def test_time_zone_forms() -> None:
+    assert parse_time_zone("+02:00").utcoffset(None).total_seconds() == 7200
+    assert parse_time_zone("-05:30").utcoffset(None).total_seconds() == -19800
+    assert str(parse_time_zone("Europe/Budapest")) == "Europe/Budapest"
+
+
+def test_twisted_source_does_not_install_the_global_reactor_when_hosted() -> None:
+    # The global reactor cannot be run twice in a process: run() must never use it.
+    import sys
+
+    before = sys.modules.get("twisted.internet.reactor")
+    with SourceHost(LineSource, {}) as host:
+        _send(_port_of(host), [b"x"])
+        assert host.wait_for(lambda: len(host.messages) == 1)
+    assert sys.modules.get("twisted.internet.reactor") is before
+
+
+def test_stop_closes_idle_connections_at_once() -> None:
+    # A stop with a connected, silent client still ends quickly: connections are closed.
+    host = SourceHost(LineSource, {})
+    host.start()
+    port = _port_of(host)
+    with socket.create_connection(("127.0.0.1", port)):
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        host.close()
+        assert time.monotonic() - t0 < 3
