@@ -1,0 +1,644 @@
+"""HTTP ingest: clients POST syslog messages (raw lines, JSON, NDJSON) to a Twisted Web site.
+
+:class:`HTTPIngestSite` is the whole public API. The rest of the module, in the order a request
+meets it:
+
+- :class:`_BodyReader` decodes the body *while it arrives* (``Content-Encoding: gzip`` inflated
+  incrementally) and never holds more than ``http-max-body`` decoded bytes: past the limit it
+  drops what it has and only reads on, so neither a large upload nor a gzip bomb costs memory.
+- :func:`_split_body` turns a complete body into messages, validating all of it first: a request
+  is posted whole or not at all.
+- :class:`_IngestProducer` is the site's ``IPushProducer``: it posts one request's messages to
+  the sink and, when the sink pauses it in the middle, keeps the rest until it resumes.
+- :class:`_IngestResource` routes (ingest path, health path, 404/405) and answers in JSON.
+
+The reply comes after the request's messages were handed to the sink (not after delivery to a
+destination), as with syslog-ng's own ``webhook()`` source.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO
+from urllib.parse import unquote_to_bytes
+
+import attrs
+from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from zope.interface import implementer
+
+from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
+from syslogsrc.options import ListenerOptions
+
+__all__ = ["HTTPIngestSite"]
+
+#: One message: the frame and the format the sink parses it with (None: its configured one).
+_Message = tuple[bytes, str | None]
+
+#: Content-Encoding -> zlib wbits (gzip: gzip wrapper only; deflate: zlib wrapper, or gzip).
+_CODINGS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": 32 + zlib.MAX_WBITS,
+}
+_NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
+_LOG_INTERVAL = 10.0  # seconds between two log lines of the same cause
+
+
+# -- replies ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Reply:
+    """A response: status code, JSON body, extra headers."""
+
+    code: int
+    body: dict[str, Any]
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    @property
+    def status(self) -> str:
+        return str(self.body["status"])
+
+
+def _too_large(limit: int) -> _Reply:
+    return _Reply(413, {"status": "too-large", "error": f"body larger than {limit} bytes"})
+
+
+def _malformed(error: str) -> _Reply:
+    return _Reply(400, {"status": "malformed", "error": error})
+
+
+def _not_allowed(allow: bytes) -> _Reply:
+    return _Reply(405, {"status": "method-not-allowed"}, ((b"Allow", allow),))
+
+
+_UNAUTHORIZED = _Reply(401, {"status": "unauthorized"}, ((b"WWW-Authenticate", b"Bearer"),))
+_NOT_FOUND = _Reply(404, {"status": "not-found"})
+_FLOW_CONTROLLED = _Reply(503, {"status": "flow-controlled"}, ((b"Retry-After", b"1"),))
+_STOPPING = _Reply(503, {"status": "stopping"}, ((b"Retry-After", b"1"),))
+_INTERNAL_ERROR = _Reply(500, {"status": "error"})
+_HEALTHY = _Reply(200, {"status": "ok"})
+
+
+def _respond(request: _IngestRequest, reply: _Reply) -> None:
+    """Send ``reply``, unless the client has gone or was answered already."""
+    if request.gone or request.finished:
+        return
+    body = json.dumps(reply.body, separators=(",", ":")).encode("utf-8")
+    request.setResponseCode(reply.code)
+    request.setHeader(b"Server", b"syslogsrc")
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    for name, value in reply.headers:
+        request.setHeader(name, value)
+    request.write(body)
+    request.finish()
+
+
+# -- the body, as it arrives ----------------------------------------------------------------------
+
+
+class _BodyReader:
+    """One request body, decoded while it streams in, never more than ``limit`` bytes kept.
+
+    The limit applies on the wire and after decompression, whichever is passed first. Once a
+    body is rejected (too large, undecodable, or refused on its headers), the rest of it is
+    read and thrown away, so the reply goes out on a connection in a clean state.
+    """
+
+    def __init__(self, out: BinaryIO, limit: int, wbits: int | None) -> None:
+        self._out = out
+        self._limit = limit
+        self._wbits = wbits
+        self._inflater: Any = None  # zlib.Decompress while inside a compressed member
+        self._wire = 0
+        self.decoded = 0  #: decoded bytes kept so far
+        self.rejection: _Reply | None = None
+
+    def reject(self, reply: _Reply) -> None:
+        """Refuse the body: drop what was kept, discard the rest. The first reason wins."""
+        if self.rejection is None:
+            self.rejection = reply
+            self._inflater = None
+            self._out.seek(0)
+            self._out.truncate()
+
+    def feed(self, data: bytes) -> None:
+        if self.rejection is not None:
+            return
+        self._wire += len(data)
+        if self._wire > self._limit:
+            self.reject(_too_large(self._limit))
+        elif self._wbits is None:
+            self._keep(data)
+        else:
+            self._inflate(data)
+
+    def finish(self) -> None:
+        """The whole body has arrived."""
+        if self.rejection is None and self._inflater is not None:
+            self.reject(_malformed("compressed body ends in the middle of a stream"))
+
+    def _inflate(self, data: bytes) -> None:
+        # max_length bounds every step: a 10 kB bomb never becomes more than limit + 1 bytes.
+        while data and self.rejection is None:
+            if self._inflater is None:
+                self._inflater = zlib.decompressobj(self._wbits)
+            inflater = self._inflater
+            try:
+                chunk = inflater.decompress(data, self._limit - self.decoded + 1)
+            except zlib.error as e:
+                self.reject(_malformed(f"cannot decompress the body: {e}"))
+                return
+            self._keep(chunk)
+            if inflater.eof:  # end of one gzip member; another may follow (RFC 1952 2.2)
+                data = inflater.unused_data
+                self._inflater = None
+            else:
+                data = inflater.unconsumed_tail
+
+    def _keep(self, chunk: bytes) -> None:
+        self.decoded += len(chunk)
+        if self.decoded > self._limit:
+            self.reject(_too_large(self._limit))
+        else:
+            self._out.write(chunk)
+
+
+def _bearer_matches(headers: Headers, token: bytes) -> bool:
+    """``Authorization: Bearer <token>`` (RFC 6750 2.1), compared in constant time."""
+    values = headers.getRawHeaders(b"authorization") or [b""]
+    scheme, _, given = values[0].strip().partition(b" ")
+    return hmac.compare_digest(given.strip(), token) and scheme.lower() == b"bearer"
+
+
+def _open_body(
+    out: BinaryIO, headers: Headers, length: int | None, options: ListenerOptions
+) -> _BodyReader:
+    """Decide what to do with a body from the request headers alone, before any of it is read."""
+    codings = _header_text(headers, b"content-encoding").lower().split(",")
+    codings = [c.strip() for c in codings if c.strip() not in ("", "identity")]
+    wbits = _CODINGS.get(codings[0]) if len(codings) == 1 else None
+    reader = _BodyReader(out, options.http_max_body, wbits)
+    if options.http_token and not _bearer_matches(headers, options.http_token.encode("utf-8")):
+        reader.reject(_UNAUTHORIZED)
+    elif length is not None and length > options.http_max_body:
+        reader.reject(_too_large(options.http_max_body))
+    elif codings and wbits is None:
+        error = f"unsupported Content-Encoding {', '.join(codings)!r}; use gzip or deflate"
+        reader.reject(_Reply(415, {"status": "unsupported-encoding", "error": error}))
+    return reader
+
+
+# -- the body, as messages ----------------------------------------------------------------------
+
+
+class _MalformedBody(ValueError):
+    """The body does not hold what its Content-Type says; ``str()`` says where."""
+
+
+def _split_body(media_type: str, body: bytes) -> list[_Message]:
+    """All the messages of a body, or :class:`_MalformedBody` (and then none of them)."""
+    if media_type in _NDJSON_TYPES:
+        return _split_ndjson(body)
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return _split_json(body)
+    return _split_lines(body)
+
+
+def _split_lines(body: bytes) -> list[_Message]:
+    """LF-separated raw messages; a CR before the LF is dropped, blank lines are skipped."""
+    lines = (line[:-1] if line.endswith(b"\r") else line for line in body.split(b"\n"))
+    return [(line, None) for line in lines if line.strip()]
+
+
+def _split_ndjson(body: bytes) -> list[_Message]:
+    messages: list[_Message] = []
+    for number, line in enumerate(_utf8(body).split("\n"), 1):
+        if line.strip():
+            doc = _load_json(line, f"line {number}")
+            if not isinstance(doc, dict):
+                raise _MalformedBody(f"line {number}: expected a JSON object, not {_kind(doc)}")
+            messages.append((_dump_json(doc), "json"))
+    return messages
+
+
+def _split_json(body: bytes) -> list[_Message]:
+    doc = _load_json(_utf8(body), "body")
+    if isinstance(doc, dict):
+        return [(_dump_json(doc), "json")]
+    if not isinstance(doc, list):
+        raise _MalformedBody(f"body: expected a JSON object or array, not {_kind(doc)}")
+    messages: list[_Message] = []
+    for index, element in enumerate(doc):
+        if isinstance(element, dict):
+            messages.append((_dump_json(element), "json"))
+        elif isinstance(element, str):
+            if element.strip():
+                messages.append((element.encode("utf-8", "replace"), None))
+        else:
+            raise _MalformedBody(
+                f"element {index}: expected an object or a string, not {_kind(element)}"
+            )
+    return messages
+
+
+def _utf8(body: bytes) -> str:
+    """JSON text is UTF-8 (RFC 8259 8.1); a leading byte order mark is tolerated."""
+    try:
+        return body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = body.count(b"\n", 0, e.start) + 1
+        raise _MalformedBody(f"line {line}: not UTF-8 ({e.reason})") from None
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise _MalformedBody(f"{where}: JSON nested too deeply") from None
+    except ValueError as e:  # json.JSONDecodeError says line and column
+        raise _MalformedBody(f"{where}: invalid JSON: {e}") from None
+
+
+def _dump_json(doc: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \\ud800 escape: keep it escaped
+        return json.dumps(doc, separators=(",", ":")).encode("ascii")
+
+
+def _kind(value: object) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    return "null" if value is None else names.get(type(value), "an array")
+
+
+def _header_text(headers: Headers, name: bytes) -> str:
+    values = headers.getRawHeaders(name)
+    return ", ".join(v.decode("utf-8", "replace") for v in values) if values else ""
+
+
+# -- flow control -------------------------------------------------------------------------------
+
+
+class _Delivery:
+    """The messages of one accepted request, posted in order, perhaps across pauses."""
+
+    def __init__(
+        self,
+        request: _IngestRequest,
+        messages: Sequence[_Message],
+        origin: Origin,
+        extra: dict[str, str],
+        done: Callable[[_Delivery, Failure | None], None],
+    ) -> None:
+        self.request = request
+        self.messages = messages
+        self.origin = origin
+        self.extra = extra
+        self.done = done  #: called once: (self, None) when all are posted, else the failure
+        self.position = 0  #: messages posted so far
+
+    @property
+    def remaining(self) -> int:
+        return len(self.messages) - self.position
+
+
+class _SinkStopped(Exception):
+    """The sink stopped the producer before all messages of a request were posted."""
+
+
+@implementer(IPushProducer)
+class _IngestProducer:
+    """The site's producer: posts one request at a time, and nothing while paused.
+
+    A pause can arrive from inside ``sink.post`` (that is how syslog-ng's ``suspend()`` comes);
+    the rest of that request then waits here, in order, for ``resumeProducing``. Only one
+    request waits: while it does, others are turned away with 503 (the client retries).
+    """
+
+    def __init__(self, sink: IMessageSink) -> None:
+        self._sink = sink
+        self.paused = False
+        self.stopped = False
+        self._pending: _Delivery | None = None
+        self._posting = False
+
+    @property
+    def accepting(self) -> bool:
+        return not (self.paused or self.stopped or self._pending or self._sink.paused)
+
+    def deliver(self, delivery: _Delivery) -> None:
+        if not self.accepting:
+            raise RuntimeError("deliver() while not accepting")
+        self._pending = delivery
+        self._post()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if not self._posting:  # else the loop in _post, further up the stack, goes on
+            self._post()
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        if not self._posting:
+            self._post()
+
+    def _post(self) -> None:
+        delivery = self._pending
+        if delivery is None:
+            return
+        failure: Failure | None = None
+        posted = 0
+        self._posting = True
+        try:
+            while delivery.remaining and not (self.paused or self.stopped):
+                frame, fmt = delivery.messages[delivery.position]
+                self._sink.post(frame, delivery.origin, format=fmt, extra=delivery.extra)
+                delivery.position += 1
+                posted += 1
+            # A batch is never left open while waiting for a resume: in syslog-ng the resume
+            # needs the window to refill, which needs these messages to leave the batch.
+            if posted:
+                self._sink.close_batch()
+        except Exception:
+            failure = Failure()
+        finally:
+            self._posting = False
+        if failure is None and delivery.remaining:
+            if not self.stopped:
+                return  # paused: the rest waits for resumeProducing
+            failure = Failure(_SinkStopped())
+        self._pending = None
+        delivery.done(delivery, failure)
+
+
+# -- logging ------------------------------------------------------------------------------------
+
+
+class _RateLimitedLog:
+    """At most one line per cause every ``interval`` seconds, so a flood of bad requests does
+    not become a flood of log lines; the next line says how many were held back."""
+
+    def __init__(self, log: Logger, clock: IReactorTime, interval: float = _LOG_INTERVAL) -> None:
+        self._log = log
+        self._clock = clock
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def emit(
+        self,
+        level: LogLevel,
+        cause: str,
+        message: str,
+        failure: Failure | None = None,
+        **kw: Any,
+    ) -> None:
+        now = self._clock.seconds()
+        last = self._last.get(cause)
+        if last is not None and now - last < self._interval:
+            self._held[cause] = self._held.get(cause, 0) + 1
+            return
+        self._last[cause] = now
+        held = self._held.pop(cause, 0)
+        if held:
+            message += " ({held} more like it in the last {interval:.0f} s not logged)"
+        kw.update(held=held, interval=self._interval, cause=cause)
+        if failure is None:
+            self._log.emit(level, message, **kw)
+        else:
+            self._log.failure(message, failure, level, **kw)
+
+
+# -- the request and the resource ---------------------------------------------------------------
+
+
+class _IngestRequest(server.Request):
+    """A request whose body goes through a :class:`_BodyReader` as it arrives.
+
+    twisted.web would buffer the whole body in ``content`` before ``render``; here the limit is
+    checked on ``Content-Length`` in :meth:`gotLength` and on every chunk, and only the decoded
+    body (at most ``http-max-body`` bytes) is kept in ``content``.
+    """
+
+    body: _BodyReader
+    gone = False  #: the connection was lost (nothing can be answered)
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = io.BytesIO()
+        options = self.channel.site.options
+        self.body = _open_body(self.content, self.requestHeaders, length, options)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.body.feed(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.body.finish()
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.gone = True
+        super().connectionLost(reason)
+
+
+class _IngestResource(Resource):
+    """Routes every request (``isLeaf``) and answers it in JSON."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        sink: IMessageSink,
+        options: ListenerOptions,
+        stats: ListenerStats,
+        transport: str,
+        producer: _IngestProducer,
+        log: _RateLimitedLog,
+    ) -> None:
+        super().__init__()
+        self._sink = sink
+        self._options = options
+        self._stats = stats
+        self._transport = transport
+        self._producer = producer
+        self._log = log
+        prefix = options.http_path.rstrip("/").encode("utf-8")
+        self._prefix = prefix + b"/"  # a path is ours if it equals prefix or starts with this
+        self._exact = prefix or b"/"
+        self._health = prefix + b"/health"
+
+    def render(self, request: _IngestRequest) -> int:  # type: ignore[override]
+        try:
+            self._route(request)
+        except Exception:
+            self._log.emit(LogLevel.error, "internal", "HTTP request failed", Failure())
+            _respond(request, _INTERNAL_ERROR)
+        return server.NOT_DONE_YET
+
+    def _route(self, request: _IngestRequest) -> None:
+        path, method = request.path, request.method
+        if path == self._health:
+            if method in (b"GET", b"HEAD"):
+                _respond(request, _HEALTHY if self._producer.accepting else _FLOW_CONTROLLED)
+            else:
+                self._refuse(request, _not_allowed(b"GET, HEAD"))
+        elif path != self._exact and not path.startswith(self._prefix):
+            self._refuse(request, _NOT_FOUND)
+        elif method != b"POST":
+            self._refuse(request, _not_allowed(b"POST"))
+        elif request.body.rejection is not None:
+            self._refuse(request, request.body.rejection)
+        else:
+            self._ingest(request)
+
+    def _ingest(self, request: _IngestRequest) -> None:
+        body = request.content.getvalue()
+        self._stats.bytes += len(body)
+        media_type = _header_text(request.requestHeaders, b"content-type")
+        try:
+            messages = _split_body(media_type.partition(";")[0].strip().lower(), body)
+        except _MalformedBody as e:
+            self._refuse(request, _malformed(str(e)))
+            return
+        if not self._producer.accepting:
+            self._stats.dropped += len(messages)
+            self._refuse(request, _STOPPING if self._producer.stopped else _FLOW_CONTROLLED)
+            return
+        self._stats.received += len(messages)
+        messages = [self._truncated(message) for message in messages]
+        origin, pairs = self._origin(request), _pairs(request, self._options)
+        self._producer.deliver(_Delivery(request, messages, origin, pairs, self._done))
+
+    def _truncated(self, message: _Message) -> _Message:
+        frame, format = message
+        if len(frame) <= self._options.max_message_size:
+            return message
+        self._stats.truncated += 1
+        return frame[: self._options.max_message_size], format
+
+    def _done(self, delivery: _Delivery, failure: Failure | None) -> None:
+        request = delivery.request
+        if failure is None:
+            count = len(delivery.messages)
+            _respond(request, _Reply(200, {"status": "received", "messages": count}))
+            return
+        self._stats.dropped += delivery.remaining
+        if failure.check(_SinkStopped):
+            _respond(request, _STOPPING)
+        else:
+            self._log.emit(LogLevel.error, "sink", "HTTP: the sink failed a post", failure)
+            _respond(request, _INTERNAL_ERROR)
+
+    def _refuse(self, request: _IngestRequest, reply: _Reply) -> None:
+        if reply.code == 400:
+            self._stats.malformed += 1
+        elif reply.code == 413:
+            self._stats.dropped += 1
+        self._log.emit(
+            LogLevel.warn if reply.code < 500 else LogLevel.info,
+            reply.status,
+            "HTTP {code} {status} to {peer} for {method} {path}: {error}",
+            code=reply.code,
+            status=reply.status,
+            peer=_peer_text(request.getClientAddress()),
+            method=request.method.decode("ascii", "replace"),
+            path=request.path.decode("ascii", "replace"),
+            error=reply.body.get("error", ""),
+        )
+        _respond(request, reply)
+
+    def _origin(self, request: _IngestRequest) -> Origin:
+        peer, local = request.getClientAddress(), request.getHost()
+        return Origin(
+            transport=self._transport,
+            listener=self._stats,
+            peer_host=getattr(peer, "host", None),
+            peer_port=getattr(peer, "port", None),
+            local_port=getattr(local, "port", None),
+        )
+
+
+def _pairs(request: _IngestRequest, options: ListenerOptions) -> dict[str, str]:
+    """Name-value pairs of a request: its path, query arguments and chosen headers."""
+
+    def text(value: bytes) -> str:
+        return value.decode("utf-8", "replace")
+
+    pairs = {"http.path": text(unquote_to_bytes(request.path))}
+    for name, values in request.args.items():
+        if name and values:
+            pairs[f"http.query.{text(name)}"] = text(values[-1])
+    for name in options.http_headers:
+        value = _header_text(request.requestHeaders, name.encode("latin-1"))
+        if value:
+            pairs[f"http.header.{name.lower()}"] = value
+    return pairs
+
+
+def _peer_text(address: IAddress) -> str:
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    return str(address) if host is None else f"{host}:{port}"
+
+
+# -- the site -----------------------------------------------------------------------------------
+
+
+class HTTPIngestSite(server.Site):
+    """An HTTP(S) listener's site: ``POST`` under ``options.http_path`` posts to ``sink``.
+
+    Connection limits and idle timeouts are not enforced here: the listener wraps this site
+    in a connection tracker for that. The site registers its producer (:attr:`producer`) with
+    the sink when it starts listening (``startFactory``) and unregisters it when it stops.
+    No access log is written; the listener's counters are in ``stats``.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        sink: IMessageSink,
+        options: ListenerOptions,
+        stats: ListenerStats,
+        *,
+        transport: str = "http",
+    ) -> None:
+        self.sink = sink
+        self.options = options
+        self.stats = stats
+        self.transport_name = transport
+        self.producer = _IngestProducer(sink)
+        log = _RateLimitedLog(Logger(), reactor)
+        resource = _IngestResource(sink, options, stats, transport, self.producer, log)
+        super().__init__(
+            resource,
+            requestFactory=_IngestRequest,
+            reactor=reactor,
+            parsePOSTFormSubmission=False,  # `curl -d` says form-urlencoded: it is a log line
+        )
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        self.sink.register_producer(self.producer)
+
+    def stopFactory(self) -> None:
+        self.sink.unregister_producer(self.producer)
+        super().stopFactory()
+
+    def log(self, request: server.Request) -> None:
+        """No access log: one line per ingested request would drown the logs it delivers."""
