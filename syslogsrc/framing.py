@@ -25,6 +25,7 @@ validates the options, picks one per connection and counts what passes through.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Final, Literal
 
 __all__ = [
@@ -157,8 +158,9 @@ class DelimitedDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Return the frames completed by ``data``."""
-        # bytes.split does the scanning in C: the hot path touches each frame only in the few
-        # whole-list checks below, never byte by byte.
+        # bytes.split does the scanning in C; after it, the hot path touches the frames only
+        # with whole-list operations that also run in C (map over a builtin, `in`), never with
+        # a Python loop over frames, let alone bytes.
         lines = data.split(self.delimiter)
         if len(lines) == 1:
             return self._keep_partial(data)
@@ -172,15 +174,18 @@ class DelimitedDecoder:
         elif self._tail:
             lines[0] = b"".join((self._tail, lines[0]))
             self._tail = bytearray()
-        # Whole-list checks, in C, tell whether any frame needs the per-frame slow path.  Looking
-        # for a lone CR (memchr) is much faster than looking for CR LF; a CR that is not before an
-        # LF only costs the slow path, which is still fast enough.
-        if lines and (
-            b"" in lines
-            or max(map(len, lines)) > self.max_size
-            or (self.strip_cr and (b"\r" in data or lines[0][-1:] == b"\r"))
-        ):
-            lines = self._clean(lines)
+        if lines:
+            max_size = self.max_size
+            # A lone CR is found by memchr, much faster than a search for CR LF.
+            if self.strip_cr and (b"\r" in data or lines[0][-1:] == b"\r"):
+                frames = list(map(bytes.removesuffix, lines, repeat(b"\r", len(lines))))
+                if b"" in frames or max(map(len, frames)) > max_size:
+                    lines = self._clean(lines)
+                else:
+                    stats.overhead_bytes += sum(map(len, lines)) - sum(map(len, frames))
+                    lines = frames
+            elif b"" in lines or max(map(len, lines)) > max_size:
+                lines = self._clean(lines)
         if tail:
             lines += self._keep_partial(tail)
         return lines
