@@ -1,0 +1,382 @@
+"""syslogsrc without syslog-ng: the ``twistd syslogsrc`` service and the embedding API.
+
+Two services, one code path with the daemon:
+
+* :class:`SourceService` runs :class:`~syslogsrc.source.SyslogSource` *attached* to the reactor
+  that twistd (or an application) runs — no second reactor — with the emulation's driver in
+  front of an output. The output is bounded by the window (``log-iw-size``): a writer thread
+  writes and acknowledges each message; when the output cannot keep up the window empties, the
+  source is suspended, streams pause and HTTP answers 503, exactly as inside the daemon. At stop
+  the listeners close first, then everything accepted is written and flushed.
+* :class:`SyslogService` is for applications: ``SyslogService(listen=[...], sink=...)``, whose
+  sink is a callable ``sink(message, origin)`` (a parsed :class:`~syslogsrc.parsing.ParsedMessage`
+  and its :class:`~syslogsrc.interfaces.Origin`) or any
+  :class:`~syslogsrc.interfaces.IMessageSink`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger as TwistedLogger
+from twisted.python import usage
+from zope.interface import implementer
+
+from syslogsrc.emulation import SourceDriver
+from syslogsrc.host import _Consumer
+from syslogsrc.interfaces import IMessageSink, Origin
+from syslogsrc.listen import make_listener, parse_listen
+from syslogsrc.options import ListenerOptions, OptionError
+from syslogsrc.outputs import Output, open_output
+from syslogsrc.parsing import FORMATS, ParsedMessage, parse
+from syslogsrc.source import DEFAULT_LISTEN, SourceOptions, SyslogSource
+
+__all__ = ["Options", "SourceService", "SyslogService", "makeService"]
+
+_log = TwistedLogger(namespace="syslogsrc.service")
+
+
+def _reactor_or_global(reactor: Any) -> Any:
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        return global_reactor
+    return reactor
+
+
+class _StatsLogger:
+    """The opt-in periodic stats line and the summary at stop, per listener."""
+
+    def __init__(self, stats: Callable[[], Iterable[Any]], interval: float, reactor: Any) -> None:
+        self.stats = stats
+        self.loop: task.LoopingCall | None = None
+        if interval > 0:
+            self.loop = task.LoopingCall(self.log, "stats")
+            self.loop.clock = reactor
+            self.loop.start(interval, now=False)
+
+    def log(self, what: str) -> None:
+        for s in self.stats():
+            _log.info(
+                "{what} {name}: received={s.received} posted={s.posted} dropped={s.dropped} "
+                "bytes={s.bytes} truncated={s.truncated} malformed={s.malformed} "
+                "refused={s.refused} open={s.open_connections}",
+                what=what,
+                name=s.name,
+                s=s,
+            )
+
+    def stop(self) -> None:
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+        self.log("summary")
+
+
+class SourceService(service.Service):
+    """Runs a ``SyslogSource`` (or any ``TwistedSource``) on the given reactor, into ``output``.
+
+    :param options: the source's ``options()``, as in a syslog-ng configuration.
+    :param output: where messages go (see :mod:`syslogsrc.outputs`).
+    :param log_iw_size: how many messages may wait for the output before the source is
+        suspended.
+    :param stats_interval: seconds between stats lines in the log; 0 = only the summary at stop.
+    """
+
+    name = "syslogsrc"
+
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        output: Output,
+        *,
+        source_class: type = SyslogSource,
+        log_iw_size: int = 1000,
+        keep_hostname: bool = True,
+        stats_interval: float = 0,
+        reactor: Any = None,
+    ) -> None:
+        self.options = dict(options)
+        self.output = output
+        self.source_class = source_class
+        self.log_iw_size = log_iw_size
+        self.keep_hostname = keep_hostname
+        self.stats_interval = stats_interval
+        self.reactor = reactor
+        self.source: Any = None
+        self._consumer: _Consumer | None = None
+        self._stats: _StatsLogger | None = None
+        self._previous_hup: Any = None
+
+    def startService(self) -> None:
+        reactor = self.reactor = _reactor_or_global(self.reactor)
+        source = self.source = self.source_class()
+        consumer = self._consumer = _Consumer(self.output, [])
+        driver = SourceDriver(
+            source,
+            log_iw_size=self.log_iw_size,
+            consumer=lambda msg: consumer.put(msg, driver),
+            on_batch=consumer.batch,
+            persist_name=f"python-source({type(source).__name__})",
+            keep_hostname=self.keep_hostname,
+        )
+        driver.run_thread = threading.get_ident()  # the reactor's thread posts, as run() would
+        if not source.init(dict(self.options)):
+            raise OptionError("options", self.options, "the source's init() returned False")
+        driver.auto_close_batches = bool(source.auto_close_batches)
+        source.attach(reactor)
+        self._stats = _StatsLogger(lambda: source.listener_stats, self.stats_interval, reactor)
+        if hasattr(self.output, "reopen") and threading.current_thread() is threading.main_thread():
+            self._previous_hup = signal.signal(
+                signal.SIGHUP, lambda *_: reactor.callFromThread(self._reopen)
+            )
+        super().startService()
+
+    def _reopen(self) -> None:
+        _log.info("SIGHUP: reopening the output")
+        self.output.reopen()  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.source is None:
+            return
+        if self._previous_hup is not None:
+            signal.signal(signal.SIGHUP, self._previous_hup)
+        yield self.source.detach()
+        if self._stats is not None:
+            self._stats.stop()
+        consumer = self._consumer
+        if consumer is not None:
+            # everything accepted is written and flushed before the process exits
+            yield _in_thread(self.reactor, consumer.close)
+        self.source.deinit()
+
+
+def _in_thread(reactor: Any, fn: Callable[[], Any]) -> defer.Deferred[Any]:
+    """Run a blocking ``fn`` in a short-lived thread, without the reactor's thread pool."""
+    d: defer.Deferred[Any] = defer.Deferred()
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the Deferred
+            reactor.callFromThread(d.errback, exc)
+        else:
+            reactor.callFromThread(d.callback, result)
+
+    threading.Thread(target=work, name="syslogsrc-flush", daemon=True).start()
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# embedding
+
+
+@implementer(IMessageSink)
+class CallbackSink:
+    """Parses each frame and hands ``(ParsedMessage, Origin)`` to a callable."""
+
+    def __init__(
+        self,
+        callback: Callable[[ParsedMessage, Origin], Any],
+        format: str = "auto",
+        time_zone: Any = None,
+    ) -> None:
+        self.callback = callback
+        self.format = format
+        self.time_zone = time_zone
+        self.paused = False
+        self.producers: list[Any] = []
+
+    def post(
+        self,
+        frame: bytes,
+        origin: Origin,
+        format: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        message = parse(frame, format or self.format, time_zone=self.time_zone)
+        if extra:
+            message.pairs.update(extra)
+        self.callback(message, origin)
+        origin.listener.posted += 1
+
+    def close_batch(self) -> None:
+        pass
+
+    def register_producer(self, producer: Any) -> None:
+        self.producers.append(producer)
+        if self.paused:
+            producer.pauseProducing()
+
+    def unregister_producer(self, producer: Any) -> None:
+        if producer in self.producers:
+            self.producers.remove(producer)
+
+    def pause(self) -> None:
+        """Stop taking messages (streams pause, HTTP answers 503) until :meth:`resume`."""
+        self.paused = True
+        for producer in list(self.producers):
+            producer.pauseProducing()
+
+    def resume(self) -> None:
+        self.paused = False
+        for producer in list(self.producers):
+            if self.paused:
+                break
+            producer.resumeProducing()
+
+
+class SyslogService(service.Service):
+    """Listeners for an application: ``SyslogService(listen=["tcp:5514"], sink=print)``.
+
+    :param listen: listener specs (see ``docs/listeners.md``).
+    :param sink: a callable ``sink(message, origin)`` or an ``IMessageSink``.
+    :param options: the listeners' :class:`~syslogsrc.options.ListenerOptions`.
+    :param format: how frames are parsed for a callable sink.
+    """
+
+    def __init__(
+        self,
+        listen: Iterable[str],
+        sink: Callable[[ParsedMessage, Origin], Any] | IMessageSink,
+        *,
+        options: ListenerOptions | None = None,
+        format: str = "auto",
+        reactor: Any = None,
+    ) -> None:
+        if format not in FORMATS:
+            raise OptionError("format", format, f"must be one of {', '.join(FORMATS)}")
+        self.specs = [s for text in listen for s in parse_listen(text)]
+        self.sink = sink if IMessageSink.providedBy(sink) else CallbackSink(sink, format)
+        self.options = options or ListenerOptions()
+        self.reactor = reactor
+        self.listeners: list[Any] = []
+
+    def startService(self) -> defer.Deferred[Any]:  # type: ignore[override]
+        super().startService()
+        reactor = self.reactor = _reactor_or_global(self.reactor)
+        self.listeners = [make_listener(s, reactor, self.sink, self.options) for s in self.specs]
+        return defer.gatherResults([defer.maybeDeferred(lis.start) for lis in self.listeners])
+
+    def stopService(self) -> defer.Deferred[Any]:  # type: ignore[override]
+        super().stopService()
+        return defer.DeferredList([defer.maybeDeferred(lis.stop) for lis in self.listeners])
+
+    @property
+    def stats(self) -> list[Any]:
+        return [lis.stats for lis in self.listeners]
+
+
+# --------------------------------------------------------------------------------------------
+# twistd syslogsrc
+
+_FLAG_HELP = {
+    "format": f"message format: {', '.join(FORMATS)}",
+    "parser": "syslogsrc (ours) or native (the daemon's; here the same as ours)",
+    "time-zone": "time zone of stamps without one, e.g. Europe/Budapest or +01:00",
+    "framing": "stream framing: auto, octet-counting, lf, nul",
+    "max-message-size": "longer messages are truncated and counted",
+    "max-connections": "stream connections per listener; more are refused and counted",
+    "idle-timeout": "seconds of silence before a stream connection is closed (0: never)",
+    "tls-key-file": "PEM key for ssl:/https: listeners",
+    "tls-cert-file": "PEM certificate for ssl:/https: listeners",
+    "tls-ca-file": "PEM CA bundle that client certificates must chain to",
+    "tls-peer-verify": "client certificates: none, optional, required",
+    "so-rcvbuf": "SO_RCVBUF of datagram sockets, bytes",
+    "udp-split-lines": "split LF-separated messages in one datagram (yes/no)",
+    "http-path": "HTTP path prefix that accepts POSTs",
+    "http-token": "bearer token HTTP clients must send (none: no auth)",
+    "http-max-body": "largest HTTP body after decompression, bytes",
+    "http-headers": "HTTP request headers kept as http.header.<name> pairs (comma-separated)",
+}
+
+
+def _defaults() -> dict[str, str | None]:
+    d = SourceOptions()
+    lo = d.listener
+    return {
+        "format": d.format,
+        "parser": d.parser,
+        "time-zone": None,
+        "framing": lo.framing,
+        "max-message-size": str(lo.max_message_size),
+        "max-connections": str(lo.max_connections),
+        "idle-timeout": str(lo.idle_timeout),
+        "tls-key-file": None,
+        "tls-cert-file": None,
+        "tls-ca-file": None,
+        "tls-peer-verify": None,
+        "so-rcvbuf": str(lo.so_rcvbuf),
+        "udp-split-lines": "no",
+        "http-path": lo.http_path,
+        "http-token": None,
+        "http-max-body": str(lo.http_max_body),
+        "http-headers": None,
+    }
+
+
+class Options(usage.Options):
+    """``twistd syslogsrc`` flags: every SyslogSource option under its own name."""
+
+    synopsis = "[--listen SPEC]... [--output PATH|-] [source options]"
+    longdesc = (
+        "Receive syslog over TCP, TLS, unix sockets, UDP and HTTP and write JSON lines. "
+        f"Default listeners: {' '.join(DEFAULT_LISTEN)} (loopback only)."
+    )
+    optParameters = [
+        ["output", "o", "-", "where messages go: a file path, or - for stdout"],
+        ["output-format", None, "json", "json (JSON lines) or text (syslog-ng's file layout)"],
+        ["log-iw-size", None, "1000", "messages that may wait for the output before pausing"],
+        ["stats-interval", None, "0", "seconds between stats lines in the log (0: only at stop)"],
+    ] + [[name, None, default, _FLAG_HELP[name]] for name, default in _defaults().items()]
+    optFlags = [
+        ["replace-hostname", None, "replace HOST by the sender's address (keep-hostname(no))"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, spec: str) -> None:
+        """a listener spec (repeatable), e.g. tcp:5514, udp:5514:interface=::1, http:8080"""
+        self["listen"].append(spec)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        source_options: dict[str, Any] = {"listen": " ".join(self["listen"] or DEFAULT_LISTEN)}
+        for name in _defaults():
+            if self[name] is not None:
+                source_options[name] = self[name]
+        try:
+            SourceOptions.from_options(source_options)
+        except OptionError as exc:
+            raise usage.UsageError(str(exc)) from exc
+        for name in ("log-iw-size", "stats-interval"):
+            try:
+                value = float(self[name])
+            except ValueError:
+                raise usage.UsageError(f"--{name} must be a number, not {self[name]!r}") from None
+            if value < 0 or (name == "log-iw-size" and value < 1):
+                raise usage.UsageError(f"--{name} is out of range: {self[name]}")
+        if self["output-format"] not in ("json", "text"):
+            raise usage.UsageError("--output-format must be json or text")
+        self.source_options = source_options
+
+
+def makeService(options: Options) -> SourceService:
+    """The twistd entry point."""
+    output = open_output(options["output"], options["output-format"])
+    return SourceService(
+        options.source_options,
+        output,
+        log_iw_size=int(float(options["log-iw-size"])),
+        keep_hostname=not options["replace-hostname"],
+        stats_interval=float(options["stats-interval"]),
+    )
