@@ -491,12 +491,14 @@ def test_pause_mid_request_delays_response_until_resume() -> None:
     assert h.sink.frames == [b"m0", b"m1"]
     assert h.sink.batches == [2]  # the batch is closed before waiting
     assert transport.value() == b""  # no answer yet
+    assert transport.producerState == "paused"  # not read, so not idle, while it waits
 
     h.sink.resume()
     assert h.sink.frames == [b"m%d" % i for i in range(5)]
     assert h.sink.batches == [2, 5]
     [response] = parse_responses(transport.value())
     assert response.json() == {"status": "received", "messages": 5}
+    assert transport.producerState == "producing"
 
 
 def test_pause_twice_in_one_request() -> None:

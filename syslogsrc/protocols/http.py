@@ -316,6 +316,32 @@ class _Delivery:
     def remaining(self) -> int:
         return len(self.messages) - self.position
 
+    def hold_connection(self) -> None:
+        """Stop reading the client's connection while the rest waits for a resume, so the
+        wait is not idle time for the listener's idle timeout. twisted.web resumes reading
+        once the request is answered (``HTTPChannel.requestDone``)."""
+        channel = None if self.request.gone else self.request.channel
+        transport = getattr(channel, "transport", None)
+        if transport is not None:
+            IPushProducer(transport, _NO_PRODUCER).pauseProducing()
+
+
+@implementer(IPushProducer)
+class _NoProducer:
+    """Stands in for a transport that cannot pause (twisted.web does the same)."""
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+_NO_PRODUCER = _NoProducer()
+
 
 class _SinkStopped(Exception):
     """The sink stopped the producer before all messages of a request were posted."""
@@ -383,6 +409,7 @@ class _IngestProducer:
             self._posting = False
         if failure is None and delivery.remaining:
             if not self.stopped:
+                delivery.hold_connection()
                 return  # paused: the rest waits for resumeProducing
             failure = Failure(_SinkStopped())
         self._pending = None
