@@ -256,6 +256,11 @@ class SourceHost:
             except BaseException as exc:  # the daemon logs it and the source stays dead
                 self.run_error = exc
                 _log.exception("Exception while calling %s.run(); the source stays down", name)
+            lost = driver.run_returned()
+            if lost and self.run_error is None:
+                self.run_error = RuntimeError(
+                    f"{name}.run() returned with {lost} messages in an unclosed batch"
+                )
 
         self._run_thread = threading.Thread(target=run, name=f"python-source {name}", daemon=True)
         self._run_thread.start()
