@@ -1,0 +1,84 @@
+"""Non-blocking flow control end to end, through SourceHost: a window of 10, an output slower
+than the senders, 100 000 TCP messages on several connections. Every message must arrive, once,
+in order for each connection, and the source must really have been suspended on the way."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from syslogsrc.emulation import LogMessage
+from syslogsrc.host import SourceHost
+from syslogsrc.source import SyslogSource
+
+CONNECTIONS = 4
+PER_CONNECTION = 25_000
+
+
+class SlowOutput:
+    """Writes nothing anywhere; sleeps now and then so the window fills up."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[int]] = {}
+        self.count = 0
+
+    def write(self, msg: LogMessage) -> None:
+        conn, _, seq = msg["MESSAGE"].decode().partition(" seq=")
+        self.seen.setdefault(conn, []).append(int(seq))
+        self.count += 1
+        if self.count % 500 == 0:
+            time.sleep(0.002)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sender(port: int, name: str, framing: str) -> None:
+    lines = []
+    for seq in range(PER_CONNECTION):
+        msg = b"<13>Nov 24 06:00:00 host app[1]: %s seq=%d" % (name.encode(), seq)
+        lines.append(b"%d %s" % (len(msg), msg) if framing == "octet" else msg + b"\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"".join(lines))
+
+
+def test_window_of_ten_slow_output_100k_messages_nothing_lost_in_order() -> None:
+    port = _free_port()
+    output = SlowOutput()
+    options = {"listen": f"tcp:{port}:interface=127.0.0.1"}
+    with SourceHost(SyslogSource, options, log_iw_size=10, output=output) as host:
+        assert host.wait_for(lambda: _accepts(port), timeout=5)
+        senders = [
+            threading.Thread(target=_sender, args=(port, f"c{i}", "octet" if i % 2 else "lf"))
+            for i in range(CONNECTIONS)
+        ]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(60)
+        total = CONNECTIONS * PER_CONNECTION
+        assert host.wait_for(lambda: output.count >= total, timeout=120), output.count
+        stats = host.stats
+    assert output.count == total
+    for i in range(CONNECTIONS):
+        assert output.seen[f"c{i}"] == list(range(PER_CONNECTION)), f"connection c{i}"
+    assert stats["dropped"] == 0  # nothing was posted while suspended
+    assert stats["suspends"] > 0  # and the window really did fill up
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
