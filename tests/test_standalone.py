@@ -1,0 +1,319 @@
+"""``twistd -n syslogsrc`` and the embedding example, as users run them: subprocesses on loopback
+ports, fed by real clients (logger, loggen, curl), checked through the JSON lines they write."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.0.1", 0))
+        port = tcp.getsockname()[1]
+        try:
+            udp.bind(("127.0.0.1", port))
+        except OSError:
+            return _free_port()
+        return port
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Twistd:
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.log = tmp / "twistd.log"
+        self.proc = subprocess.Popen(
+            [*TWISTD, "-n", "--pidfile=", "-l", str(self.log), "syslogsrc", *args],
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    def stop(self, timeout: float = 10) -> bool:
+        """SIGTERM; True when twistd shut down cleanly. twistd ends by re-raising the signal
+        that stopped it (so supervisors see it), hence -SIGTERM rather than 0."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        return rc in (0, -signal.SIGTERM) and "Server Shut Down." in self.logtext()
+
+    def logtext(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+@pytest.fixture
+def twistd(tmp_path: Path) -> Iterator[Callable[..., Twistd]]:
+    started: list[Twistd] = []
+
+    def start(*args: str) -> Twistd:
+        t = Twistd(tmp_path, *args)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait()
+
+
+def test_twistd_receives_from_logger_loggen_and_curl(twistd, tmp_path: Path) -> None:
+    port, http = _free_port(), _free_port()
+    out = tmp_path / "out.jsonl"
+    t = twistd(
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--listen",
+        f"udp:{port}:interface=127.0.0.1",
+        "--listen",
+        f"http:{http}:interface=127.0.0.1",
+        "--output",
+        str(out),
+    )
+    assert _wait(lambda: _accepts(port) and _accepts(http)), t.logtext()
+    logger = shutil.which("logger")
+    if logger:
+        subprocess.run(
+            [
+                logger,
+                "-n",
+                "127.0.0.1",
+                "-P",
+                str(port),
+                "-T",
+                "--rfc5424",
+                "-t",
+                "tcpapp",
+                "hello over tcp",
+            ],
+            check=True,
+            timeout=10,
+        )
+        subprocess.run(
+            [
+                logger,
+                "-n",
+                "127.0.0.1",
+                "-P",
+                str(port),
+                "-d",
+                "--rfc3164",
+                "-t",
+                "udpapp",
+                "hello over udp",
+            ],
+            check=True,
+            timeout=10,
+        )
+    loggen = shutil.which("loggen")
+    if loggen:
+        subprocess.run(
+            [loggen, "-S", "-n", "100", "-r", "1000", "127.0.0.1", str(port)],
+            check=True,
+            timeout=30,
+            capture_output=True,
+        )
+    curl = shutil.which("curl")
+    if curl:
+        body = "<13>Nov 24 06:00:00 web curlapp[7]: hello over http"
+        subprocess.run(
+            [
+                curl,
+                "-sf",
+                "-H",
+                "Content-Type: text/plain",
+                "--data-binary",
+                body,
+                f"http://127.0.0.1:{http}/",
+            ],
+            check=True,
+            timeout=10,
+            capture_output=True,
+        )
+    expected = (2 if logger else 0) + (100 if loggen else 0) + (1 if curl else 0)
+    assert expected, "none of logger, loggen, curl is installed"
+    assert t.stop(), t.logtext()
+    lines = _lines(out)
+    assert len(lines) == expected, t.logtext()
+    by_program = {line.get("PROGRAM"): line for line in lines}
+    if logger:
+        assert by_program["tcpapp"]["MESSAGE"] == "hello over tcp"
+        assert by_program["tcpapp"]["TRANSPORT"] == "tcp"
+        assert by_program["udpapp"]["TRANSPORT"] == "udp"
+        assert by_program["udpapp"]["SOURCEIP"] == "127.0.0.1"
+    if curl:
+        assert by_program["curlapp"]["HOST"] == "web"  # keep-hostname is the standalone default
+        assert by_program["curlapp"]["TRANSPORT"] == "http"
+    if loggen:
+        assert sum(1 for line in lines if line.get("PROGRAM") == "prg00000") == 100
+    # the summary at stop, per listener
+    assert f"summary tcp:{port}:interface=127.0.0.1: received=" in t.logtext()
+
+
+def test_twistd_default_listeners_and_text_output(twistd, tmp_path: Path) -> None:
+    # The documented default: TCP and UDP 5514 on 127.0.0.1. Skip if something holds the port.
+    if _accepts(5514):
+        pytest.skip("127.0.0.1:5514 is in use on this machine")
+    out = tmp_path / "out.log"
+    t = twistd("--output", str(out), "--output-format", "text")
+    assert _wait(lambda: _accepts(5514)), t.logtext()
+    with socket.create_connection(("127.0.0.1", 5514)) as s:
+        s.sendall(b"<13>Nov 24 06:00:00 myhost myapp[42]: the text layout\n")
+    assert _wait(lambda: (out.exists() and out.stat().st_size > 0) or t.proc.poll() is not None)
+    assert t.stop(), t.logtext()
+    assert out.read_text() == "Nov 24 06:00:00 myhost myapp[42]: the text layout\n"
+
+
+def test_sighup_reopens_the_output(twistd, tmp_path: Path) -> None:
+    port = _free_port()
+    out = tmp_path / "out.jsonl"
+    t = twistd("--listen", f"tcp:{port}:interface=127.0.0.1", "--output", str(out))
+    assert _wait(lambda: _accepts(port)), t.logtext()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"<13>Nov 24 06:00:00 h app: before rotation\n")
+        assert _wait(lambda: len(_lines(out)) == 1)
+        out.rename(tmp_path / "out.jsonl.1")  # what logrotate does
+        t.proc.send_signal(signal.SIGHUP)
+        assert _wait(lambda: "reopening the output" in t.logtext())
+        s.sendall(b"<13>Nov 24 06:00:01 h app: after rotation\n")
+        assert _wait(lambda: len(_lines(out)) == 1)
+    assert t.stop(), t.logtext()
+    assert _lines(tmp_path / "out.jsonl.1")[0]["MESSAGE"] == "before rotation"
+    assert _lines(out)[0]["MESSAGE"] == "after rotation"
+
+
+def test_everything_accepted_is_flushed_at_stop(twistd, tmp_path: Path) -> None:
+    port = _free_port()
+    out = tmp_path / "out.jsonl"
+    t = twistd(
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--output",
+        str(out),
+        "--stats-interval",
+        "0.1",
+    )
+    assert _wait(lambda: _accepts(port)), t.logtext()
+    n = 20_000
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"".join(b"<13>Nov 24 06:00:00 h app: m%d\n" % i for i in range(n)))
+        # Stop the moment the source has posted everything: messages may still wait for the
+        # output thread then, and they must all be written before the process exits.
+        assert _wait(lambda: f"posted={n} " in t.logtext(), timeout=30), t.logtext()
+        assert t.stop(), t.logtext()
+    assert [line["MESSAGE"] for line in _lines(out)] == [f"m{i}" for i in range(n)]
+
+
+def test_help_lists_every_option_with_its_default(twistd) -> None:
+    proc = subprocess.run(
+        [*TWISTD, "syslogsrc", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for flag in (
+        "--listen",
+        "--output",
+        "--output-format",
+        "--format",
+        "--framing",
+        "--max-connections",
+        "--tls-peer-verify",
+        "--http-token",
+        "--so-rcvbuf",
+        "--stats-interval",
+        "--log-iw-size",
+    ):
+        assert flag in text
+    assert "[default: 100]" in text  # max-connections
+    assert "tcp:5514:interface=127.0.0.1" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--no-such-flag"], "no-such-flag"),
+        (["--max-connections", "lots"], "max-connections('lots')"),
+        (["--listen", "carrier-pigeon:1"], "carrier-pigeon"),
+        (["--format", "xml"], "format('xml')"),
+    ],
+)
+def test_a_bad_flag_is_a_usage_error(args: list[str], says: str) -> None:
+    proc = subprocess.run(
+        [*TWISTD, "-n", "syslogsrc", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode != 0
+    assert says in proc.stdout + proc.stderr
+
+
+def test_embed_app_example_runs(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "embed_app.py"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert _wait(lambda: _accepts(port))
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"<13>Nov 24 06:00:00 h sshd[1]: one\n<13>Nov 24 06:00:00 h cron[2]: two\n")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(b"<13>Nov 24 06:00:00 h sshd[1]: three", ("127.0.0.1", port))
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert {"totals": {"sshd": 2, "cron": 1}} in records
+    assert {r["message"] for r in records if "message" in r} == {"one", "two", "three"}
