@@ -409,7 +409,6 @@ _linksys_match = _abnf.linksys_stamp.match
 _bsd_match = _abnf.bsd_stamp.match
 _MONTHS = _abnf.MONTHS
 _legacy_common = _abnf.legacy_common.match
-_HALF_YEAR = datetime.timedelta(days=183)
 _AIX_FORWARD = "Message forwarded from "
 _REPEATED = "last message repeated"
 
