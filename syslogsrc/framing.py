@@ -51,9 +51,10 @@ ON_ERROR_POLICIES: Final = ("resync", "close")
 #   MSG-LEN = NONZERO-DIGIT *DIGIT
 #   NONZERO-DIGIT = %d49-57
 #
-# RFC 5424 section 6.1 lets a receiver limit the message size, so we bound MSG-LEN to 10 digits
-# (syslog-ng's RFC6587_MAX_FRAME_LEN_DIGITS): a header is then at most 11 bytes, and it can be
-# judged, byte by byte, before anything of the message is kept.
+# The ABNF puts no bound on MSG-LEN; like syslog-ng (RFC6587_MAX_FRAME_LEN_DIGITS) we accept at
+# most 10 digits, so a header is at most 11 bytes and is judged before any message byte is kept.
+# A message longer than max_size is truncated, as RFC 5424 section 6.1 suggests ("the receiver
+# SHOULD truncate the payload"), and the rest of it is skipped by count, never buffered.
 # ---------------------------------------------------------------------------------------------
 
 SP: Final = 0x20
