@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -317,3 +319,60 @@ def test_embed_app_example_runs(tmp_path: Path) -> None:
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert {"totals": {"sshd": 2, "cron": 1}} in records
     assert {r["message"] for r in records if "message" in r} == {"one", "two", "three"}
+
+
+def test_a_stalled_output_pauses_streams_and_http_answers_503(twistd, tmp_path: Path) -> None:
+    # The output is a FIFO that nobody reads for a while: the writer blocks once the pipe is
+    # full, the window (100) empties, the source is suspended. TCP must lose nothing; HTTP
+    # must say 503 with Retry-After, and 200 again once the output drains.
+    port, http = _free_port(), _free_port()
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so twistd's open() does not block
+    t = twistd(
+        "--listen", f"tcp:{port}:interface=127.0.0.1",
+        "--listen", f"http:{http}:interface=127.0.0.1",
+        "--output", str(fifo), "--log-iw-size", "100",
+    )  # fmt: skip
+    n = 5000
+    url = f"http://127.0.0.1:{http}/"
+    try:
+        assert _wait(lambda: _accepts(port) and _accepts(http)), t.logtext()
+        sender = socket.create_connection(("127.0.0.1", port))
+        sender.sendall(b"".join(b"<13>Nov 24 06:00:00 h app: m%d\n" % i for i in range(n)))
+
+        def post() -> tuple[int, dict[str, str]]:
+            req = urllib.request.Request(
+                url, data=b"<13>Nov 24 06:00:00 h web: posted", method="POST"
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    return resp.status, dict(resp.headers)
+            except urllib.error.HTTPError as err:
+                return err.code, dict(err.headers)
+
+        assert _wait(lambda: post()[0] == 503, timeout=15), t.logtext()
+        status, headers = post()
+        assert status == 503 and headers.get("Retry-After") == "1"
+        # now drain the output
+        data = bytearray()
+
+        def got() -> list[dict]:
+            try:
+                while chunk := os.read(reader, 1 << 16):
+                    data.extend(chunk)
+            except BlockingIOError:
+                pass
+            complete = bytes(data).rpartition(b"\n")[0]  # the last line may still be coming
+            return [json.loads(x) for x in complete.splitlines()]
+
+        assert _wait(lambda: sum(1 for r in got() if r.get("PROGRAM") == "app") == n, timeout=30)
+        assert _wait(lambda: post()[0] == 200, timeout=10)
+        sender.close()
+        assert _wait(lambda: any(r.get("PROGRAM") == "web" for r in got()), timeout=10)
+        assert [r["MESSAGE"] for r in got() if r.get("PROGRAM") == "app"] == [
+            f"m{i}" for i in range(n)
+        ]
+    finally:
+        t.stop()
+        os.close(reader)
