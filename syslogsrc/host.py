@@ -267,7 +267,10 @@ class SourceHost:
         started.wait()
 
     def _persist_path(self) -> str | None:
-        return os.path.join(self.state_dir, "syslog-ng.persist.json") if self.state_dir else None
+        if not self.state_dir:
+            return None
+        os.makedirs(self.state_dir, exist_ok=True)  # else the first Persist write fails in init()
+        return os.path.join(self.state_dir, "syslog-ng.persist.json")
 
     def stop(self, timeout: float | None = None) -> None:
         """``request_exit()``, wait for ``run()``, deliver what was posted, ``deinit()``."""
