@@ -118,6 +118,7 @@ def test_reload_rebinds_the_same_port() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with SourceHost(LineSource, {"port": port}) as host:
+        _port_of(host)  # a reload before the first bind would (rightly) never listen
         for i in range(5):
             host.reload()
             assert host.wait_for(lambda n=i: len(LineListener.bound) == n + 2)
