@@ -1,0 +1,295 @@
+"""Connection bookkeeping shared by every stream-like listener (tcp, tls, unix, http, https).
+
+:class:`ConnectionTracker` wraps a listener's protocol factory, the way
+:class:`twisted.protocols.policies.WrappingFactory` does, and is the outermost layer of each
+connection (TLS and the PROXY header come after it, so a refused connection costs no handshake).
+It keeps ``stats.open_connections``, refuses connections beyond ``max-connections``, closes
+connections idle for ``idle-timeout`` seconds and closes them all when the listener stops.
+
+:class:`RateLimitedLog` is how every listener reports a condition that can repeat thousands of
+times a second (refusals, TLS failures, framing errors, sink errors) without flooding the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger, LogLevel
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+
+from syslogsrc.interfaces import ListenerStats
+from syslogsrc.options import ListenerOptions
+
+__all__ = [
+    "CLOSE_GRACE",
+    "LOG_INTERVAL",
+    "ConnectionTracker",
+    "RateLimitedLog",
+    "TrackedConnection",
+]
+
+#: Seconds a closing connection gets to say goodbye (flush, TLS close_notify) before it is aborted.
+CLOSE_GRACE = 2.0
+#: Seconds between two log lines about the same recurring condition of one listener.
+LOG_INTERVAL = 10.0
+
+_log = Logger(namespace="syslogsrc.listen")
+
+
+class RateLimitedLog:
+    """Log a recurring condition at most once per ``interval`` seconds, with a count.
+
+    Each call counts one occurrence. The first one is logged at once; later ones are logged only
+    when ``interval`` has passed since the last line, which then says how many occurred since it
+    (``{count}`` in ``format``). :meth:`flush` logs what is left (call it when the listener stops).
+    No timers: nothing stays scheduled on the reactor.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        format: str,
+        *,
+        level: LogLevel = LogLevel.warn,
+        interval: float = LOG_INTERVAL,
+        logger: Logger = _log,
+        **fields: Any,
+    ) -> None:
+        self._clock = clock
+        self._format = format
+        self._level = level
+        self._interval = interval
+        self._logger = logger
+        self._fields = fields
+        self._last: float | None = None
+        self._latest: tuple[Failure | None, dict[str, Any]] = (None, {})
+        self.count = 0  #: occurrences not logged yet
+        self.total = 0  #: occurrences ever
+
+    def __call__(self, failure: Failure | None = None, **fields: Any) -> None:
+        self.count += 1
+        self.total += 1
+        now = self._clock.seconds()
+        if self._last is not None and now - self._last < self._interval:
+            self._latest = (failure, fields)
+            return
+        self._emit(now, failure, fields)
+
+    def flush(self) -> None:
+        """Log the occurrences not logged yet, if any."""
+        if self.count:
+            failure, fields = self._latest
+            self._emit(self._clock.seconds(), failure, fields)
+
+    def _emit(self, now: float, failure: Failure | None, fields: dict[str, Any]) -> None:
+        values = {**self._fields, **fields, "count": self.count, "interval": self._interval}
+        if failure is not None:
+            self._logger.failure(self._format, failure, level=self._level, **values)
+        else:
+            self._logger.emit(self._level, self._format, **values)
+        self.count = 0
+        self._last = now
+        self._latest = (None, {})
+
+
+class TrackedConnection(ProtocolWrapper):
+    """One connection as the tracker sees it: idle timer, graceful close with an abort deadline.
+
+    The protocol inside reaches the real transport through this wrapper, so its
+    ``pauseProducing``/``resumeProducing`` pass here: time spent paused by flow control is not
+    idle time.
+    """
+
+    factory: ConnectionTracker
+
+    def __init__(self, factory: ConnectionTracker, wrappedProtocol: Any) -> None:
+        super().__init__(factory, wrappedProtocol)
+        self._idle_call: IDelayedCall | None = None
+        self._abort_call: IDelayedCall | None = None
+        self._paused = False
+        self.open = False  #: between makeConnection and connectionLost
+        self.closing = False  #: close() was called
+
+    def makeConnection(self, transport: Any) -> None:
+        # The timer starts before the inner protocol runs: it may pause us at once (sink paused).
+        self.open = True
+        self._start_idle_timer()
+        super().makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._idle_call is not None:
+            self._idle_call.reset(self.factory.idle_timeout)
+        self.wrappedProtocol.dataReceived(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.open = False
+        self._cancel_idle_timer()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        super().connectionLost(reason)
+
+    # Reading, as asked by the protocol inside (flow control).
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._cancel_idle_timer()
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._start_idle_timer()
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+    # Closing.
+
+    def close(self) -> None:
+        """Close gracefully through the innermost layer (TLS sends close_notify); abort after
+        the tracker's grace period if the connection is still open then."""
+        if self.closing or not self.open:
+            return
+        self.closing = True
+        self._cancel_idle_timer()
+        innermost: Any = self
+        inner = self.wrappedProtocol
+        while isinstance(inner, ProtocolWrapper):
+            innermost = inner
+            inner = inner.wrappedProtocol
+        grace = self.factory.close_grace
+        if grace > 0:
+            self._abort_call = self.factory.reactor.callLater(grace, self.abort)
+        innermost.loseConnection()
+        if grace <= 0:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection now (RST), whatever is buffered."""
+        self._abort_call = None
+        if self.open:
+            self.transport.abortConnection()
+
+    def _start_idle_timer(self) -> None:
+        timeout = self.factory.idle_timeout
+        if (
+            timeout > 0
+            and self.open
+            and not self._paused
+            and not self.closing
+            and self._idle_call is None
+        ):
+            self._idle_call = self.factory.reactor.callLater(timeout, self._idle)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_call is not None:
+            if self._idle_call.active():
+                self._idle_call.cancel()
+            self._idle_call = None
+
+    def _idle(self) -> None:
+        self._idle_call = None
+        self.factory.idle_closed += 1
+        _log.debug(
+            "{listener}: closing connection from {peer}: idle for {timeout}s",
+            listener=self.factory.stats.name,
+            peer=self.getPeer(),
+            timeout=self.factory.idle_timeout,
+        )
+        self.close()
+
+
+class _Refused(Protocol):
+    """A connection closed as soon as it is made: nothing is read, nothing is sent.
+
+    (Not ``buildProtocol() -> None``, which only a listening port understands: behind
+    ``haproxy:`` the tracker's caller is Twisted's PROXY wrapper, which needs a protocol.)
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class ConnectionTracker(WrappingFactory):
+    """Wraps the protocol factory of one stream listener and tracks its connections.
+
+    - ``stats.open_connections`` is the number of connections open now;
+    - past ``options.max_connections`` a new connection is closed at once, before any byte is
+      read or TLS handshake made, counted in ``stats.refused`` and logged (rate-limited);
+    - a connection that receives nothing for ``options.idle_timeout`` seconds (0 = never) is
+      closed; time paused by flow control does not count;
+    - :meth:`close_all` closes every connection and fires when the last one is gone.
+    """
+
+    protocol = TrackedConnection
+    noisy = False
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        wrappedFactory: IProtocolFactory,
+        options: ListenerOptions,
+        stats: ListenerStats,
+        *,
+        close_grace: float = CLOSE_GRACE,
+    ) -> None:
+        super().__init__(wrappedFactory)
+        self.reactor = reactor
+        self.stats = stats
+        self.max_connections = options.max_connections
+        self.idle_timeout = options.idle_timeout
+        self.close_grace = close_grace
+        self.idle_closed = 0  #: connections closed for being idle
+        self.refusals = RateLimitedLog(
+            reactor,
+            "{listener}: refused {count} connection(s) in the last {interval}s:"
+            " max-connections({max_connections}) reached; last from {peer}",
+            listener=stats.name,
+            max_connections=self.max_connections,
+        )
+        self._closing = False
+        self._all_closed: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: IAddress) -> Protocol:
+        if self._closing:
+            return _Refused()
+        if len(self.protocols) >= self.max_connections:
+            self.stats.refused += 1
+            self.refusals(peer=addr)
+            return _Refused()
+        inner = self.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            return _Refused()
+        return self.protocol(self, inner)
+
+    def registerProtocol(self, p: TrackedConnection) -> None:
+        super().registerProtocol(p)
+        self.stats.open_connections = len(self.protocols)
+
+    def unregisterProtocol(self, p: TrackedConnection) -> None:
+        super().unregisterProtocol(p)
+        self.stats.open_connections = len(self.protocols)
+        if not self.protocols and self._all_closed:
+            waiters, self._all_closed = self._all_closed, []
+            for d in waiters:
+                d.callback(None)
+
+    def close_all(self) -> Deferred[None]:
+        """Refuse new connections, close the open ones (gracefully, aborted after the grace
+        period); the Deferred fires once none is left."""
+        self._closing = True
+        if not self.protocols:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._all_closed.append(d)
+        for connection in list(self.protocols):
+            connection.close()
+        return d
+
+    def flush_logs(self) -> None:
+        self.refusals.flush()

@@ -1,0 +1,256 @@
+"""Syslog over a byte stream (TCP, TLS, unix stream sockets): RFC 6587 frames to a sink.
+
+One :class:`SyslogStreamProtocol` per connection cuts the bytes into frames with a
+:class:`~syslogsrc.framing.FrameDecoder` and posts each frame to the listener's
+:class:`~syslogsrc.interfaces.IMessageSink`.
+
+Flow control is the heart of it. The protocol is an ``IPushProducer`` registered with the sink.
+When the sink pauses it (syslog-ng's ``suspend()``, which can arrive synchronously from inside
+``sink.post``), the protocol stops reading from its transport and posts nothing more: the frames
+it has already decoded wait, in order, in a pending queue, and are posted first when the sink
+resumes it. Nothing read from the network is lost, and nothing is posted while paused.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from syslogsrc.framing import FrameDecoder
+from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
+from syslogsrc.options import ListenerOptions
+from syslogsrc.protocols._tracking import RateLimitedLog
+
+__all__ = ["SyslogStreamFactory", "SyslogStreamProtocol", "origin_of"]
+
+_log = Logger(namespace="syslogsrc.listen")
+
+
+def origin_of(transport: object, name: str, stats: ListenerStats) -> Origin:
+    """The :class:`Origin` of a connection: its peer's IP and port (those of the PROXY header
+    when behind ``haproxy:``), its local port; no host or port for unix sockets."""
+    peer = transport.getPeer()  # type: ignore[attr-defined]
+    host = transport.getHost()  # type: ignore[attr-defined]
+    return Origin(
+        transport=name,
+        listener=stats,
+        peer_host=getattr(peer, "host", None),
+        peer_port=getattr(peer, "port", None),
+        local_port=getattr(host, "port", None),
+    )
+
+
+@implementer(IPushProducer)
+class SyslogStreamProtocol(Protocol):
+    """One stream connection: bytes in, frames to the sink, paused and resumed by the sink."""
+
+    factory: SyslogStreamFactory
+
+    def __init__(self, factory: SyslogStreamFactory) -> None:
+        self.factory = factory
+        self.decoder = factory.decoder_factory()
+        self.pending: deque[bytes] = deque()  #: frames read, waiting for the sink to resume us
+        self.paused = False  #: paused by the sink: nothing is posted, the transport is not read
+        self.stopped = False  #: the sink stopped for good (stopProducing)
+        self._draining = False
+        self._connected = False
+        self._registered = False
+        self._origin: Origin | None = None
+        self._truncated = 0  # decoder counters already added to the listener's stats
+        self._invalid = 0
+
+    # IProtocol
+
+    def connectionMade(self) -> None:
+        self._connected = True
+        self._registered = True
+        self.factory.sink.register_producer(self)  # pauses us at once if the sink is paused
+
+    def dataReceived(self, data: bytes) -> None:
+        stats = self.factory.stats
+        stats.bytes += len(data)
+        frames = self.decoder.feed(data)
+        decoder = self.decoder
+        if decoder.truncated != self._truncated or decoder.invalid != self._invalid:
+            self._count_decoder_events()
+        if frames:
+            stats.received += len(frames)
+            if self.stopped:
+                stats.dropped += len(frames)
+                return
+            self.pending.extend(frames)
+            self._drain()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._connected = False
+        frames = self.decoder.finish()  # the frame cut short by the end of the stream
+        self._count_decoder_events()
+        if frames:
+            self.factory.stats.received += len(frames)
+            if self.stopped:
+                self.factory.stats.dropped += len(frames)
+            else:
+                self.pending.extend(frames)
+                self._drain()
+        # With frames still pending (paused), stay registered: resumeProducing posts them.
+        if not self.pending:
+            self._unregister()
+
+    # IPushProducer, called by the sink
+
+    def pauseProducing(self) -> None:
+        if self.paused or self.stopped:
+            return
+        self.paused = True
+        if self._connected:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        if not self.paused or self.stopped:
+            return
+        self.paused = False
+        self._drain()
+        if self.paused:  # paused again by a post of the drain
+            return
+        if self._connected:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+        elif not self.pending:
+            self._unregister()
+
+    def stopProducing(self) -> None:
+        """The sink is gone for good: the frames waiting here are dropped (and counted), and
+        the connection is closed. The sink forgets its producers itself; we do not call it."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.paused = True
+        self._registered = False
+        if self.pending:
+            self.factory.stats.dropped += len(self.pending)
+            self.pending.clear()
+        if self._connected:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    # Posting
+
+    def _drain(self) -> None:
+        """Post pending frames, in order, until none is left or the sink pauses us; then close
+        the batch of what was posted."""
+        if self._draining or self.paused:
+            # Re-entered from inside sink.post (a resume after a pause): the loop running
+            # further up the stack carries on.
+            return
+        origin = self._origin
+        if origin is None:
+            # Not at connectionMade: behind haproxy: the PROXY header is read with the first
+            # bytes, and only then does getPeer() say who the peer is.
+            origin = self._origin = origin_of(
+                self.transport, self.factory.transport_name, self.factory.stats
+            )
+        sink = self.factory.sink
+        pending = self.pending
+        posted = 0
+        self._draining = True
+        try:
+            # The sink may pause us from inside post(): look at the flag before every frame.
+            while pending and not self.paused:
+                frame = pending.popleft()
+                try:
+                    sink.post(frame, origin)
+                except Exception:
+                    self.factory.stats.dropped += 1
+                    self.factory.sink_errors(Failure(), peer=origin.peer_host)
+                else:
+                    posted += 1
+        finally:
+            self._draining = False
+        if posted:
+            try:
+                sink.close_batch()
+            except Exception:
+                self.factory.sink_errors(Failure(), peer=origin.peer_host)
+
+    def _count_decoder_events(self) -> None:
+        decoder = self.decoder
+        stats = self.factory.stats
+        stats.truncated += decoder.truncated - self._truncated
+        self._truncated = decoder.truncated
+        invalid = decoder.invalid - self._invalid
+        if invalid:
+            self._invalid = decoder.invalid
+            stats.malformed += invalid
+            error = decoder.error
+            self.factory.framing_errors(
+                peer=self.transport.getPeer() if self.transport else None,  # type: ignore[attr-defined]
+                reason=getattr(error, "reason", "?"),
+                offset=getattr(error, "offset", "?"),
+                data=getattr(error, "data", b""),
+            )
+            if getattr(decoder, "closed", False) and self._connected:
+                self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            self.factory.sink.unregister_producer(self)
+
+
+class SyslogStreamFactory(Factory):
+    """Builds one :class:`SyslogStreamProtocol` per connection of a stream listener.
+
+    ``transport_name`` is what each :class:`Origin` says ("tcp", "tls", "unix").
+    ``decoder_factory`` makes each connection's decoder; by default a
+    :class:`~syslogsrc.framing.FrameDecoder` with the framing and the maximum message size of
+    ``options`` and the decoder's own invalid-header policy (resync).
+    """
+
+    protocol = SyslogStreamProtocol
+    noisy = False
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        sink: IMessageSink,
+        options: ListenerOptions,
+        stats: ListenerStats,
+        transport_name: str = "tcp",
+        *,
+        decoder_factory: Callable[[], FrameDecoder] | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.sink = sink
+        self.options = options
+        self.stats = stats
+        self.transport_name = transport_name
+        if decoder_factory is None:
+
+            def decoder_factory() -> FrameDecoder:
+                return FrameDecoder(framing=options.framing, max_size=options.max_message_size)
+
+        self.decoder_factory = decoder_factory
+        self.framing_errors = RateLimitedLog(
+            reactor,
+            "{listener}: {count} invalid octet count(s) in the last {interval}s; last from"
+            " {peer} at offset {offset}: {reason} ({data!r})",
+            listener=stats.name,
+        )
+        self.sink_errors = RateLimitedLog(
+            reactor,
+            "{listener}: the sink raised {count} time(s) in the last {interval}s;"
+            " the message was dropped (last from {peer})",
+            level=LogLevel.error,
+            listener=stats.name,
+        )
+
+    def buildProtocol(self, addr: IAddress) -> SyslogStreamProtocol:
+        return self.protocol(self)
+
+    def flush_logs(self) -> None:
+        self.framing_errors.flush()
+        self.sink_errors.flush()

@@ -1,0 +1,508 @@
+"""Listener specs (parsing) and listeners on real sockets on 127.0.0.1 / ::1 / unix paths.
+
+Socket tests run on the global reactor through pytest-twisted; every port is chosen by the
+kernel (port 0, then ``listener.address``) and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from test_protocols_stream import FakeSink
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    UNIXClientEndpoint,
+    connectProtocol,
+)
+from twisted.internet.endpoints import (
+    _parse as twisted_parse,
+)
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+
+from syslogsrc.listen import (
+    DatagramListener,
+    ListenSpec,
+    StreamListener,
+    _parse,
+    make_listener,
+    parse_listen,
+    parse_spec,
+)
+from syslogsrc.options import ListenerOptions, OptionError
+
+TIMEOUT = 5.0
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def test_specs_are_split_on_whitespace() -> None:
+    specs = parse_listen("  tcp:5514\tudp:5514\n http:8080 ")
+    assert [(s.kind, s.transport, s.port) for s in specs] == [
+        ("tcp", "tcp", 5514),
+        ("udp", "udp", 5514),
+        ("http", "http", 8080),
+    ]
+    assert [s.text for s in specs] == ["tcp:5514", "udp:5514", "http:8080"]
+    assert parse_listen("") == [] == parse_listen("   ")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tcp:514", {"kind": "tcp", "transport": "tcp", "port": 514, "interface": ""}),
+        ("tcp:514:interface=127.0.0.1:backlog=5", {"interface": "127.0.0.1", "backlog": 5}),
+        ("tcp:514:127.0.0.1", {"interface": "127.0.0.1"}),  # positional, as in Twisted
+        ("tcp:514:interface=\\:\\:1", {"interface": "::1"}),  # ':' escaped
+        ("tcp6:514", {"kind": "tcp6", "transport": "tcp", "interface": "::"}),
+        ("ssl:6514", {"kind": "ssl", "transport": "tls", "private_key": None}),
+        (
+            "ssl:6514:privateKey=/k\\:1.pem:certKey=c.pem:extraCertChain=chain.pem",
+            {"private_key": "/k:1.pem", "cert_key": "c.pem", "extra_cert_chain": "chain.pem"},
+        ),
+        ("unix:/run/s.sock", {"transport": "unix", "path": "/run/s.sock", "mode": 0o666}),
+        ("unix:/run/s.sock:mode=660:lockfile=0", {"mode": 0o660, "lockfile": False}),
+        ("systemd:domain=INET:index=0", {"transport": "tcp", "index": 0}),
+        ("systemd:domain=UNIX:name=log", {"transport": "unix", "fd_name": "log"}),
+        ("udp:514", {"kind": "udp", "transport": "udp", "interface": ""}),
+        ("udp:514:interface=127.0.0.1", {"interface": "127.0.0.1"}),
+        ("udp6:514", {"kind": "udp6", "transport": "udp", "interface": "::"}),
+        ("unixgram:/dev/log", {"transport": "unixgram", "path": "/dev/log"}),
+        ("unixgram:/my\\ log:mode=600", {"path": "/my log", "mode": 0o600}),
+        ("http:8080:interface=127.0.0.1", {"transport": "http", "port": 8080}),
+        ("https:8443:privateKey=k.pem", {"transport": "https", "private_key": "k.pem"}),
+        ("haproxy:tcp:514", {"kind": "tcp", "proxy": True, "port": 514}),
+        ("haproxy:ssl:6514", {"kind": "ssl", "transport": "tls", "proxy": True}),
+        ("haproxy:unix:/run/p.sock", {"transport": "unix", "proxy": True}),
+        ("tcp:0", {"port": 0}),
+    ],
+)
+def test_spec_fields(text: str, expected: dict[str, Any]) -> None:
+    spec = parse_spec(text)
+    assert spec.text == text
+    for field, value in expected.items():
+        assert getattr(spec, field) == value, field
+
+
+def test_escaped_whitespace_stays_in_one_spec() -> None:
+    [spec] = parse_listen("unix:/tmp/with\\ space.sock")
+    assert spec.path == "/tmp/with space.sock"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("smtp:25", "unknown kind 'smtp'"),
+        ("tcp", "missing a required argument: 'port'"),
+        ("tcp:http", "bad port 'http'"),
+        ("tcp:65536", "bad port '65536'"),
+        ("tcp:-1", "bad port '-1'"),
+        ("udp:514:bogus=1", "unexpected keyword argument 'bogus'"),
+        ("udp:514:interface=localhost", "must be an IP address"),
+        ("udp6:514:interface=127.0.0.1", "must be an IPv6 address"),
+        ("tcp6:514:interface=127.0.0.1", "must be an IPv6 address"),
+        ("tcp:514:backlog=0", "bad backlog"),
+        ("unix:/s:mode=999", "must be octal"),
+        ("unix:/s:lockfile=yes", "bad lockfile"),
+        ("unix:", "socket path is empty"),
+        ("unixgram", "missing a required argument"),
+        ("systemd:domain=INET", "exactly one of index= and name="),
+        ("systemd:domain=IPX:index=0", "bad domain"),
+        ("haproxy:udp:514", "haproxy: wraps one of"),
+        ("haproxy:http:80", "haproxy: wraps one of"),
+        ("ssl:6514:sslmethod=TLSv1_METHOD", "unexpected keyword argument 'sslmethod'"),
+        ("http:80:1:2:3", "too many positional arguments"),
+    ],
+)
+def test_bad_specs_raise_option_error_naming_listen(text: str, why: str) -> None:
+    with pytest.raises(OptionError) as info:
+        parse_listen(f"udp:514 {text}")
+    assert info.value.option == "listen"
+    assert info.value.value == text
+    assert why in str(info.value)
+
+
+def test_usage_is_in_the_error() -> None:
+    with pytest.raises(OptionError, match=r"usage: udp:PORT\[:interface=\.\.\.\]"):
+        parse_spec("udp:1:x=2")
+
+
+@given(st.text(alphabet="ab:=\\ x", max_size=30))
+def test_tokenizer_agrees_with_twisted(description: str) -> None:
+    try:
+        expected = twisted_parse(description)
+    except RuntimeError:  # Twisted chokes on a trailing backslash; we ignore it
+        assume(False)
+    assert _parse(description) == tuple(expected)
+
+
+def test_make_listener_picks_the_class_and_transport() -> None:
+    sink = FakeSink()
+    options = ListenerOptions()
+    tcp = make_listener(parse_spec("tcp:0"), reactor, sink, options)
+    udp = make_listener(parse_spec("udp:0"), reactor, sink, options)
+    assert isinstance(tcp, StreamListener) and tcp.transport == "tcp" and tcp.name == "tcp:0"
+    assert isinstance(udp, DatagramListener) and udp.transport == "udp"
+    assert tcp.stats.name == "tcp:0"
+    assert tcp.address is None  # not started
+
+
+def test_tls_listener_without_a_key_is_an_option_error() -> None:
+    with pytest.raises(OptionError, match="tls-key-file"):
+        make_listener(parse_spec("ssl:0"), reactor, FakeSink(), ListenerOptions())
+
+
+def test_systemd_without_inherited_socket_is_an_option_error() -> None:
+    with pytest.raises(OptionError, match="LISTEN_FDS"):
+        make_listener(
+            parse_spec("systemd:domain=INET:index=0"), reactor, FakeSink(), ListenerOptions()
+        )
+
+
+def test_http_listener_uses_the_http_site_behind_the_tracker() -> None:
+    http = pytest.importorskip("syslogsrc.protocols.http")
+    listener = make_listener(
+        parse_spec("http:0:interface=127.0.0.1"), reactor, FakeSink(), ListenerOptions()
+    )
+    assert isinstance(listener, StreamListener) and listener.transport == "http"
+    assert isinstance(listener.tracker.wrappedFactory, http.HTTPIngestSite)
+
+
+# --- helpers for socket tests ---------------------------------------------------------------
+
+
+@defer.inlineCallbacks
+def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> Generator:
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate.__doc__ or predicate}")
+        yield deferLater(reactor, 0.005, lambda: None)
+
+
+def start(text: str, sink: FakeSink, options: ListenerOptions | None = None) -> defer.Deferred:
+    listener = make_listener(parse_spec(text), reactor, sink, options or ListenerOptions())
+    return listener.start().addTimeout(TIMEOUT, reactor)
+
+
+class Client(Protocol):
+    """A stream client; ``lost`` fires when the server closes the connection."""
+
+    def __init__(self) -> None:
+        self.lost: defer.Deferred[None] = defer.Deferred()
+        self.reason: Failure | None = None
+        self.received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.reason = reason
+        self.lost.callback(None)
+
+
+def connect(endpoint: Any) -> defer.Deferred:
+    return connectProtocol(endpoint, Client()).addTimeout(TIMEOUT, reactor)
+
+
+def has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 on ::1")
+
+
+@pytest.fixture
+def short_tmp(tmp_path: Path) -> Generator[Path, None, None]:
+    """A directory with a short path: unix socket paths are limited to 107 bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sl") as name:
+        yield Path(name)
+
+
+# --- stream sockets -----------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_tcp_listener_receives_and_stop_closes_connections() -> Generator:
+    sink = FakeSink()
+    listener = yield start("tcp:0:interface=127.0.0.1", sink)
+    try:
+        address = listener.address
+        assert address.host == "127.0.0.1" and address.port > 0
+        client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port))
+        client.transport.write(b"<13>one\n<13>two\n")
+        yield wait_until(lambda: len(sink.posts) == 2)
+        assert sink.frames == [b"<13>one", b"<13>two"]
+        origin = sink.posts[0][1]
+        assert origin.transport == "tcp"
+        assert origin.peer_host == "127.0.0.1"
+        assert origin.peer_port == client.transport.getHost().port
+        assert origin.local_port == address.port
+        assert listener.stats.open_connections == 1
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    assert listener.stats.open_connections == 0
+    assert listener.stats.received == listener.stats.posted == 2
+
+
+@needs_ipv6
+@pytest_twisted.inlineCallbacks
+def test_tcp6_listener_on_ipv6_loopback() -> Generator:
+    sink = FakeSink()
+    listener = yield start("tcp6:0:interface=\\:\\:1", sink)
+    try:
+        client = yield connect(TCP6ClientEndpoint(reactor, "::1", listener.address.port))
+        client.transport.write(b"<13>six\n")
+        yield wait_until(lambda: len(sink.posts) == 1)
+        assert sink.posts[0][1].peer_host == "::1"
+        assert sink.posts[0][1].transport == "tcp"
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_unix_listener(short_tmp: Path) -> Generator:
+    sink = FakeSink()
+    path = str(short_tmp / "s.sock")
+    listener = yield start(f"unix:{path}", sink)
+    try:
+        client = yield connect(UNIXClientEndpoint(reactor, path))
+        client.transport.write(b"<13>local\n<13>partial")
+        yield wait_until(lambda: len(sink.posts) == 1)
+        client.transport.loseConnection()
+        yield wait_until(lambda: len(sink.posts) == 2)  # the partial frame, at close
+        origin = sink.posts[1][1]
+        assert (origin.transport, origin.peer_host, origin.peer_port) == ("unix", None, None)
+        assert sink.frames == [b"<13>local", b"<13>partial"]
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    assert not os.path.exists(path)
+
+
+@pytest_twisted.inlineCallbacks
+def test_max_connections_refuses_at_once() -> Generator:
+    sink = FakeSink()
+    options = ListenerOptions(max_connections=1)
+    listener = yield start("tcp:0:interface=127.0.0.1", sink, options)
+    try:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port)
+        first = yield connect(endpoint)
+        yield wait_until(lambda: listener.stats.open_connections == 1)
+        second = yield connect(endpoint)
+        yield second.lost.addTimeout(TIMEOUT, reactor)  # closed by the server
+        assert listener.stats.refused == 1
+        first.transport.write(b"<13>still here\n")
+        yield wait_until(lambda: len(sink.posts) == 1)
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_flow_control_over_a_socket() -> Generator:
+    sink = FakeSink(window=2)
+    listener = yield start("tcp:0:interface=127.0.0.1", sink)
+    try:
+        client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+        client.transport.write(b"".join(b"<13>%d\n" % i for i in range(10)))
+        yield wait_until(lambda: len(sink.posts) == 2 and listener.stats.received == 10)
+        yield deferLater(reactor, 0.05, lambda: None)
+        assert len(sink.posts) == 2  # paused: nothing more posted
+        while len(sink.posts) < 10:
+            sink.resume()
+            yield deferLater(reactor, 0.001, lambda: None)
+        assert sink.frames == [b"<13>%d" % i for i in range(10)]
+        assert sink.posted_while_paused == []
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_while_paused_keeps_frames_for_the_resume() -> Generator:
+    sink = FakeSink(window=1)
+    listener = yield start("tcp:0:interface=127.0.0.1", sink)
+    listener.tracker.close_grace = 0.2
+    client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+    client.transport.write(b"<13>a\n<13>b\n<13>c\n")
+    yield wait_until(lambda: listener.stats.received == 3)
+    yield listener.stop().addTimeout(TIMEOUT, reactor)
+    assert sink.frames == [b"<13>a"]
+    sink.window = None
+    sink.resume()
+    assert sink.frames == [b"<13>a", b"<13>b", b"<13>c"]
+    assert sink.producers == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_port_in_use_fails_start() -> Generator:
+    sink = FakeSink()
+    first = yield start("tcp:0:interface=127.0.0.1", sink)
+    try:
+        with pytest.raises(CannotListenError):
+            yield start(f"tcp:{first.address.port}:interface=127.0.0.1", sink)
+    finally:
+        yield first.stop()
+
+
+# --- haproxy: PROXY v1 and v2 -----------------------------------------------------------------
+
+
+def proxy_v2_ipv4(src: str, dst: str, sport: int, dport: int) -> bytes:
+    signature = b"\r\n\r\n\x00\r\nQUIT\n"
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return signature + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"PROXY TCP4 203.0.113.5 198.51.100.1 56324 514\r\n",
+        proxy_v2_ipv4("203.0.113.5", "198.51.100.1", 56324, 514),
+    ],
+    ids=["v1", "v2"],
+)
+@pytest_twisted.inlineCallbacks
+def test_haproxy_origin_is_the_proxied_address(header: bytes) -> Generator:
+    sink = FakeSink()
+    listener = yield start("haproxy:tcp:0:interface=127.0.0.1", sink)
+    try:
+        client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+        client.transport.write(header + b"<13>via proxy\n")
+        yield wait_until(lambda: len(sink.posts) == 1)
+        origin = sink.posts[0][1]
+        assert sink.frames == [b"<13>via proxy"]
+        assert (origin.peer_host, origin.peer_port, origin.local_port) == (
+            "203.0.113.5",
+            56324,
+            514,
+        )
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+# --- datagram sockets ---------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_udp_listener_reads_the_largest_ipv4_datagram_whole() -> Generator:
+    sink = FakeSink()
+    listener = yield start("udp:0:interface=127.0.0.1", sink)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        port = listener.address.port
+        big = b"<13>" + b"x" * (65507 - 4)  # the largest UDP payload over IPv4
+        sender.sendto(b"<13>small", ("127.0.0.1", port))
+        sender.sendto(big, ("127.0.0.1", port))
+        yield wait_until(lambda: len(sink.posts) == 2)
+        assert sink.frames == [b"<13>small", big]
+        assert sink.batches == [[b"<13>small"], [big]]
+        origin = sink.posts[0][1]
+        assert origin == type(origin)(
+            "udp", listener.stats, "127.0.0.1", sender.getsockname()[1], port
+        )
+        assert listener.stats.truncated == 0
+    finally:
+        sender.close()
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_udp_so_rcvbuf_is_applied_to_the_socket() -> Generator:
+    sink = FakeSink()
+    listener = yield start("udp:0:interface=127.0.0.1", sink, ListenerOptions(so_rcvbuf=1 << 20))
+    try:
+        granted = listener.protocol.receive_buffer
+        assert granted is not None and granted > 0
+        sock = listener._port.getHandle()
+        factor = 2 if os.uname().sysname == "Linux" else 1
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // factor == granted
+        if os.geteuid() == 0 or granted >= 1 << 20:
+            assert granted == 1 << 20
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@needs_ipv6
+@pytest_twisted.inlineCallbacks
+def test_udp6_listener() -> Generator:
+    sink = FakeSink()
+    listener = yield start("udp6:0:interface=\\:\\:1", sink)
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sender.sendto(b"<13>v6", ("::1", listener.address.port))
+        yield wait_until(lambda: len(sink.posts) == 1)
+        assert sink.posts[0][1].peer_host == "::1"
+    finally:
+        sender.close()
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_udp_pause_stops_reading_until_resume() -> Generator:
+    sink = FakeSink(window=1)
+    listener = yield start("udp:0:interface=127.0.0.1", sink)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for i in range(5):
+            sender.sendto(b"<13>%d" % i, ("127.0.0.1", listener.address.port))
+        yield wait_until(lambda: len(sink.posts) == 1)
+        yield deferLater(reactor, 0.05, lambda: None)
+        assert len(sink.posts) == 1
+        sink.window = None
+        sink.resume()
+        yield wait_until(lambda: len(sink.posts) == 5)
+        assert sink.frames == [b"<13>%d" % i for i in range(5)]
+    finally:
+        sender.close()
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_unixgram_listener_replaces_a_stale_socket(short_tmp: Path) -> Generator:
+    path = str(short_tmp / "log")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(path)
+    stale.close()  # the file stays: a socket left by a crashed daemon
+    sink = FakeSink()
+    listener = yield start(f"unixgram:{path}:mode=600", sink)
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    try:
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        big = b"<13>" + b"y" * (65535 - 4)
+        sender.sendto(b"<13>dgram", path)
+        sender.sendto(big, path)
+        yield wait_until(lambda: len(sink.posts) == 2)
+        assert sink.frames == [b"<13>dgram", big]
+        assert sink.posts[0][1].transport == "unixgram"
+        assert sink.posts[0][1].peer_host is None
+    finally:
+        sender.close()
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    assert not os.path.exists(path)
+
+
+def test_listen_spec_is_a_value() -> None:
+    assert parse_spec("tcp:1") == parse_spec("tcp:1")
+    assert isinstance(parse_spec("tcp:1"), ListenSpec)
