@@ -1,8 +1,8 @@
 """Connection bookkeeping shared by every stream-like listener (tcp, tls, unix, http, https).
 
 :class:`ConnectionTracker` wraps a listener's protocol factory, the way
-:class:`twisted.protocols.policies.WrappingFactory` does, and is the outermost layer of each
-connection (TLS and the PROXY header come after it, so a refused connection costs no handshake).
+:class:`twisted.protocols.policies.WrappingFactory` does. It sits outside TLS, so a refused
+connection costs no handshake; only ``haproxy:``'s PROXY header reader is further out.
 It keeps ``stats.open_connections``, refuses connections beyond ``max-connections``, closes
 connections idle for ``idle-timeout`` seconds and closes them all when the listener stops.
 
