@@ -117,7 +117,9 @@ class TextOutput(_FileOutput):
             header = b""
             if program:
                 header = program + (b"[" + pid + b"]" if pid else b"") + b": "
-        stamp = msg.timestamp().strftime("%b %d %H:%M:%S").encode()
+        when = msg.timestamp()
+        # syslog-ng pads the day with a space ("Jan  5"), as RFC 3164 does; %d would give "05"
+        stamp = f"{when:%b} {when.day:2d} {when:%H:%M:%S}".encode()
         host = values.get("HOST", b"")
         return b"%s %s %s%s\n" % (stamp, host, header, values.get("MESSAGE", b""))
 
