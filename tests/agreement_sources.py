@@ -559,3 +559,41 @@ SCENARIOS = {
         MessageApi4,
     )
 }
+
+
+# -- for the command-line tests of syslogsrc.host (not agreement scenarios) -------------------
+
+
+class FailingInit(LogSource):
+    """init() returns False."""
+
+    def init(self, options):
+        return False
+
+    def run(self):  # pragma: no cover - never started
+        pass
+
+    def request_exit(self):  # pragma: no cover
+        pass
+
+
+class Ticker(LogSource):
+    """Posts ``count`` messages ``tick <n>`` (option, default 3), then waits for exit."""
+
+    def __init__(self):
+        super().__init__()
+        self.exit_requested = threading.Event()
+
+    def init(self, options):
+        self.count = int(_text(options.get("count", "3")))
+        return True
+
+    def run(self):
+        for n in range(self.count):
+            msg = LogMessage(f"tick {n}")
+            msg["N"] = str(n)
+            self.post_message(msg)
+        self.exit_requested.wait()
+
+    def request_exit(self):
+        self.exit_requested.set()
