@@ -307,6 +307,12 @@ class TwistedSource(LogSource):
     def _detached(self, result: object, listeners: list[Any]) -> None:
         self._stopping = None
         self._stopped_listeners = listeners
+        # Connections still holding frames (read while we were suspended) can no longer post
+        # them: stopping them for good counts those frames as dropped instead of losing them
+        # silently.
+        producers, self._producers = self._producers, []
+        for producer in producers:
+            producer.stopProducing()
 
     @property
     def listener_stats(self) -> list[ListenerStats]:
