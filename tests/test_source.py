@@ -99,14 +99,18 @@ def test_messages_flow_through_a_fresh_reactor() -> None:
 def test_reloads_leak_no_descriptors_nor_threads() -> None:
     # Without releasing the reactor's epoll fd and waker pipe, each reload leaks 3 descriptors.
     host = SourceHost(LineSource, {})
-    host.start()
-    port = _port_of(host)
-    _send(port, [b"warm-up"])
-    host.reload()
-    fds, threads = _fds(), threading.active_count()
+
+    def listening_after(reload: bool) -> None:
+        n = len(LineListener.bound)
+        host.reload() if reload else host.start()
+        assert host.wait_for(lambda: len(LineListener.bound) > n, timeout=5)
+
+    listening_after(reload=False)
+    _send(LineListener.bound[-1], [b"warm-up"])
+    listening_after(reload=True)
+    fds, threads = _fds(), threading.active_count()  # one running reactor, listening
     for _ in range(25):
-        host.reload()
-    _port_of(host)
+        listening_after(reload=True)
     # a leak is growth that stays: give sockets and threads of the last run a moment to go
     assert host.wait_for(lambda: _fds() <= fds + 1, timeout=5), (_fds(), fds)
     assert host.wait_for(lambda: threading.active_count() <= threads, timeout=5)
