@@ -206,12 +206,27 @@ class LogMessage:
         return self._pri
 
     def set_timestamp(self, timestamp: _dt.datetime) -> None:
-        """Set STAMP. An aware datetime keeps its offset; a naive one is local time (as in 4.x)."""
+        """Set STAMP as 4.x does: a naive datetime is local time; an aware one keeps its offset,
+        read like the daemon reads it (a negative offset goes wrong, see below)."""
         if not isinstance(timestamp, _dt.datetime):
             raise ValueError("timestamp must be a datetime.datetime")
-        if timestamp.tzinfo is None or timestamp.utcoffset() is None:
+        offset = timestamp.utcoffset()
+        if offset is None:
             when = timestamp.timestamp()  # naive: local time
             self._stamp = (when, _local_offset(when))
+            return
+        # The daemon reads the offset with PyDateTime_DELTA_GET_SECONDS, which ignores its days:
+        # -05:00 (days -1, seconds 68400) becomes +19:00 and the instant moves a day with it
+        # (12:00-05:00 is stored as 12:00+19:00; measured in 3.38.1 and 4.8.1). Copied, so that
+        # a source passing negative offsets shows the same wrong times here; give it UTC.
+        seconds = offset.seconds
+        wall = timestamp.replace(tzinfo=_dt.UTC)
+        self._stamp = (wall.timestamp() - seconds, _dt.timezone(_dt.timedelta(seconds=seconds)))
+
+    def _set_stamp_exact(self, timestamp: _dt.datetime) -> None:
+        """STAMP as the daemon's own parser sets it (no detour through a Python datetime)."""
+        if timestamp.utcoffset() is None:
+            self.set_timestamp(timestamp)
         else:
             self._stamp = (timestamp.timestamp(), _dt.timezone(timestamp.utcoffset()))
 
@@ -264,7 +279,7 @@ class LogMessage:
         msg._values.update({k: _typed(v) for k, v in parsed.pairs.items()})
         msg._pri = parsed.pri
         if parsed.timestamp is not None:
-            msg.set_timestamp(parsed.timestamp)
+            msg._set_stamp_exact(parsed.timestamp)
         if parsed.tags:
             msg._values["TAGS"] = ",".join(parsed.tags).encode()
         return msg
