@@ -19,8 +19,10 @@ returns). Either way, a closed gate stalls acknowledgements and so empties the s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import socket
 import threading
 import time
 
@@ -133,15 +135,18 @@ class GateOutput:
 
 #: the daemon's file destination template: the same fields as :func:`render`
 FILE_TEMPLATE = (
-    "$(format-json MESSAGE=$MESSAGE TRANSPORT=$TRANSPORT SOURCEIP=$SOURCEIP PRI=$PRI)\\n"
+    "$(format-json MESSAGE=$MESSAGE TRANSPORT=$TRANSPORT SOURCEIP=$SOURCEIP PRI=$PRI"
+    " HOST=$HOST HOST_FROM=$HOST_FROM ISODATE=$ISODATE)\\n"
 )
+#: what :func:`render` and the file destination write
+FIELDS = ("MESSAGE", "TRANSPORT", "SOURCEIP", "PRI", "HOST", "HOST_FROM", "ISODATE")
 
 
 def render(msg) -> dict[str, str]:
     """What the daemon's file destination writes for a message (empty values left out, as
     format-json does)."""
     out = {}
-    for name in ("MESSAGE", "TRANSPORT", "SOURCEIP", "PRI"):
+    for name in FIELDS:
         try:
             value = msg[name]
         except KeyError:
@@ -457,6 +462,37 @@ class ValuesAsBytes(Scenario):
             self.obs["set_after_post"] = None
 
 
+class Hostnames(Scenario):
+    """HOST is replaced by HOST_FROM (keep-hostname(no), the default); without a source address
+    HOST_FROM is the local host name."""
+
+    def scenario(self):
+        msg = LogMessage("fill hostnames")
+        msg["HOST"] = "claimed.example"
+        self.post_message(msg)
+        self.obs["local_hostname"] = socket.gethostname()
+
+
+class Timestamps(Scenario):
+    """set_timestamp() with a naive and with aware datetimes: the file shows $ISODATE (the test
+    runs both sides under TZ=Asia/Kolkata, +05:30)."""
+
+    STAMPS = {
+        "naive": dt.datetime(2024, 1, 15, 12, 0, 0),
+        "utc": dt.datetime(2024, 1, 15, 12, 0, 0, tzinfo=dt.UTC),
+        "plus2": dt.datetime(2024, 1, 15, 12, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        "minus5": dt.datetime(2024, 1, 15, 12, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+    }
+
+    def scenario(self):
+        for name, stamp in self.STAMPS.items():
+            msg = LogMessage(f"fill stamp {name}")
+            msg.set_timestamp(stamp)
+            if hasattr(msg, "get_timestamp"):
+                self.obs[f"get_timestamp_{name}"] = msg.get_timestamp().isoformat()
+            self.post_message(msg)
+
+
 # -- 4.x rules: each records "supported" first; the test skips what the daemon lacks ----------
 
 
@@ -554,6 +590,8 @@ SCENARIOS = {
         Suspending,
         WakeupThreshold,
         ValuesAsBytes,
+        Hostnames,
+        Timestamps,
         Batches,
         Transport,
         MessageApi4,

@@ -13,8 +13,10 @@ reason; docs/emulation.md lists the results per daemon version.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,7 +73,10 @@ class Run:
 
 def _clean(line: dict) -> dict:
     # 3.38 writes an unset $TRANSPORT as "", 4.8 as null: both mean "not set"
-    return {k: str(v) for k, v in line.items() if v not in ("", None)}
+    out = {k: str(v) for k, v in line.items() if v not in ("", None)}
+    if not out.get("MESSAGE", "").startswith("fill stamp"):
+        out.pop("ISODATE", None)  # the receive time: differs from run to run
+    return out
 
 
 def _result(lines: list[dict]) -> dict | None:
@@ -106,7 +111,7 @@ def _wait(predicate, timeout: float) -> bool:
 def run_in_daemon(syslog_ng, name: str) -> Run:
     cls = SCENARIOS[name]
     config = CONFIG.format(name=name, window=cls.window or 100, template=FILE_TEMPLATE)
-    daemon = syslog_ng(config)
+    daemon = syslog_ng(config, env=dict(SCENARIO_ENV.get(name, {})))
     out = daemon.state_dir / "out.json"
     report = daemon.state_dir / "report.json"
     try:
@@ -122,6 +127,27 @@ def run_in_daemon(syslog_ng, name: str) -> Run:
         stderr = daemon.stderr()
     assert obs is not None, f"{name} reported nothing in {syslog_ng.name}:\n{stderr}"
     return Run(obs, _read_lines(out), DROP_TEXT in stderr, syslog_ng.name)
+
+
+#: environment a scenario runs under, on both sides
+SCENARIO_ENV = {"Timestamps": {"TZ": "Asia/Kolkata"}}
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    """Set environment variables (and the C library's idea of the time zone) for a while."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    time.tzset()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        time.tzset()
 
 
 class _Collect(logging.Handler):
@@ -146,23 +172,24 @@ def run_in_emulation(name: str, tmp_path_factory) -> Run:
     output = GateOutput(str(where / "gate"))
     collect = _Collect()
     logger = logging.getLogger("syslogng")
+    host = SourceHost(
+        cls,
+        {"gate": str(where / "gate"), "report": str(report)},
+        log_iw_size=cls.window or 100,
+        output=output,
+        stop_timeout=RESULT_TIMEOUT,
+    )
     logger.addHandler(collect)
     try:
-        host = SourceHost(
-            cls,
-            {"gate": str(where / "gate"), "report": str(report)},
-            log_iw_size=cls.window or 100,
-            output=output,
-            stop_timeout=RESULT_TIMEOUT,
-        )
-        host.start()
-        try:
-            if name == "BlockingExit":
-                time.sleep(SETTLE)
-            else:
-                _wait(lambda: _result(output.lines) is not None, RESULT_TIMEOUT)
-        finally:
-            host.close()
+        with _environment(SCENARIO_ENV.get(name, {})):
+            host.start()
+            try:
+                if name == "BlockingExit":
+                    time.sleep(SETTLE)
+                else:
+                    _wait(lambda: _result(output.lines) is not None, RESULT_TIMEOUT)
+            finally:
+                host.close()
     finally:
         logger.removeHandler(collect)
     obs = json.loads(report.read_text()) if name == "BlockingExit" else _result(output.lines)
@@ -211,6 +238,8 @@ COMMON = [
     "Suspending",
     "WakeupThreshold",
     "ValuesAsBytes",
+    "Hostnames",
+    "Timestamps",
 ]
 #: 4.x rules: each scenario reports "supported"; a daemon without the feature is skipped
 NEWER = ["Batches", "Transport", "MessageApi4"]
@@ -233,8 +262,19 @@ def test_emulation_alone(name, tmp_path_factory):
         assert messages == ["fill from run"]
 
 
+#: scenarios whose rule the emulation copies from 4.x only: (first version, why older differ)
+FROM_4X = {
+    "Timestamps": (
+        (4, 0),
+        "3.x reads a datetime's wall clock as UTC (test_timestamps_differ_in_3x shows how)",
+    ),
+}
+
+
 @pytest.mark.parametrize("name", COMMON + NEWER)
 def test_agreement(name, syslog_ng, tmp_path_factory):
+    if name in FROM_4X and syslog_ng.version < FROM_4X[name][0]:
+        pytest.skip(f"{syslog_ng.name}: {FROM_4X[name][1]}")
     daemon = run_in_daemon(syslog_ng, name)
     if daemon.obs.get("supported") is False:
         pytest.skip(f"{syslog_ng.name} ({syslog_ng.daemon.full_version}) has no {name} API")
@@ -244,3 +284,32 @@ def test_agreement(name, syslog_ng, tmp_path_factory):
     # the same messages arrived, with the same TRANSPORT / SOURCEIP / PRI, and nothing else
     assert emulated.fills == daemon.fills
     assert emulated.drop_logged == daemon.drop_logged
+
+
+#: $ISODATE of the Timestamps scenario's messages under TZ=Asia/Kolkata, as 3.38.1 wrote them
+#: (the digits of the wall clock read as UTC, then shown in the datetime's offset or, for a naive
+#: one, in local time) and as the emulation (4.x) writes them
+ISODATE_3X = {
+    "naive": "2024-01-15T17:30:00+05:30",
+    "utc": "2024-01-15T12:00:00+00:00",
+    "plus2": "2024-01-15T14:00:00+02:00",
+    "minus5": "2024-01-16T07:00:00+19:00",
+}
+ISODATE_4X = {
+    "naive": "2024-01-15T12:00:00+05:30",
+    "utc": "2024-01-15T12:00:00+00:00",
+    "plus2": "2024-01-15T12:00:00+02:00",
+    "minus5": "2024-01-15T12:00:00+19:00",  # the days of the offset are lost in 4.x too
+}
+
+
+def _stamps(run: Run) -> dict:
+    return {f["MESSAGE"].rsplit(" ", 1)[1]: f["ISODATE"] for f in run.fills}
+
+
+def test_timestamps_differ_in_3x(syslog_ng, tmp_path_factory):
+    """What a 3.x daemon does with set_timestamp(), pinned so that the docs stay true."""
+    if syslog_ng.version >= (4, 0):
+        pytest.skip(f"{syslog_ng.name} reads timestamps as 4.x does (test_agreement)")
+    assert _stamps(run_in_daemon(syslog_ng, "Timestamps")) == ISODATE_3X
+    assert _stamps(run_in_emulation("Timestamps", tmp_path_factory)) == ISODATE_4X

@@ -664,13 +664,30 @@ def test_pri():
 
 
 def test_aware_timestamp_keeps_its_offset():
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    msg = LogMessage()
+    msg.set_timestamp(dt.datetime(2024, 3, 1, 12, 0, 0, tzinfo=plus2))
+    stamp = msg.timestamp()
+    assert stamp.utcoffset() == dt.timedelta(hours=2)
+    assert stamp == dt.datetime(2024, 3, 1, 10, 0, 0, tzinfo=dt.UTC)
+    assert msg.get_timestamp() == dt.datetime(2024, 3, 1, 12, 0, 0)  # naive wall clock
+    assert msg["ISODATE"] == b"2024-03-01T12:00:00+02:00"
+
+
+def test_negative_offset_loses_its_days_like_the_daemon():
+    # Both daemons read the offset without its days: -05:00 becomes +19:00 with the same wall
+    # clock (tests/test_agreement.py, Timestamps). Without the quirk a source giving negative
+    # offsets would look right here and be a day off in syslog-ng.
     minus5 = dt.timezone(dt.timedelta(hours=-5))
     msg = LogMessage()
     msg.set_timestamp(dt.datetime(2024, 3, 1, 12, 0, 0, tzinfo=minus5))
-    stamp = msg.timestamp()
-    assert stamp.utcoffset() == dt.timedelta(hours=-5)
-    assert stamp == dt.datetime(2024, 3, 1, 17, 0, 0, tzinfo=dt.UTC)
-    assert msg.get_timestamp() == dt.datetime(2024, 3, 1, 12, 0, 0)  # naive wall clock
+    assert msg["ISODATE"] == b"2024-03-01T12:00:00+19:00"
+    assert msg.timestamp() == dt.datetime(2024, 2, 29, 17, 0, 0, tzinfo=dt.UTC)
+
+
+def test_parse_keeps_a_negative_offset_exact():
+    # The daemon's own parser does not go through a Python datetime: no quirk there.
+    msg = LogMessage.parse(b"<13>1 2024-03-01T12:00:00-05:00 h app - - - x", ParseOptions())
     assert msg["ISODATE"] == b"2024-03-01T12:00:00-05:00"
 
 
