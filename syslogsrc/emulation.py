@@ -52,6 +52,13 @@ _log = logging.getLogger("syslogng")
 THREAD_ERROR = "post_message must be called from main thread"
 BATCH_THREAD_ERROR = "close_batch() must be called from main thread"
 NOT_A_MESSAGE_ERROR = "LogMessage expected in the first parameter"
+BOOKMARK_ERROR = (
+    "Bookmarks can not be used without creating an AckTracker instance (self.ack_tracker)"
+)
+MISSING_BOOKMARK_ERROR = (
+    "a source with an ack_tracker must set a bookmark on every message it posts "
+    "(syslog-ng crashes on one without)"
+)
 DROP_ERROR = "Incorrectly suspended source, dropping message"
 READ_ONLY_ERROR = "Log message is read only, cannot set value"
 
@@ -636,8 +643,14 @@ class SourceDriver:
                 self.stats["dropped"] += 1
                 _log.error(DROP_ERROR)
                 return
-            if msg._bookmark is not None and self.source.ack_tracker is None:
-                raise RuntimeError("Bookmarks can not be used without an ack_tracker")
+            tracker = self.source.ack_tracker
+            if msg._bookmark is not None and tracker is None:
+                raise RuntimeError(BOOKMARK_ERROR)
+            if msg._bookmark is None and tracker is not None:
+                # The daemon's ack trackers dereference the bookmark of every tracked message:
+                # 3.38.1 and 4.8.1 segfault (4.8.1's ConsecutiveAckTracker asserts) on one
+                # without. Here it fails loudly instead (tests/test_agreement.py).
+                raise RuntimeError(MISSING_BOOKMARK_ERROR)
             self.free -= 1
             self.stats["posted"] += 1
             exhausted = self.free == 0
