@@ -26,7 +26,13 @@ import socket
 import threading
 import time
 
-from syslogsrc.runtime import IN_DAEMON, LogMessage, LogSource
+from syslogsrc.runtime import (
+    IN_DAEMON,
+    ConsecutiveAckTracker,
+    InstantAckTracker,
+    LogMessage,
+    LogSource,
+)
 
 _DestinationBase = object
 if IN_DAEMON:
@@ -201,7 +207,11 @@ class Scenario(LogSource):
             self.obs["scenario_error"] = repr(exc)
         if self.gate:
             gate_open(self.gate)
-        self.post_message(LogMessage(RESULT_PREFIX + json.dumps(self.obs, sort_keys=True)))
+        result = LogMessage(RESULT_PREFIX + json.dumps(self.obs, sort_keys=True))
+        if getattr(self, "ack_tracker", None) is not None:
+            # with an ack tracker every message needs a bookmark: 4.8.1 aborts otherwise
+            result.set_bookmark("result")
+        self.post_message(result)
         if not getattr(self, "auto_close_batches", True):
             # 4.8.1 aborts at shutdown (assertion on batch callbacks) when run() leaves a
             # batch open, and delivers nothing of it
@@ -435,6 +445,99 @@ class WakeupThreshold(Scenario):
             self.obs["acks_before_wakeup"] = None
 
 
+class SuspendedExit(Scenario):
+    """Asked to exit while suspended (the gate stays closed): is wakeup() called, from where?
+
+    Results go to the ``report`` file (nothing can be posted with an empty window)."""
+
+    window = 2
+
+    def __init__(self):
+        super().__init__()
+        self.events = []
+        self.suspended = threading.Event()
+
+    def suspend(self):
+        self.events.append(("suspend", threading.get_ident()))
+        self.suspended.set()
+
+    def wakeup(self):
+        self.events.append(("wakeup", threading.get_ident()))
+
+    def request_exit(self):
+        self.events.append(("request_exit", threading.get_ident()))
+        super().request_exit()
+
+    def run(self):
+        self.run_thread = threading.get_ident()
+        for i in range(self.window):
+            self.fill(i)
+        self.obs["suspended"] = self.suspended.is_set()
+        self.exit_requested.wait()
+        time.sleep(0.5)  # a wakeup that belongs to the exit comes now
+        self.obs["events"] = [name for name, _ in self.events]
+        self.obs["threads"] = [self.whose(ident) for _, ident in self.events]
+        with open(self.options["report"], "w") as f:
+            json.dump(self.obs, f, sort_keys=True)
+        gate_open(self.gate)
+
+
+class InstantAcks(Scenario):
+    """InstantAckTracker: the callback gets each bookmark, in a thread that acknowledges."""
+
+    def init(self, options):
+        self.acked = []
+        self.ack_threads = set()
+        self.ack_tracker = InstantAckTracker(self.on_ack)
+        return super().init(options)
+
+    def on_ack(self, bookmark):
+        self.acked.append(bookmark)
+        self.ack_threads.add(threading.get_ident())
+
+    def scenario(self):
+        for i in range(3):
+            msg = LogMessage(f"fill ack {i}")
+            msg.set_bookmark(f"b{i}")
+            self.post_message(msg)
+        deadline = time.monotonic() + PATIENCE
+        while len(self.acked) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.obs["acked"] = sorted(self.acked)
+        # the daemon acknowledges in the destination's thread, or in the run() thread itself when
+        # the destinations were done before post_message() returned: never in the main thread
+        self.obs["ack_in_main_thread"] = any(self.whose(t) == "main" for t in self.ack_threads)
+
+
+class ConsecutiveAcks(InstantAcks):
+    """ConsecutiveAckTracker: acknowledged in order, the callback gets every bookmark."""
+
+    def init(self, options):
+        ok = super().init(options)
+        self.ack_tracker = ConsecutiveAckTracker(self.on_ack)
+        return ok
+
+    def scenario(self):
+        super().scenario()
+        self.obs["acked_in_order"] = self.acked
+
+
+class AckWithoutBookmark(Scenario):
+    """With an ack tracker, a message without a bookmark: the daemon crashes (not a scenario
+    to compare, see test_agreement.test_message_without_bookmark_crashes_the_daemon)."""
+
+    def init(self, options):
+        self.ack_tracker = InstantAckTracker(lambda bookmark: None)
+        return super().init(options)
+
+    def scenario(self):
+        time.sleep(1.0)  # after the daemon's start-up, so that the crash is not taken for it
+        try:
+            self.fill("without bookmark")
+        except Exception as exc:
+            self.obs["post"] = _exc(exc)
+
+
 class ValuesAsBytes(Scenario):
     """str in, bytes out; a posted message is read-only (where the daemon makes it so)."""
 
@@ -528,8 +631,7 @@ class Batches(Scenario):
             self.obs["close_batch_in_run"] = None
         time.sleep(0.5)
         self.obs["delivered_after_close_batch"] = "fill batched" in DELIVERED
-        if self.options.get("variant") != "nothread":
-            self.obs["close_batch_in_thread"] = _exc(self.in_thread(self.close_batch))
+        self.obs["close_batch_in_thread"] = _exc(self.in_thread(self.close_batch))
 
 
 class Transport(Scenario):
@@ -589,6 +691,9 @@ SCENARIOS = {
         BlockingExit,
         Suspending,
         WakeupThreshold,
+        SuspendedExit,
+        InstantAcks,
+        ConsecutiveAcks,
         ValuesAsBytes,
         Hostnames,
         Timestamps,

@@ -27,18 +27,22 @@ CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if CHECKOUT not in sys.path:  # the daemon imports tests.agreement_sources: so must we
     sys.path.insert(0, CHECKOUT)
 
+from syslogsrc.emulation import MISSING_BOOKMARK_ERROR  # noqa: E402
 from syslogsrc.host import SourceHost  # noqa: E402
 from tests.agreement_sources import (  # noqa: E402
     FILE_TEMPLATE,
     RESULT_PREFIX,
     SCENARIOS,
+    AckWithoutBookmark,
     GateOutput,
 )
 
 DROP_TEXT = "Incorrectly suspended source, dropping message"
 #: how long a scenario may take to post its result
 RESULT_TIMEOUT = 20.0
-#: BlockingExit: time for the source to fill its window and block before the stop
+#: scenarios that report in a file at exit (nothing can be posted then), and the time they get
+#: to fill their window before the test stops them
+REPORTING = ("BlockingExit", "SuspendedExit")
 SETTLE = 1.0
 
 CONFIG = """\
@@ -115,7 +119,7 @@ def run_in_daemon(syslog_ng, name: str) -> Run:
     out = daemon.state_dir / "out.json"
     report = daemon.state_dir / "report.json"
     try:
-        if name == "BlockingExit":
+        if name in REPORTING:
             time.sleep(SETTLE)
             daemon.stop(timeout=RESULT_TIMEOUT)
             obs = json.loads(report.read_text()) if report.exists() else None
@@ -184,7 +188,7 @@ def run_in_emulation(name: str, tmp_path_factory) -> Run:
         with _environment(SCENARIO_ENV.get(name, {})):
             host.start()
             try:
-                if name == "BlockingExit":
+                if name in REPORTING:
                     time.sleep(SETTLE)
                 else:
                     _wait(lambda: _result(output.lines) is not None, RESULT_TIMEOUT)
@@ -192,7 +196,7 @@ def run_in_emulation(name: str, tmp_path_factory) -> Run:
                 host.close()
     finally:
         logger.removeHandler(collect)
-    obs = json.loads(report.read_text()) if name == "BlockingExit" else _result(output.lines)
+    obs = json.loads(report.read_text()) if name in REPORTING else _result(output.lines)
     assert obs is not None, f"{name} reported nothing in the emulation"
     run = Run(obs, output.lines, DROP_TEXT in collect.messages, "emulation")
     _emulated[name] = run
@@ -228,6 +232,12 @@ EXPECTED = {
         "post_while_suspended": None,
     },
     "WakeupThreshold": {"suspended": True, "acks_before_wakeup": 1},
+    "InstantAcks": {"acked": ["b0", "b1", "b2"], "ack_in_main_thread": False},
+    "ConsecutiveAcks": {
+        "acked": ["b0", "b1", "b2"],
+        "acked_in_order": ["b0", "b1", "b2"],
+        "ack_in_main_thread": False,
+    },
 }
 
 COMMON = [
@@ -237,12 +247,28 @@ COMMON = [
     "BlockingExit",
     "Suspending",
     "WakeupThreshold",
+    "SuspendedExit",
+    "InstantAcks",
+    "ConsecutiveAcks",
     "ValuesAsBytes",
     "Hostnames",
     "Timestamps",
 ]
 #: 4.x rules: each scenario reports "supported"; a daemon without the feature is skipped
 NEWER = ["Batches", "Transport", "MessageApi4"]
+
+
+def test_message_without_bookmark_crashes_the_daemon(syslog_ng, tmp_path):
+    """With an ack tracker every message needs a bookmark: the daemon dies of a signal on one
+    without (3.38.1 and 4.8.1: SIGSEGV), the emulation raises instead."""
+    config = CONFIG.format(name="AckWithoutBookmark", window=100, template=FILE_TEMPLATE)
+    daemon = syslog_ng(config)
+    assert _wait(lambda: not daemon.alive(), RESULT_TIMEOUT), "the daemon survived"
+    assert daemon.returncode < 0, daemon.stderr()  # killed by a signal
+    with SourceHost(AckWithoutBookmark, {"gate": str(tmp_path / "gate"), "report": ""}) as host:
+        assert host.wait_for(lambda: host.messages)
+    obs = _result([{"MESSAGE": m.get_as_str("MESSAGE")} for m in host.messages])
+    assert obs == {"post": ["RuntimeError", MISSING_BOOKMARK_ERROR]}
 
 
 def test_scenarios_are_all_run():
@@ -255,7 +281,7 @@ def test_emulation_alone(name, tmp_path_factory):
     assert run.obs == EXPECTED[name]
     messages = [f["MESSAGE"] for f in run.fills]
     # a post while suspended (Suspending) or after exit (BlockingExit) is dropped and logged
-    assert run.drop_logged == (name in ("Suspending", "BlockingExit"))
+    assert run.drop_logged == (name in ("Suspending", "BlockingExit", "SuspendedExit"))
     assert "fill while suspended" not in messages
     assert "fill after exit" not in messages
     if name == "ThreadCheck":
@@ -267,6 +293,10 @@ FROM_4X = {
     "Timestamps": (
         (4, 0),
         "3.x reads a datetime's wall clock as UTC (test_timestamps_differ_in_3x shows how)",
+    ),
+    "SuspendedExit": (
+        (4, 0),
+        "3.x does not wake a suspended source on exit (test_no_wakeup_on_exit_in_3x)",
     ),
 }
 
@@ -313,3 +343,20 @@ def test_timestamps_differ_in_3x(syslog_ng, tmp_path_factory):
         pytest.skip(f"{syslog_ng.name} reads timestamps as 4.x does (test_agreement)")
     assert _stamps(run_in_daemon(syslog_ng, "Timestamps")) == ISODATE_3X
     assert _stamps(run_in_emulation("Timestamps", tmp_path_factory)) == ISODATE_4X
+
+
+def test_no_wakeup_on_exit_in_3x(syslog_ng, tmp_path_factory):
+    """3.x asks a suspended source to exit without waking it; 4.x (and the emulation) also
+    calls wakeup() from the main thread, after request_exit()."""
+    if syslog_ng.version >= (4, 0):
+        pytest.skip(f"{syslog_ng.name} wakes a suspended source on exit (test_agreement)")
+    assert run_in_daemon(syslog_ng, "SuspendedExit").obs == {
+        "events": ["suspend", "request_exit"],
+        "suspended": True,
+        "threads": ["run", "main"],
+    }
+    assert run_in_emulation("SuspendedExit", tmp_path_factory).obs == {
+        "events": ["suspend", "request_exit", "wakeup"],
+        "suspended": True,
+        "threads": ["run", "main", "main"],
+    }

@@ -902,6 +902,17 @@ def test_bookmark_without_ack_tracker_raises(run_thread):
         rt.call(lambda: driver.source.post_message(LogMessage("x", bookmark=1)))
 
 
+def test_message_without_bookmark_with_a_tracker_raises(run_thread):
+    # Both daemons crash (SIGSEGV) on such a post: the emulation must not let it pass.
+    source = Idle()
+    source.ack_tracker = InstantAckTracker(lambda b: None)
+    driver, delivered = make_driver(source)
+    rt = run_thread(driver)
+    with pytest.raises(RuntimeError, match="bookmark on every message"):
+        rt.call(lambda: source.post_message(LogMessage("x")))
+    assert delivered == []
+
+
 def test_ack_tracker_must_be_a_tracker():
     class Wrong(Idle):
         def init(self, options):
