@@ -161,8 +161,9 @@ def _stamp_for_daemon(ts: dt.datetime) -> dt.datetime:
     """The datetime to give ``set_timestamp()`` so that the daemon stores ``ts``.
 
     3.x reads the wall-clock digits as UTC and attaches the offset afterwards; both generations
-    read the offset without its ``days`` field, so a negative offset would come out wrong. The
-    instant always survives; a negative offset is given as UTC.
+    read the offset without its ``days`` field, so a negative offset would come out wrong (see
+    :func:`_stamp_carrier` for those). The instant always survives; a negative offset is given
+    as UTC.
     """
     offset = ts.utcoffset()
     if offset is None:
@@ -172,6 +173,22 @@ def _stamp_for_daemon(ts: dt.datetime) -> dt.datetime:
     if FEATURES.stale_receive_time:  # 3.x
         return ts.astimezone(_UTC).replace(tzinfo=ts.tzinfo)
     return ts
+
+
+def _stamp_carrier(ts: dt.datetime) -> bytes:
+    """A bare RFC 5424 header stamped ``ts``, for the daemon's own parser.
+
+    ``set_timestamp()`` cannot store a negative UTC offset in either daemon (-05:00 is read as
+    +19:00 and the instant moves a day; measured in 3.38.1 and 4.8.1), but ``LogMessage.parse``
+    stores it exactly: a message whose stamp has one is made by parsing this header.
+    """
+    return b"<13>1 " + ts.isoformat().encode() + b" - - - - -"
+
+
+def _now_for_daemon() -> dt.datetime:
+    """Now, for ``set_timestamp()`` in 3.x (whose own receive time goes stale): naive UTC, which
+    3.x stores as the right instant in the local offset, as it stamps messages itself."""
+    return dt.datetime.now(_UTC).replace(tzinfo=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,7 +475,7 @@ class TwistedSource(LogSource):
         msg = LogMessage(frame)
         self.annotate(msg, frame, origin, extra)
         if FEATURES.stale_receive_time:
-            msg.set_timestamp(dt.datetime.now(_UTC))
+            msg.set_timestamp(_now_for_daemon())
         return msg
 
     def annotate(
@@ -479,6 +496,15 @@ class TwistedSource(LogSource):
                 msg["PEERPORT"] = str(origin.peer_port or 0)
         if FEATURES.set_recvd_rawmsg_size:
             msg.set_recvd_rawmsg_size(len(frame))
+
+
+def _value(msg: Any, name: str) -> bytes:
+    """``msg[name]``, or b"" when unset (4.x raises KeyError for unset names)."""
+    try:
+        value = msg[name]
+    except KeyError:
+        return b""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _taken(msg: Any) -> bool:
@@ -685,17 +711,33 @@ class SyslogSource(TwistedSource):
             self.annotate(msg, frame, origin, extra)
             return msg
         parsed = parse(frame, format or self._format, time_zone=self._time_zone)
-        msg = LogMessage()
+        if parsed.timestamp is not None:
+            msg = self._message_at(parsed.timestamp, parsed.format)
+        else:
+            msg = LogMessage()
+            if FEATURES.stale_receive_time:
+                msg.set_timestamp(_now_for_daemon())
         for name, value in parsed.pairs.items():
             msg[name] = value
         msg.set_pri(parsed.pri)
-        if parsed.timestamp is not None:
-            msg.set_timestamp(_stamp_for_daemon(parsed.timestamp))
-        elif FEATURES.stale_receive_time:
-            msg.set_timestamp(dt.datetime.now(_UTC))
         if parsed.tags:
             msg[TAGS_PAIR] = ",".join(parsed.tags)
             if parsed.format == "raw" or "syslogsrc.rfc5424_fallback" in parsed.tags:
                 origin.listener.malformed += 1
         self.annotate(msg, frame, origin, extra)
+        return msg
+
+    def _message_at(self, ts: dt.datetime, format: str) -> Any:
+        """A new ``LogMessage`` stamped ``ts`` (instant and offset)."""
+        offset = ts.utcoffset()
+        parse_options = getattr(self, "parse_options", None)
+        if offset is not None and offset < dt.timedelta(0) and parse_options is not None:
+            msg = LogMessage.parse(_stamp_carrier(ts), parse_options)
+            # flags(no-parse) or another format() would leave the header in MESSAGE
+            if not _value(msg, "MESSAGE"):
+                if _value(msg, "MSGFORMAT"):  # 4.7+ names the carrier's format
+                    msg["MSGFORMAT"] = format
+                return msg
+        msg = LogMessage()
+        msg.set_timestamp(_stamp_for_daemon(ts))
         return msg
