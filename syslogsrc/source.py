@@ -682,6 +682,14 @@ class SyslogSource(TwistedSource):
 
     options: SourceOptions
 
+    @staticmethod
+    def generate_persist_name(options: Mapping[str, Any]) -> str:
+        """Called by the daemon before ``init()``: a name from the listen option, so that two
+        SyslogSources in one configuration do not collide (without it syslog-ng refuses to
+        start: "conflicting persist-names", both being ``python-source(<class>)``)."""
+        listen = _as_words(options.get("listen", DEFAULT_LISTEN))
+        return "syslogsrc(" + ",".join(listen) + ")"
+
     def configure(self, options: dict[str, Any]) -> None:
         self.options = SourceOptions.from_options(options)
         from syslogsrc.listen import parse_listen
