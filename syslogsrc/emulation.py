@@ -627,6 +627,8 @@ class SourceDriver:
         self.auto_close_batches = True
         self.transport_name: str | None = None
         self.cond = threading.Condition()
+        #: stands in for the GIL where the daemon's ordering depends on it (suspend/wakeup)
+        self.gil = threading.RLock()
         self.open_batch: list[LogMessage] = []
         self.stats = {"posted": 0, "dropped": 0, "acked": 0, "batches": 0, "suspends": 0}
         self.hostname = socket.gethostname()
@@ -653,7 +655,6 @@ class SourceDriver:
                 raise RuntimeError(MISSING_BOOKMARK_ERROR)
             self.free -= 1
             self.stats["posted"] += 1
-            exhausted = self.free == 0
         self.track_bookmark(msg)
         self._apply_source_attributes(msg)
         msg._read_only = True
@@ -661,14 +662,22 @@ class SourceDriver:
         self.open_batch.append(msg)
         if self.auto_close_batches:
             self.close_batch()
-        if not exhausted:
-            return
         if self.nonblocking:
-            with self.cond:
-                self.suspended = True
-                self.stats["suspends"] += 1
-            self.source.suspend()  # type: ignore[attr-defined]
+            # Like the daemon: the window is looked at after the post (an acknowledgement may
+            # have come meanwhile), and the check and suspend() happen under the GIL, which
+            # wakeup() needs too, so a wakeup cannot slip in between.
+            with self.gil:
+                with self.cond:
+                    empty = self.free <= 0
+                    if empty:
+                        self.suspended = True
+                        self.stats["suspends"] += 1
+                if empty:
+                    self.source.suspend()  # type: ignore[attr-defined]
             return
+        with self.cond:
+            if self.free > 0:
+                return
         # Blocking mode. 4.8.1 closes the batch before sleeping, so a manual batch cannot stall.
         self.close_batch()
         with self.cond:
@@ -709,13 +718,15 @@ class SourceDriver:
     # -- the consumer's side ---------------------------------------------------------------
     def ack(self, msg: LogMessage) -> None:
         """A message was delivered: free its slot (from any thread)."""
-        wake = False
         with self.cond:
+            before = self.free
             self.free += 1
             self.stats["acked"] += 1
-            if self.suspended and self.free >= self.wakeup_threshold:
-                self.suspended = False
-                wake = True
+            # Like the daemon, every climb of the window to the threshold wakes the source, and
+            # the slot is freed first, without the GIL: by the time wakeup() has the GIL the
+            # run() thread may have posted into the slot and been suspended again. Such a stale
+            # wakeup() happens in both daemons (and, more rarely, here); a source must check.
+            wake = self.nonblocking and before < self.wakeup_threshold <= self.free
             self.cond.notify_all()
         tracker = self.source.ack_tracker
         if msg._bookmark is not None and tracker is not None:
@@ -724,7 +735,9 @@ class SourceDriver:
             else:
                 tracker._ack(msg._bookmark)
         if wake:
-            self.source.wakeup()  # type: ignore[attr-defined]
+            with self.gil:
+                self.suspended = False
+                self.source.wakeup()  # type: ignore[attr-defined]
 
     def track_bookmark(self, msg: LogMessage) -> None:
         tracker = self.source.ack_tracker
