@@ -331,6 +331,52 @@ def test_wakeup_comes_from_the_acking_thread_after_suspend(run_thread):
     assert source.events[1][2] == 1
 
 
+def test_ack_during_the_post_means_no_suspend(run_thread):
+    # The daemon looks at the window after the post: destinations that finished the message
+    # before post_message() returned (acked in the run() thread) leave it non-empty, and the
+    # climb 0 -> 1 still calls wakeup(). Deciding suspend() from the window before that ack
+    # left a source suspended with nothing in flight: no ack, no wakeup, stuck for good.
+    source = Suspendable()
+    driver = None
+
+    def consumer(msg):
+        driver.ack(msg)  # delivered and acknowledged at once
+
+    driver = SourceDriver(source, log_iw_size=1, consumer=consumer)
+    rt = run_thread(driver)
+    for i in range(3):
+        rt.call(lambda i=i: source.post_message(LogMessage(str(i))))
+    assert [e[0] for e in source.events] == ["wakeup"] * 3
+    assert all(e[1] == rt.ident for e in source.events)
+    assert not driver.suspended and driver.stats["dropped"] == 0 and driver.free == 1
+
+
+def test_wakeup_waits_for_a_suspend_in_progress(run_thread):
+    # suspend() and wakeup() are serialised like the daemon's GIL does: an ack that frees the
+    # slot while suspend() runs wakes the source only after suspend() returned.
+    in_suspend, release = threading.Event(), threading.Event()
+
+    class SlowSuspend(Suspendable):
+        def suspend(self):
+            in_suspend.set()
+            release.wait(WAIT)
+            super().suspend()
+
+    source = SlowSuspend()
+    driver, delivered = make_driver(source, iw=1)
+    rt = run_thread(driver)
+    done, _ = rt.start(lambda: source.post_message(LogMessage("1")))
+    assert in_suspend.wait(WAIT)
+    acker = threading.Thread(target=driver.ack, args=(delivered[0],))
+    acker.start()
+    time.sleep(0.1)
+    assert source.events == []  # the wakeup waits for the "GIL"
+    release.set()
+    acker.join(WAIT)
+    assert done.wait(WAIT)
+    assert [e[0] for e in source.events] == ["suspend", "wakeup"]
+
+
 def test_wakeup_only_after_a_suspend(run_thread):
     source = Suspendable()
     driver, delivered = make_driver(source, iw=3)
