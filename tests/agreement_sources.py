@@ -445,6 +445,41 @@ class WakeupThreshold(Scenario):
             self.obs["acks_before_wakeup"] = None
 
 
+class FastPath(Scenario):
+    """log-iw-size(1) and an open gate: the destination may acknowledge before post_message()
+    returns. A source that waits for wakeup() after each suspend() must never be left waiting
+    (a wakeup may also come without a suspend, or be stale: neither is compared)."""
+
+    window = 1
+    count = 30
+
+    def __init__(self):
+        super().__init__()
+        self.may_post = threading.Event()
+        self.may_post.set()
+
+    def init(self, options):
+        ok = super().init(options)
+        gate_open(self.gate)
+        return ok
+
+    def suspend(self):
+        self.may_post.clear()
+
+    def wakeup(self):
+        self.may_post.set()
+
+    def scenario(self):
+        stuck = 0
+        for i in range(self.count):
+            if not self.may_post.wait(2.0):
+                stuck += 1
+                self.may_post.set()
+            self.fill(f"fast {i}")
+        self.obs["stuck"] = stuck
+        self.may_post.wait(2.0)
+
+
 class SuspendedExit(Scenario):
     """Asked to exit while suspended (the gate stays closed): is wakeup() called, from where?
 
@@ -691,6 +726,7 @@ SCENARIOS = {
         BlockingExit,
         Suspending,
         WakeupThreshold,
+        FastPath,
         SuspendedExit,
         InstantAcks,
         ConsecutiveAcks,

@@ -232,6 +232,7 @@ EXPECTED = {
         "post_while_suspended": None,
     },
     "WakeupThreshold": {"suspended": True, "acks_before_wakeup": 1},
+    "FastPath": {"stuck": 0},
     "InstantAcks": {"acked": ["b0", "b1", "b2"], "ack_in_main_thread": False},
     "ConsecutiveAcks": {
         "acked": ["b0", "b1", "b2"],
@@ -247,6 +248,7 @@ COMMON = [
     "BlockingExit",
     "Suspending",
     "WakeupThreshold",
+    "FastPath",
     "SuspendedExit",
     "InstantAcks",
     "ConsecutiveAcks",
@@ -254,6 +256,8 @@ COMMON = [
     "Hostnames",
     "Timestamps",
 ]
+#: scenarios whose delivered messages depend on thread timing (stale wakeups drop a post)
+RACY = ("FastPath",)
 #: 4.x rules: each scenario reports "supported"; a daemon without the feature is skipped
 NEWER = ["Batches", "Transport", "MessageApi4"]
 
@@ -281,7 +285,8 @@ def test_emulation_alone(name, tmp_path_factory):
     assert run.obs == EXPECTED[name]
     messages = [f["MESSAGE"] for f in run.fills]
     # a post while suspended (Suspending) or after exit (BlockingExit) is dropped and logged
-    assert run.drop_logged == (name in ("Suspending", "BlockingExit", "SuspendedExit"))
+    if name not in RACY:
+        assert run.drop_logged == (name in ("Suspending", "BlockingExit", "SuspendedExit"))
     assert "fill while suspended" not in messages
     assert "fill after exit" not in messages
     if name == "ThreadCheck":
@@ -311,6 +316,8 @@ def test_agreement(name, syslog_ng, tmp_path_factory):
     emulated = run_in_emulation(name, tmp_path_factory)
     assert "scenario_error" not in daemon.obs, daemon
     assert emulated.obs == daemon.obs
+    if name in RACY:
+        return  # which posts a stale wakeup costs differs from run to run, on both sides
     # the same messages arrived, with the same TRANSPORT / SOURCEIP / PRI, and nothing else
     assert emulated.fills == daemon.fills
     assert emulated.drop_logged == daemon.drop_logged
