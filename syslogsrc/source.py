@@ -498,6 +498,26 @@ class TwistedSource(LogSource):
             msg.set_recvd_rawmsg_size(len(frame))
 
 
+def _sdata_last_first(pairs: Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
+    """``pairs`` in the order that makes the daemon render ``$SDATA`` as sent.
+
+    Set one by one (not by its own parser), a ``.SDATA`` name of a new SD element goes before
+    every other element, and one of a known element right after that element's last name (both
+    daemons, lib/logmsg/logmsg.c ``log_msg_update_sdata_slow``): elements set first-to-last come
+    out last-to-first. So the elements are set last-first, each one's params in order.
+    """
+    blocks: dict[str, list[tuple[str, str]]] = {}
+    other: list[tuple[str, str]] = []
+    for name, value in pairs:
+        if name.startswith(".SDATA."):
+            blocks.setdefault(name[: name.rindex(".")], []).append((name, value))
+        else:
+            other.append((name, value))
+    if len(blocks) < 2:
+        return other + [item for block in blocks.values() for item in block]
+    return other + [item for block in reversed(blocks.values()) for item in block]
+
+
 def _value(msg: Any, name: str) -> bytes:
     """``msg[name]``, or b"" when unset (4.x raises KeyError for unset names)."""
     try:
@@ -725,7 +745,10 @@ class SyslogSource(TwistedSource):
             msg = LogMessage()
             if FEATURES.stale_receive_time:
                 msg.set_timestamp(_now_for_daemon())
-        for name, value in parsed.pairs.items():
+        pairs = parsed.pairs.items()
+        if FEATURES.in_daemon:
+            pairs = _sdata_last_first(pairs)
+        for name, value in pairs:
             msg[name] = value
         msg.set_pri(parsed.pri)
         if parsed.tags:
