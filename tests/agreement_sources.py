@@ -573,6 +573,48 @@ class AckWithoutBookmark(Scenario):
             self.obs["post"] = _exc(exc)
 
 
+class PersistRules(Scenario):
+    """generate_persist_name(), then Persist: defaults, types, ``##``, missing keys."""
+
+    def generate_persist_name(self, options):
+        return "agreement"
+
+    def init(self, options):
+        from syslogsrc.runtime import Persist
+
+        # usable from init() on; 3.38.1 aborts here unless the config has a python {} block
+        self.state = Persist(self.persist_name, defaults={"n": 1, "s": "x", "b": b"\xff"})
+        return super().init(options)
+
+    def scenario(self):
+        from syslogsrc.runtime import Persist
+
+        self.obs["persist_name"] = self.persist_name
+        state = self.state
+        self.obs["defaults"] = {k: repr(state[k]) for k in ("n", "s", "b")}
+        state["n"] = state["n"] + 1
+        state["s"] = "ü"
+        self.obs["after_set"] = {k: repr(state[k]) for k in ("n", "s")}
+        self.obs["keys"] = sorted(state)
+        for name, value in (("float", 1.5), ("none", None), ("list", ["x"])):
+            try:
+                state[name] = value
+            except Exception as exc:
+                self.obs[f"set_{name}"] = type(exc).__name__
+            else:
+                self.obs[f"set_{name}"] = None
+        try:
+            state["missing"]
+        except Exception as exc:
+            self.obs["missing"] = type(exc).__name__
+        try:
+            Persist("a##b")
+        except Exception as exc:
+            self.obs["double_hash"] = type(exc).__name__
+        else:
+            self.obs["double_hash"] = None
+
+
 class ValuesAsBytes(Scenario):
     """str in, bytes out; a posted message is read-only (where the daemon makes it so)."""
 
@@ -730,6 +772,7 @@ SCENARIOS = {
         SuspendedExit,
         InstantAcks,
         ConsecutiveAcks,
+        PersistRules,
         ValuesAsBytes,
         Hostnames,
         Timestamps,

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from daemons import DaemonStartError
 
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if CHECKOUT not in sys.path:  # the daemon imports tests.agreement_sources: so must we
@@ -46,8 +47,7 @@ REPORTING = ("BlockingExit", "SuspendedExit")
 SETTLE = 1.0
 
 CONFIG = """\
-options {{ stats-freq(0); }};
-source s_agree {{
+{preamble}source s_agree {{
     python(class("tests.agreement_sources.{name}")
            options("gate" "@STATE@/gate" "report" "@STATE@/report.json")
            log-iw-size({window}));
@@ -114,7 +114,12 @@ def _wait(predicate, timeout: float) -> bool:
 
 def run_in_daemon(syslog_ng, name: str) -> Run:
     cls = SCENARIOS[name]
-    config = CONFIG.format(name=name, window=cls.window or 100, template=FILE_TEMPLATE)
+    config = CONFIG.format(
+        name=name,
+        window=cls.window or 100,
+        template=FILE_TEMPLATE,
+        preamble=PREAMBLE.get(name, ""),
+    )
     daemon = syslog_ng(config, env=dict(SCENARIO_ENV.get(name, {})))
     out = daemon.state_dir / "out.json"
     report = daemon.state_dir / "report.json"
@@ -132,6 +137,11 @@ def run_in_daemon(syslog_ng, name: str) -> Run:
     assert obs is not None, f"{name} reported nothing in {syslog_ng.name}:\n{stderr}"
     return Run(obs, _read_lines(out), DROP_TEXT in stderr, syslog_ng.name)
 
+
+#: config text before the source: 3.38.1 aborts on Persist() unless the config has a python {}
+#: block (test_persist_needs_a_python_block_in_3x)
+PYTHON_BLOCK = "python {\nimport sys\n};\n"
+PREAMBLE = {"PersistRules": PYTHON_BLOCK}
 
 #: environment a scenario runs under, on both sides
 SCENARIO_ENV = {"Timestamps": {"TZ": "Asia/Kolkata"}}
@@ -252,6 +262,7 @@ COMMON = [
     "SuspendedExit",
     "InstantAcks",
     "ConsecutiveAcks",
+    "PersistRules",
     "ValuesAsBytes",
     "Hostnames",
     "Timestamps",
@@ -265,7 +276,9 @@ NEWER = ["Batches", "Transport", "MessageApi4"]
 def test_message_without_bookmark_crashes_the_daemon(syslog_ng, tmp_path):
     """With an ack tracker every message needs a bookmark: the daemon dies of a signal on one
     without (3.38.1 and 4.8.1: SIGSEGV), the emulation raises instead."""
-    config = CONFIG.format(name="AckWithoutBookmark", window=100, template=FILE_TEMPLATE)
+    config = CONFIG.format(
+        name="AckWithoutBookmark", window=100, template=FILE_TEMPLATE, preamble=""
+    )
     daemon = syslog_ng(config)
     assert _wait(lambda: not daemon.alive(), RESULT_TIMEOUT), "the daemon survived"
     assert daemon.returncode < 0, daemon.stderr()  # killed by a signal
@@ -367,3 +380,17 @@ def test_no_wakeup_on_exit_in_3x(syslog_ng, tmp_path_factory):
         "suspended": True,
         "threads": ["run", "main", "main"],
     }
+
+
+def test_persist_needs_a_python_block_in_3x(syslog_ng):
+    """3.38.1 aborts on the first Persist() (``_syslogng`` has no ``persist_state``) when the
+    configuration has no ``python {}`` block; 4.8.1 does not need one."""
+    config = CONFIG.format(name="PersistRules", window=100, template=FILE_TEMPLATE, preamble="")
+    daemon = syslog_ng(config) if syslog_ng.version >= (4, 0) else None
+    if daemon is None:
+        with pytest.raises(DaemonStartError, match="persist_state"):
+            syslog_ng(config)
+        return
+    out = daemon.state_dir / "out.json"
+    assert _wait(lambda: _result(_read_lines(out)) is not None, RESULT_TIMEOUT)
+    assert _result(_read_lines(out))["persist_name"] == "python-source.agreement"
