@@ -312,6 +312,13 @@ class Lifecycle(Scenario):
         self.obs["option_types"] = self.option_types
 
 
+class NamedLifecycle(Lifecycle):
+    """Lifecycle with persist-name("agree-named"): persist_name is python-source.agree-named."""
+
+    def generate_persist_name(self, options):  # persist-name() wins over it
+        return "generated"
+
+
 class Blocking(Scenario):
     """Blocking mode (no suspend()): the post that empties the window blocks until a slot frees."""
 
@@ -764,6 +771,7 @@ SCENARIOS = {
     for cls in (
         ThreadCheck,
         Lifecycle,
+        NamedLifecycle,
         Blocking,
         BlockingExit,
         Suspending,

@@ -50,7 +50,7 @@ CONFIG = """\
 {preamble}source s_agree {{
     python(class("tests.agreement_sources.{name}")
            options("gate" "@STATE@/gate" "report" "@STATE@/report.json")
-           log-iw-size({window}));
+           log-iw-size({window}) {source_options});
 }};
 destination d_gate {{
     python(class("tests.agreement_sources.GateDestination") options("gate" "@STATE@/gate"));
@@ -119,6 +119,7 @@ def run_in_daemon(syslog_ng, name: str) -> Run:
         window=cls.window or 100,
         template=FILE_TEMPLATE,
         preamble=PREAMBLE.get(name, ""),
+        source_options=f'persist-name("{PERSIST_NAME[name]}")' if name in PERSIST_NAME else "",
     )
     daemon = syslog_ng(config, env=dict(SCENARIO_ENV.get(name, {})))
     out = daemon.state_dir / "out.json"
@@ -142,6 +143,8 @@ def run_in_daemon(syslog_ng, name: str) -> Run:
 #: block (test_persist_needs_a_python_block_in_3x)
 PYTHON_BLOCK = "python {\nimport sys\n};\n"
 PREAMBLE = {"PersistRules": PYTHON_BLOCK}
+#: the source's persist-name() (SourceHost's persist_name)
+PERSIST_NAME = {"NamedLifecycle": "agree-named"}
 
 #: environment a scenario runs under, on both sides
 SCENARIO_ENV = {"Timestamps": {"TZ": "Asia/Kolkata"}}
@@ -192,6 +195,7 @@ def run_in_emulation(name: str, tmp_path_factory) -> Run:
         log_iw_size=cls.window or 100,
         output=output,
         stop_timeout=RESULT_TIMEOUT,
+        persist_name=PERSIST_NAME.get(name),
     )
     logger.addHandler(collect)
     try:
@@ -226,6 +230,22 @@ EXPECTED = {
         "not_a_message": "TypeError",
         "not_a_message_text": "LogMessage expected in the first parameter",
     },
+    "Lifecycle": {
+        "init_in_main_thread": True,
+        "run_in_other_thread": True,
+        "parse_options_in_init": True,  # None inside init()
+        "parse_options_in_run": True,
+        "persist_name": "python-source(tests.agreement_sources.Lifecycle)",
+        "option_types": ["str"],
+    },
+    "NamedLifecycle": {
+        "init_in_main_thread": True,
+        "run_in_other_thread": True,
+        "parse_options_in_init": True,
+        "parse_options_in_run": True,
+        "persist_name": "python-source.agree-named",
+        "option_types": ["str"],
+    },
     "Blocking": {"blocked": [False, False, True], "blocked_again": True},
     "BlockingExit": {
         "blocked": True,
@@ -254,6 +274,7 @@ EXPECTED = {
 COMMON = [
     "ThreadCheck",
     "Lifecycle",
+    "NamedLifecycle",
     "Blocking",
     "BlockingExit",
     "Suspending",
@@ -277,7 +298,11 @@ def test_message_without_bookmark_crashes_the_daemon(syslog_ng, tmp_path):
     """With an ack tracker every message needs a bookmark: the daemon dies of a signal on one
     without (3.38.1 and 4.8.1: SIGSEGV), the emulation raises instead."""
     config = CONFIG.format(
-        name="AckWithoutBookmark", window=100, template=FILE_TEMPLATE, preamble=""
+        name="AckWithoutBookmark",
+        window=100,
+        template=FILE_TEMPLATE,
+        preamble="",
+        source_options="",
     )
     daemon = syslog_ng(config)
     assert _wait(lambda: not daemon.alive(), RESULT_TIMEOUT), "the daemon survived"
@@ -385,7 +410,9 @@ def test_no_wakeup_on_exit_in_3x(syslog_ng, tmp_path_factory):
 def test_persist_needs_a_python_block_in_3x(syslog_ng):
     """3.38.1 aborts on the first Persist() (``_syslogng`` has no ``persist_state``) when the
     configuration has no ``python {}`` block; 4.8.1 does not need one."""
-    config = CONFIG.format(name="PersistRules", window=100, template=FILE_TEMPLATE, preamble="")
+    config = CONFIG.format(
+        name="PersistRules", window=100, template=FILE_TEMPLATE, preamble="", source_options=""
+    )
     daemon = syslog_ng(config) if syslog_ng.version >= (4, 0) else None
     if daemon is None:
         with pytest.raises(DaemonStartError, match="persist_state"):
