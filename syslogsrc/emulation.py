@@ -288,7 +288,7 @@ class LogMessage:
         if parsed.timestamp is not None:
             msg._set_stamp_exact(parsed.timestamp)
         if parsed.tags:
-            msg._values["TAGS"] = ",".join(parsed.tags).encode()
+            msg._values["syslogsrc.tags"] = ",".join(parsed.tags).encode()
         return msg
 
     def __repr__(self) -> str:
