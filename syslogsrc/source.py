@@ -256,6 +256,11 @@ class TwistedSource(LogSource):
             reactor.callWhenRunning(self._start_in_own_reactor)
             reactor.run(installSignalHandlers=False)
         finally:
+            # 4.8.1 aborts at shutdown when run() returns with a batch still open
+            try:
+                self.close_batch()
+            except Exception as exc:  # never let cleanup keep run() from returning
+                self.logger.error(f"syslogsrc: closing the last batch: {exc!r}")
             with self._lock:
                 self._reactor = None
                 self._own_reactor = False
