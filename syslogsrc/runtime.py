@@ -86,8 +86,9 @@ class Features:
     typed_values: bool
     #: ``LogMessage.get()`` / ``get_as_str()`` (sng 4.2)
     get_as_str: bool
-    #: 3.x keeps a cached receive time that goes stale after an idle period: a source must set
-    #: the timestamp itself there.
+    #: A Python source's thread never refreshes the daemon's cached clock: RECVD, and the stamp
+    #: of a message made or parsed without one, stay at their first value (measured in 3.38.1
+    #: and 4.8.1: three stampless messages 2 s apart, one stamp). A source sets the time itself.
     stale_receive_time: bool
 
     def describe(self) -> str:
@@ -116,7 +117,7 @@ def detect_features(
         get_pri=hasattr(msg, "get_pri"),
         typed_values=typed,
         get_as_str=hasattr(msg, "get_as_str"),
-        stale_receive_time=daemon and not typed,
+        stale_receive_time=daemon,
     )
 
 

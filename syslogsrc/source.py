@@ -170,7 +170,7 @@ def _stamp_for_daemon(ts: dt.datetime) -> dt.datetime:
         return ts
     if offset < dt.timedelta(0):
         return ts.astimezone(_UTC)
-    if FEATURES.stale_receive_time:  # 3.x
+    if FEATURES.in_daemon and not FEATURES.typed_values:  # 3.x
         return ts.astimezone(_UTC).replace(tzinfo=ts.tzinfo)
     return ts
 
@@ -186,9 +186,17 @@ def _stamp_carrier(ts: dt.datetime) -> bytes:
 
 
 def _now_for_daemon() -> dt.datetime:
-    """Now, for ``set_timestamp()`` in 3.x (whose own receive time goes stale): naive UTC, which
-    3.x stores as the right instant in the local offset, as it stamps messages itself."""
-    return dt.datetime.now(_UTC).replace(tzinfo=None)
+    """Now, for ``set_timestamp()`` (the daemon's own clock is stale in a Python source's thread,
+    see ``Features.stale_receive_time``), shown in the local offset as the daemon shows its
+    receive time. 3.x reads a naive datetime as UTC; 4.x reads it as local time, and takes an
+    aware one as given except for a negative offset (see :func:`_stamp_carrier`)."""
+    if not FEATURES.typed_values:  # 3.x
+        return dt.datetime.now(_UTC).replace(tzinfo=None)
+    now = dt.datetime.now().astimezone()
+    offset = now.utcoffset()
+    if offset is not None and offset >= dt.timedelta(0):
+        return now
+    return now.replace(tzinfo=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,6 +749,10 @@ class SyslogSource(TwistedSource):
     ) -> Any:
         if self._native and format is None:
             msg = LogMessage.parse(frame, self.parse_options)
+            # The daemon stamps a message without a stamp with its cached clock, which is stale
+            # in this thread: the stamp then equals RECVD, and is set to now.
+            if FEATURES.stale_receive_time and _value(msg, "ISODATE") == _value(msg, "R_ISODATE"):
+                msg.set_timestamp(_now_for_daemon())
             self.annotate(msg, frame, origin, extra)
             return msg
         parsed = parse(frame, format or self._format, time_zone=self._time_zone)

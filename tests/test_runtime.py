@@ -85,7 +85,7 @@ def test_detect_features_of_a_338_daemon():
         get_pri=False,
         typed_values=False,
         get_as_str=False,
-        stale_receive_time=True,  # 3.x daemons: set the timestamp yourself
+        stale_receive_time=True,  # any daemon: set the timestamp yourself
     )
     assert f.describe() == "syslog-ng: stale_receive_time"
 
@@ -95,7 +95,7 @@ def test_detect_features_of_a_48_daemon():
     assert f.close_batch and f.set_transport_name and f.set_source_ipaddress
     assert f.get_pri and f.typed_values and f.get_as_str
     assert not f.set_recvd_rawmsg_size  # sng 4.9 / axo 4.10
-    assert not f.stale_receive_time
+    assert f.stale_receive_time  # 4.8.1 too (tests/test_integration_fields.py)
 
 
 def test_stale_receive_time_only_inside_a_daemon():
