@@ -81,7 +81,7 @@ def test_loggen_udp(syslog_ng):
     port = free_port("udp")
     d = syslog_ng(_config(f"udp:{port}:interface=127.0.0.1"), wait_ports=[("udp", port)])
     out = JsonOutput(d.state_dir / "out.json")
-    proc = loggen("-i", "-D", "-n", str(N), "-r", "10000", "127.0.0.1", str(port))
+    proc = loggen("-i", "-D", "-n", str(N), "-r", "5000", "127.0.0.1", str(port))
     assert proc.returncode == 0, proc.stderr
     records = out.wait(N)
     assert_each_once(loggen_ids(r["MESSAGE"] for r in records), N)
