@@ -157,11 +157,12 @@ SECFRAC = r"(?:[.,]([0-9]*))?"
 
 # ISO 8601 / RFC 3339 stamp, "T" or SP between date and time, offset optional
 # ("YYYY-MM-DDTHH:MM:SS[.frac][Z|+hh:mm]").
-iso_stamp = re.compile(
+ISO_STAMP = (
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     + SECFRAC
     + r"(Z|[+-][0-9]{2}:[0-9]{2}(?![0-9]))?"
 )
+iso_stamp = re.compile(ISO_STAMP)
 
 # Cisco PIX/ASA: "Mmm dd yyyy hh:mm:ss" followed by ":" or SP.
 pix_stamp = re.compile(
@@ -185,6 +186,13 @@ legacy_common = re.compile(
     + MONTH
     + r" ( [1-9]|[0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) "
     + r"(?![0-9]{4} )([^ \[:]{1,255}) ([^ \[:]+)(?:\[([^ \]:]*)\])?: "
+)
+
+# The same with an ISO stamp, "<PRI>YYYY-MM-DDTHH:MM:SS[.frac][offset] host prog[pid]: " (rsyslog's
+# forwarding format, loggen's default). Groups: 1 PRI, 2 the stamp, 3-10 its parts as in iso_stamp,
+# 11 HOST, 12 PROGRAM, 13 PID.
+legacy_iso_common = re.compile(
+    r"<([0-9]{1,3})>(" + ISO_STAMP + r") ([^ \[:]{1,255}) ([^ \[:]+)(?:\[([^ \]:]*)\])?: "
 )
 
 # After the stamp: hostname candidate, up to SP or "[" (":" handled by the IPv6 heuristic).

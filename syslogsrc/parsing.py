@@ -409,6 +409,7 @@ _linksys_match = _abnf.linksys_stamp.match
 _bsd_match = _abnf.bsd_stamp.match
 _MONTHS = _abnf.MONTHS
 _legacy_common = _abnf.legacy_common.match
+_legacy_iso_common = _abnf.legacy_iso_common.match
 _AIX_FORWARD = "Message forwarded from "
 _REPEATED = "last message repeated"
 
@@ -418,23 +419,26 @@ def _iso_stamp(text: str, pos: int, time_zone):
     m = _iso_match(text, pos)
     if m is None:
         return None
-    year, month, day, hour, minute, second, frac, offset = m.groups()
-    if offset is not None and (frac is None or (0 < len(frac) <= 6 and "." in m.group(0))):
+    stamp = _iso_datetime(m.group(0), *m.groups(), time_zone)
+    return None if stamp is None else (stamp, m.end())
+
+
+def _iso_datetime(whole, year, month, day, hour, minute, second, frac, offset, time_zone):
+    """The parts of an ISO 8601 stamp (``_abnf.ISO_STAMP``'s groups) -> aware datetime or None."""
+    if offset is not None and (frac is None or (0 < len(frac) <= 6 and "." in whole)):
         try:  # the common RFC 3339 case: the C parser is fastest
-            return _fromisoformat(m.group(0)), m.end()
+            return _fromisoformat(whole)
         except ValueError:
             return None
     try:
-        naive = _datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), _usec(frac)
+        year, month, day, hour = int(year), int(month), int(day), int(hour)
+        if offset is None:  # built aware at once: a naive datetime plus replace() costs 1 us
+            return _stamp(year, month, day, hour, int(minute), int(second), _usec(frac), time_zone)
+        return _datetime(
+            year, month, day, hour, int(minute), int(second), _usec(frac), _offset_tz(offset)
         )
-        if offset is None:
-            stamp = _localize(naive, time_zone)
-        else:
-            stamp = naive.replace(tzinfo=_offset_tz(offset))
     except (ValueError, OverflowError):
         return None
-    return stamp, m.end()
 
 
 _today_cache = [0.0, 0, 0]  # valid until (time.time()), year, ordinal of today
@@ -599,6 +603,23 @@ def _parse_rfc3164(text: str, tags: list, time_zone, now, default_pri: int):
                 pairs["LEGACY_MSGHDR"] = text[m.start(8) : end]
                 pairs["MESSAGE"] = text[end:]
                 return pairs, pri, timestamp
+    else:
+        m = _legacy_iso_common(text)
+        if m is not None:
+            # The same for an ISO stamp, with the pairs in the order the steps below set them.
+            pri = int(m.group(1))
+            if pri <= 191:
+                timestamp = _iso_datetime(*m.group(2, 3, 4, 5, 6, 7, 8, 9, 10), time_zone)
+                if timestamp is not None:
+                    end = m.end()
+                    pairs = {"PROGRAM": m.group(12)}
+                    pid = m.group(13)
+                    if pid:
+                        pairs["PID"] = pid
+                    pairs["LEGACY_MSGHDR"] = text[m.start(12) : end]
+                    pairs["HOST"] = m.group(11)
+                    pairs["MESSAGE"] = text[end:]
+                    return pairs, pri, timestamp
 
     pairs = {}
     if text[:1] == "<":
