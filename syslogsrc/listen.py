@@ -27,7 +27,15 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet import tcp, udp
+from twisted.internet.defer import (
+    Deferred,
+    execute,
+    fail,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     TCP4ServerEndpoint,
@@ -100,6 +108,9 @@ class ListenSpec:
     domain: str | None = None  #: systemd: INET, INET6 or UNIX
     index: int | None = None  #: systemd: position among the inherited sockets
     fd_name: str | None = None  #: systemd: FileDescriptorName= of the inherited socket
+    #: tcp, tcp6, udp, udp6: SO_REUSEPORT, so that several processes share the port (the
+    #: kernel spreads connections and datagrams over them)
+    reuseport: bool = False
 
     @property
     def stream(self) -> bool:
@@ -226,6 +237,18 @@ def _path(value: str) -> str:
     return value
 
 
+_YES = ("yes", "true", "1")
+_NO = ("no", "false", "0")
+
+
+def _flag(name: str, value: str) -> bool:
+    if value.lower() in _YES:
+        return True
+    if value.lower() in _NO:
+        return False
+    raise _Invalid(f"bad {name} {value!r}: must be yes or no")
+
+
 def _file(name: str, value: str | None) -> str | None:
     if value is not None and not value:
         raise _Invalid(f"{name}= is empty")
@@ -239,19 +262,25 @@ def _file(name: str, value: str | None) -> str | None:
 Fields = dict[str, Any]
 
 
-def _parse_tcp(port: str, interface: str = "", backlog: str = "50") -> Fields:
+def _parse_tcp(
+    port: str, interface: str = "", backlog: str = "50", reuseport: str = "no"
+) -> Fields:
     return {
         "port": _port(port),
         "interface": _interface(interface),
         "backlog": _positive("backlog", backlog),
+        "reuseport": _flag("reuseport", reuseport),
     }
 
 
-def _parse_tcp6(port: str, interface: str = "::", backlog: str = "50") -> Fields:
+def _parse_tcp6(
+    port: str, interface: str = "::", backlog: str = "50", reuseport: str = "no"
+) -> Fields:
     return {
         "port": _port(port),
         "interface": _interface(interface, ipv6_only=True),
         "backlog": _positive("backlog", backlog),
+        "reuseport": _flag("reuseport", reuseport),
     }
 
 
@@ -303,12 +332,20 @@ def _parse_systemd(domain: str, index: str | None = None, name: str | None = Non
     }
 
 
-def _parse_udp(port: str, interface: str = "") -> Fields:
-    return {"port": _port(port), "interface": _interface(interface)}
+def _parse_udp(port: str, interface: str = "", reuseport: str = "no") -> Fields:
+    return {
+        "port": _port(port),
+        "interface": _interface(interface),
+        "reuseport": _flag("reuseport", reuseport),
+    }
 
 
-def _parse_udp6(port: str, interface: str = "::") -> Fields:
-    return {"port": _port(port), "interface": _interface(interface, ipv6_only=True)}
+def _parse_udp6(port: str, interface: str = "::", reuseport: str = "no") -> Fields:
+    return {
+        "port": _port(port),
+        "interface": _interface(interface, ipv6_only=True),
+        "reuseport": _flag("reuseport", reuseport),
+    }
 
 
 def _parse_unixgram(address: str, mode: str = "666") -> Fields:
@@ -316,7 +353,7 @@ def _parse_unixgram(address: str, mode: str = "666") -> Fields:
 
 
 def _parse_http(port: str, interface: str = "", backlog: str = "50") -> Fields:
-    return _parse_tcp(port, interface, backlog)
+    return _parse_tcp(port, interface, backlog)  # no reuseport: one HTTP site per port
 
 
 _parse_https = _parse_ssl
@@ -489,6 +526,11 @@ class DatagramListener(Listener):
                 port = self.reactor.listenUNIXDatagram(
                     spec.path, protocol, maxPacketSize=protocol.maxPacketSize, mode=spec.mode
                 )
+            elif spec.reuseport:
+                port = _ReusePortUDP(
+                    spec.port, protocol, spec.interface, protocol.maxPacketSize, self.reactor
+                )
+                port.startListening()
             else:
                 port = self.reactor.listenUDP(
                     spec.port,
@@ -585,6 +627,8 @@ def _stream_endpoint(spec: ListenSpec, reactor: Any) -> IStreamServerEndpoint:
     if spec.kind == "systemd":
         return _systemd_endpoint(spec, reactor)
     assert spec.port is not None
+    if spec.reuseport:
+        return _ReusePortTCPEndpoint(reactor, spec.port, spec.backlog, spec.interface)
     if spec.kind == "tcp6":
         return TCP6ServerEndpoint(reactor, spec.port, spec.backlog, spec.interface)
     # tcp, ssl, http, https: Twisted binds an IPv6 socket when the interface is an IPv6 address.
@@ -605,3 +649,48 @@ def _systemd_endpoint(spec: ListenSpec, reactor: Any) -> IStreamServerEndpoint:
         ) from None
     family = getattr(socket, "AF_" + (spec.domain or "INET"))
     return AdoptedStreamServerEndpoint(reactor, fileno, family)
+
+
+# --- SO_REUSEPORT ------------------------------------------------------------------------------
+#
+# Twisted's ports do not set SO_REUSEPORT; these set it on the socket before bind(), which is
+# all the difference. Several processes (or listeners) with reuseport=yes then share one port,
+# and the kernel spreads connections (TCP) and datagrams (UDP, by the sender's address) over
+# them. Linux requires every socket on the port to set it, and to belong to the same user.
+
+
+def _set_reuseport(skt: socket.socket) -> socket.socket:
+    skt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return skt
+
+
+class _ReusePortTCPPort(tcp.Port):
+    def createInternetSocket(self) -> socket.socket:
+        return _set_reuseport(super().createInternetSocket())
+
+
+class _ReusePortUDP(udp.Port):
+    def createInternetSocket(self) -> socket.socket:
+        return _set_reuseport(super().createInternetSocket())
+
+
+@implementer(IStreamServerEndpoint)
+class _ReusePortTCPEndpoint:
+    """``TCP4ServerEndpoint`` / ``TCP6ServerEndpoint`` with SO_REUSEPORT (the address family
+    follows the interface, as in Twisted's own TCP port)."""
+
+    def __init__(self, reactor: Any, port: int, backlog: int, interface: str) -> None:
+        self._reactor = reactor
+        self._port = port
+        self._backlog = backlog
+        self._interface = interface
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        def start() -> IListeningPort:
+            port = _ReusePortTCPPort(
+                self._port, protocolFactory, self._backlog, self._interface, self._reactor
+            )
+            port.startListening()
+            return port
+
+        return execute(start)
