@@ -55,6 +55,10 @@ from syslogsrc.runtime import FEATURES, Logger, LogMessage, LogSource
 __all__ = ["SourceOptions", "SyslogSource", "TwistedSource"]
 
 _UTC = dt.UTC
+_ZERO = dt.timedelta(0)
+#: syslog-ng 3.x reads set_timestamp()'s wall-clock digits as UTC (see _stamp_for_daemon).
+#: FEATURES is frozen, so this is decided once.
+_DAEMON_3X = FEATURES.in_daemon and not FEATURES.typed_values
 
 #: pairs that carry what we know of a message's origin when the daemon has no API for it
 TAGS_PAIR = "syslogsrc.tags"
@@ -168,9 +172,9 @@ def _stamp_for_daemon(ts: dt.datetime) -> dt.datetime:
     offset = ts.utcoffset()
     if offset is None:
         return ts
-    if offset < dt.timedelta(0):
+    if offset < _ZERO:
         return ts.astimezone(_UTC)
-    if FEATURES.in_daemon and not FEATURES.typed_values:  # 3.x
+    if offset and _DAEMON_3X:  # at offset 0 the UTC digits are ts's own: nothing to convert
         return ts.astimezone(_UTC).replace(tzinfo=ts.tzinfo)
     return ts
 
@@ -778,14 +782,15 @@ class SyslogSource(TwistedSource):
     def _message_at(self, ts: dt.datetime, format: str) -> Any:
         """A new ``LogMessage`` stamped ``ts`` (instant and offset)."""
         offset = ts.utcoffset()
-        parse_options = getattr(self, "parse_options", None)
-        if offset is not None and offset < dt.timedelta(0) and parse_options is not None:
-            msg = LogMessage.parse(_stamp_carrier(ts), parse_options)
-            # flags(no-parse) or another format() would leave the header in MESSAGE
-            if not _value(msg, "MESSAGE"):
-                if _value(msg, "MSGFORMAT"):  # 4.7+ names the carrier's format
-                    msg["MSGFORMAT"] = format
-                return msg
+        if offset is not None and offset < _ZERO:
+            parse_options = getattr(self, "parse_options", None)
+            if parse_options is not None:
+                msg = LogMessage.parse(_stamp_carrier(ts), parse_options)
+                # flags(no-parse) or another format() would leave the header in MESSAGE
+                if not _value(msg, "MESSAGE"):
+                    if _value(msg, "MSGFORMAT"):  # 4.7+ names the carrier's format
+                        msg["MSGFORMAT"] = format
+                    return msg
         msg = LogMessage()
         msg.set_timestamp(_stamp_for_daemon(ts))
         return msg
