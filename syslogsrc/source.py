@@ -59,6 +59,7 @@ _ZERO = dt.timedelta(0)
 #: syslog-ng 3.x reads set_timestamp()'s wall-clock digits as UTC (see _stamp_for_daemon).
 #: FEATURES is frozen, so this is decided once.
 _DAEMON_3X = FEATURES.in_daemon and not FEATURES.typed_values
+_IN_DAEMON = FEATURES.in_daemon
 
 #: pairs that carry what we know of a message's origin when the daemon has no API for it
 TAGS_PAIR = "syslogsrc.tags"
@@ -515,17 +516,21 @@ class TwistedSource(LogSource):
             msg.set_recvd_rawmsg_size(len(frame))
 
 
-def _sdata_last_first(pairs: Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
-    """``pairs`` in the order that makes the daemon render ``$SDATA`` as sent.
+def _sdata_last_first(pairs: Mapping[str, str]) -> Iterable[tuple[str, str]]:
+    """The items of ``pairs`` in the order that makes the daemon render ``$SDATA`` as sent.
 
     Set one by one (not by its own parser), a ``.SDATA`` name of a new SD element goes before
     every other element, and one of a known element right after that element's last name (both
     daemons, lib/logmsg/logmsg.c ``log_msg_update_sdata_slow``): elements set first-to-last come
     out last-to-first. So the elements are set last-first, each one's params in order.
     """
+    # Most messages have no SD: then nothing moves. One C-level search over the names finds out
+    # (a name holding "\0.SDATA." only sends its message down the longer way).
+    if "\0.SDATA." not in "\0" + "\0".join(pairs):
+        return pairs.items()
     blocks: dict[str, list[tuple[str, str]]] = {}
     other: list[tuple[str, str]] = []
-    for name, value in pairs:
+    for name, value in pairs.items():
         if name.startswith(".SDATA."):
             blocks.setdefault(name[: name.rindex(".")], []).append((name, value))
         else:
@@ -766,9 +771,7 @@ class SyslogSource(TwistedSource):
             msg = LogMessage()
             if FEATURES.stale_receive_time:
                 msg.set_timestamp(_now_for_daemon())
-        pairs = parsed.pairs.items()
-        if FEATURES.in_daemon:
-            pairs = _sdata_last_first(pairs)
+        pairs = _sdata_last_first(parsed.pairs) if _IN_DAEMON else parsed.pairs.items()
         for name, value in pairs:
             msg[name] = value
         msg.set_pri(parsed.pri)
