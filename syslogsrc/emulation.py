@@ -65,6 +65,17 @@ READ_ONLY_ERROR = "Log message is read only, cannot set value"
 _LOCAL_TZ = _dt.datetime.now().astimezone().tzinfo
 
 
+_fixed_zones: dict[int, _dt.timezone] = {}
+
+
+def _fixed_zone(seconds: int) -> _dt.timezone:
+    """``timezone(timedelta(seconds=seconds))``, made once per offset (0 <= seconds < 86400)."""
+    tz = _fixed_zones.get(seconds)
+    if tz is None:
+        tz = _fixed_zones[seconds] = _dt.timezone(_dt.timedelta(seconds=seconds))
+    return tz
+
+
 def _local_offset(when: float) -> _dt.timezone:
     offset = _dt.datetime.fromtimestamp(when).astimezone().utcoffset() or _dt.timedelta(0)
     return _dt.timezone(offset)
@@ -117,6 +128,26 @@ def _bad_value(value: Any) -> Any:
     raise ValueError(f"unsupported value type {type(value).__name__} for a name-value pair")
 
 
+_normal_ips: dict[str, str | None] = {}
+
+
+def _normal_ip(ip: Any) -> str | None:
+    """``str(ipaddress.ip_address(ip))``, or None when ``ip`` is not an address; remembered
+    for str addresses, since every message of a sender asks again (2 us each time)."""
+    cacheable = type(ip) is str
+    if cacheable and ip in _normal_ips:
+        return _normal_ips[ip]
+    try:
+        normal: str | None = str(ipaddress.ip_address(ip))
+    except ValueError:
+        normal = None
+    if cacheable:
+        if len(_normal_ips) >= 4096:
+            _normal_ips.clear()
+        _normal_ips[ip] = normal
+    return normal
+
+
 class LogMessage:
     """A log message: a mapping of names to values, plus PRI, timestamps and source address."""
 
@@ -151,7 +182,12 @@ class LogMessage:
     def __setitem__(self, name: str | bytes, value: Any) -> None:
         if self._read_only:
             raise TypeError(READ_ONLY_ERROR)
-        self._values[_key(name)] = _typed(value)
+        # _key() and _typed() for the usual str name and str value, without the calls
+        key = name if type(name) is str else _key(name)
+        if type(value) is str:
+            self._values[key] = value.encode("utf-8", "surrogateescape")
+        else:
+            self._values[key] = _typed(value)
 
     def __getitem__(self, name: str | bytes) -> Any:
         key = _key(name)
@@ -228,7 +264,7 @@ class LogMessage:
         # a source passing negative offsets shows the same wrong times here; give it UTC.
         seconds = offset.seconds
         wall = timestamp.replace(tzinfo=_dt.UTC)
-        self._stamp = (wall.timestamp() - seconds, _dt.timezone(_dt.timedelta(seconds=seconds)))
+        self._stamp = (wall.timestamp() - seconds, _fixed_zone(seconds))
 
     def _set_stamp_exact(self, timestamp: _dt.datetime) -> None:
         """STAMP as the daemon's own parser sets it (no detour through a Python datetime)."""
@@ -253,11 +289,10 @@ class LogMessage:
         return _dt.datetime.fromtimestamp(self._recvd, _local_offset(self._recvd))
 
     def set_source_ipaddress(self, ip: str, port: int = 0) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
+        normal = _normal_ip(ip)
+        if normal is None:
             return False
-        self._source_ip = str(addr)
+        self._source_ip = normal
         self._source_port = int(port)
         return True
 
