@@ -40,7 +40,10 @@ def _text(value: Any) -> Any:
 
 def message_to_dict(msg: LogMessage) -> dict[str, Any]:
     """The JSON object of one message: its pairs and the macros a reader needs."""
-    out = {name: _text(value) for name, value in msg._values.items()}
+    out = {
+        name: value.decode("utf-8", "surrogateescape") if type(value) is bytes else _text(value)
+        for name, value in msg._values.items()
+    }
     pri = msg._pri
     fac, sev = divmod(pri, 8)
     out["ISODATE"] = msg.timestamp().isoformat()
@@ -54,12 +57,17 @@ def message_to_dict(msg: LogMessage) -> dict[str, Any]:
     return out
 
 
+# What json.dumps(obj, ensure_ascii=..., separators=(",", ":")) builds at every call, built once.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
 def _dump(obj: dict[str, Any]) -> bytes:
-    line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    line = _encode(obj)
     try:
         return line.encode("utf-8") + b"\n"
     except UnicodeEncodeError:  # lone surrogates from undecodable bytes: escape them
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+        return _encode_ascii(obj).encode("ascii") + b"\n"
 
 
 class _FileOutput:
