@@ -36,7 +36,10 @@ def origin_of(transport: object, name: str, stats: ListenerStats) -> Origin:
     """The :class:`Origin` of a connection: its peer's IP and port (those of the PROXY header
     when behind ``haproxy:``), its local port; no host or port for unix sockets."""
     peer = transport.getPeer()  # type: ignore[attr-defined]
-    host = transport.getHost()  # type: ignore[attr-defined]
+    try:
+        host = transport.getHost()  # type: ignore[attr-defined]
+    except (AttributeError, OSError):  # a TCP transport forgets its socket once closed
+        host = None
     return Origin(
         transport=name,
         listener=stats,
@@ -75,6 +78,13 @@ class SyslogStreamProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         stats = self.factory.stats
         stats.bytes += len(data)
+        if self._origin is None:
+            # Now, not in _drain: the first frame may be posted only by connectionLost, when
+            # the socket is gone (and getHost() with it). Not at connectionMade either: behind
+            # haproxy: the peer is known once the PROXY header has been read, before our data.
+            self._origin = origin_of(
+                self.transport, self.factory.transport_name, self.factory.stats
+            )
         frames = self.decoder.feed(data)
         decoder = self.decoder
         if decoder.truncated != self._truncated or decoder.invalid != self._invalid:
@@ -147,9 +157,7 @@ class SyslogStreamProtocol(Protocol):
             # further up the stack carries on.
             return
         origin = self._origin
-        if origin is None:
-            # Not at connectionMade: behind haproxy: the PROXY header is read with the first
-            # bytes, and only then does getPeer() say who the peer is.
+        if origin is None:  # pragma: no cover - set by the first dataReceived
             origin = self._origin = origin_of(
                 self.transport, self.factory.transport_name, self.factory.stats
             )

@@ -1,0 +1,641 @@
+"""Hostile streams against a running ``SyslogSource``: what the network can throw at a receiver.
+
+Every case runs the source the way syslog-ng does (``SourceHost``, listeners on port 0 of
+127.0.0.1) with a **well-behaved sender** on its own connection at the same time, whose every
+message must arrive, in order. For each case the server stays up, the event is counted in
+``ListenerStats`` and logged at most once per cause and 10 s (log records are counted), and memory
+stays bounded:
+
+- the frame decoder of a connection never holds more than ``max-message-size + 1`` bytes;
+- the process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) grows by less than
+  :data:`RSS_BOUND` while the hostile input goes through.
+
+The main cases also run inside the real daemons (``test_daemon_*``, the ``syslog_ng`` fixture).
+The harness here (:class:`Hostile`, :class:`GoodSender`, :func:`peak_rss`) is shared by
+``test_hostile_http.py``, ``test_hostile_datagrams.py``, ``test_faults.py`` and
+``test_security.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from syslogsrc.emulation import LogMessage
+from syslogsrc.host import SourceHost
+from syslogsrc.interfaces import ListenerStats
+from syslogsrc.options import ListenerOptions
+from syslogsrc.protocols.stream import SyslogStreamFactory
+from syslogsrc.source import SyslogSource
+
+#: Peak RSS growth allowed while one hostile case runs (the receiver's own buffers are
+#: ~max-message-size per connection; the rest is Python's and Twisted's working memory).
+RSS_BOUND = 24 * 1024 * 1024
+MAX_SIZE = 65536  #: max-message-size of the cases (the default)
+WAIT = 15.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the harness
+
+
+def _value(msg: LogMessage, name: str) -> bytes:
+    try:
+        value = msg[name]
+    except KeyError:
+        return b""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+class CountingOutput:
+    """A SourceHost output that keeps the well-behaved senders' messages (``good-...``) and only
+    counts (and samples) the rest, so that a flood does not fill the test's own memory."""
+
+    def __init__(self, delay: float = 0, *, keep: bool = False) -> None:
+        self.keep = keep
+        self.kept: list[LogMessage] = []  #: every message, when ``keep``
+        self.lock = threading.Lock()
+        self.good: dict[str, list[int]] = {}
+        self.others = 0
+        self.other_bytes = 0
+        self.samples: list[bytes] = []  #: the first 200 other MESSAGEs (up to 200 bytes each)
+        self.lengths: list[int] = []  #: lengths of the first 1000 other MESSAGEs
+        self.delay = delay  #: seconds to sleep per message (a slow output)
+        self._unstalled = threading.Event()  #: cleared: write() blocks (a stalled output)
+        self._unstalled.set()
+
+    def write(self, msg: LogMessage) -> None:
+        self._unstalled.wait()
+        if self.delay:
+            time.sleep(self.delay)
+        text = _value(msg, "MESSAGE")
+        with self.lock:
+            if self.keep:
+                self.kept.append(msg)
+            m = re.search(rb"good-([\w.-]+)-(\d+)\Z", text)
+            if m is not None:
+                self.good.setdefault(m.group(1).decode(), []).append(int(m.group(2)))
+                return
+            self.others += 1
+            self.other_bytes += len(text)
+            if len(self.samples) < 200:
+                self.samples.append(text[:200])
+            if len(self.lengths) < 1000:
+                self.lengths.append(len(text))
+
+    def hold(self) -> None:
+        """Stall: write() blocks (the window empties, the source is suspended)."""
+        self._unstalled.clear()
+
+    def release(self) -> None:
+        self._unstalled.set()
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.release()
+
+
+class LogRecords(logging.Handler):
+    """Collects the records of the ``syslogng`` logger (the daemon's internal log, emulated)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def matching(self, pattern: str) -> list[str]:
+        rx = re.compile(pattern)
+        return [r.getMessage() for r in list(self.records) if rx.search(r.getMessage())]
+
+    def errors(self) -> list[str]:
+        return [r.getMessage() for r in list(self.records) if r.levelno >= logging.ERROR]
+
+
+class Hostile:
+    """A SyslogSource run by SourceHost on loopback ports, with an output that counts, and its
+    log records collected. Use as a context manager."""
+
+    def __init__(
+        self, *listen: str, log_iw_size: int = 1000, output: CountingOutput | None = None,
+        **options: Any,
+    ) -> None:  # fmt: skip
+        self.output = output or CountingOutput()
+        self.options = {"listen": " ".join(listen), **{k: str(v) for k, v in options.items()}}
+        self.host = SourceHost(
+            SyslogSource, self.options, log_iw_size=log_iw_size, output=self.output
+        )
+        self.logs = LogRecords()
+        self._logger = logging.getLogger("syslogng")
+        self._level = self._logger.level
+
+    def __enter__(self) -> Hostile:
+        self._logger.addHandler(self.logs)
+        self._logger.setLevel(logging.DEBUG)
+        self.host.start()
+        ok = self.host.wait_for(
+            lambda: bool(self.host.source._listeners)
+            and all(lst.address is not None for lst in self.host.source._listeners),
+            timeout=WAIT,
+        )
+        assert ok, "the listeners did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.host.close()
+        finally:
+            self._logger.removeHandler(self.logs)
+            self._logger.setLevel(self._level)
+
+    def stop(self) -> None:
+        """Stop the source (listeners flush their rate-limited logs); stats stay readable."""
+        self.host.stop()
+
+    @property
+    def listeners(self) -> list[Any]:
+        return self.host.source._listeners if self.host.source else []
+
+    def listener(self, index: int = 0) -> Any:
+        return self.listeners[index]
+
+    def port(self, index: int = 0) -> int:
+        return self.listener(index).address.port
+
+    def stats(self, index: int = 0) -> ListenerStats:
+        return self.listener(index).stats
+
+    def decoders(self, index: int = 0) -> list[Any]:
+        """The frame decoders of the listener's open connections (not behind TLS)."""
+        out = []
+        for conn in list(self.listener(index).tracker.protocols):
+            inner = conn.wrappedProtocol
+            while not hasattr(inner, "decoder") and hasattr(inner, "wrappedProtocol"):
+                inner = inner.wrappedProtocol
+            if hasattr(inner, "decoder"):
+                out.append(inner.decoder)
+        return out
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
+        return self.host.wait_for(predicate, timeout=timeout)
+
+
+class GoodSender(threading.Thread):
+    """A well-behaved sender on its own TCP connection: ``count`` LF-framed RFC 3164 messages
+    ``good-NAME-i``, one every ``interval`` seconds. :meth:`check` asserts they all arrived, in
+    order, once."""
+
+    def __init__(
+        self, hostile: Hostile, name: str, *, port: int | None = None, count: int = 100,
+        interval: float = 0.01, connect: Callable[[], socket.socket] | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(name=f"good-{name}", daemon=True)
+        self.hostile = hostile
+        self.tag = name
+        self.port = port if port is not None else hostile.port()
+        self.count = count
+        self.interval = interval
+        self.error: BaseException | None = None
+        self.connected = threading.Event()
+        self._connect = connect
+
+    def message(self, i: int) -> bytes:
+        return b"<13>Nov 24 06:00:00 good app: good-%s-%d" % (self.tag.encode(), i)
+
+    def run(self) -> None:
+        try:
+            if self._connect is not None:
+                s = self._connect()
+            else:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+            with s:
+                self.connected.set()
+                for i in range(self.count):
+                    s.sendall(self.message(i) + b"\n")
+                    if self.interval:
+                        time.sleep(self.interval)
+        except BaseException as e:  # noqa: BLE001 - reported by check()
+            self.error = e
+            self.connected.set()
+
+    def check(self, timeout: float = WAIT) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), f"{self.name} still sending"
+        assert self.error is None, f"{self.name}: {self.error!r}"
+        out = self.hostile.output
+        arrived = self.hostile.wait(lambda: len(out.good.get(self.tag, [])) >= self.count, timeout)
+        got = out.good.get(self.tag, [])
+        assert arrived, f"{self.name}: {len(got)} of {self.count} arrived"
+        assert got == list(range(self.count)), f"{self.name}: lost, duplicated or reordered"
+
+
+def _status(pid: int | str = "self") -> dict[str, int]:
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                values[line.split(":")[0]] = int(line.split()[1]) * 1024
+    return values
+
+
+class PeakRSS:
+    before = 0
+    peak = 0
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before
+
+
+@contextlib.contextmanager
+def peak_rss(pid: int | str = "self") -> Iterator[PeakRSS]:
+    """Peak RSS growth of a process over the block: ``VmHWM`` reset by writing 5 to
+    ``/proc/PID/clear_refs`` (Linux >= 4.0; our own process, or any as root)."""
+    m = PeakRSS()
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+    m.before = _status(pid)["VmRSS"]
+    yield m
+    m.peak = _status(pid)["VmHWM"]
+
+
+class DecoderWatch(threading.Thread):
+    """Samples the largest ``buffered`` of a listener's decoders while a case runs."""
+
+    def __init__(self, hostile: Hostile, index: int = 0) -> None:
+        super().__init__(daemon=True)
+        self.hostile = hostile
+        self.index = index
+        self.largest = 0
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            with contextlib.suppress(RuntimeError, AttributeError, IndexError):
+                for d in self.hostile.decoders(self.index):
+                    self.largest = max(self.largest, d.buffered)
+                self.samples += 1
+            time.sleep(0.001)
+
+    def __enter__(self) -> DecoderWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def closed_by_peer(s: socket.socket, timeout: float) -> bool:
+    """Wait until the server closes ``s`` (EOF or reset); True if it did within ``timeout``."""
+    s.settimeout(timeout)
+    try:
+        while True:
+            if s.recv(65536) == b"":
+                return True
+    except (TimeoutError, socket.timeout):
+        return False
+    except OSError:
+        return True
+
+
+def send_chunks(s: socket.socket, total: int, chunk: bytes) -> None:
+    """Send ``total`` bytes made of ``chunk`` repeated, without building them in memory."""
+    view = memoryview(chunk)
+    while total > 0:
+        n = min(total, len(chunk))
+        s.sendall(view[:n])
+        total -= n
+
+
+# ---------------------------------------------------------------------------------------------
+# octet counts: 10**12 (more digits than allowed) and 9 999 999 999 (allowed, never buffered)
+
+
+# ---------------------------------------------------------------------------------------------
+# 10 MB without a delimiter
+
+
+def _nul_run(sender: GoodSender) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", sender.port), timeout=WAIT) as s:
+                for i in range(sender.count):
+                    s.sendall(sender.message(i) + b"\0")
+                    time.sleep(sender.interval)
+        except BaseException as e:  # noqa: BLE001
+            sender.error = e
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# slowloris
+
+
+def _tracked(idle_timeout: float) -> tuple[Any, StringTransport, Clock, ListenerStats, Any]:
+    """A stream protocol behind a connection tracker, on a fake clock and transport."""
+    from test_protocols_stream import FakeSink
+
+    from syslogsrc.protocols._tracking import ConnectionTracker
+
+    clock = Clock()
+    stats = ListenerStats(name="tcp:5514")
+    options = ListenerOptions(idle_timeout=idle_timeout)
+    factory = SyslogStreamFactory(clock, FakeSink(), options, stats)
+    tracker = ConnectionTracker(clock, factory, options, stats)
+    peer = IPv4Address("TCP", "192.0.2.9", 40000)
+    conn = tracker.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer)
+    conn.makeConnection(transport)
+    return conn, transport, clock, stats, factory.sink
+
+
+# ---------------------------------------------------------------------------------------------
+# 2 000 connections against max-connections(100)
+
+_FLOOD = r"""
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+socks, errors = [], 0
+for _ in range(n):
+    try:
+        socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+    except OSError:
+        errors += 1
+print("connected", len(socks), errors, flush=True)
+expected = int(sys.stdin.readline() or 0)  # how many the server says it refused
+for s in socks:
+    s.setblocking(False)
+closed, deadline = set(), time.monotonic() + 5
+while True:
+    for i, s in enumerate(socks):
+        if i in closed:
+            continue
+        try:
+            if s.recv(1) == b"":
+                closed.add(i)
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed.add(i)
+    if len(closed) >= expected or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+print("closed", len(closed), flush=True)
+"""
+
+
+def flood(port: int, n: int) -> subprocess.Popen[str]:
+    """A separate process opening ``n`` connections and holding them (in this process the
+    reactor thread would starve for the GIL and SYNs would be retried after a second)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _FLOOD, str(port), str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS on a plain port, plain text on a TLS port
+
+
+def _client_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from certs import make_certs
+
+    return make_certs(tmp_path_factory.mktemp("pki"))
+
+
+def tls_connect(port: int, pki: Any, *, client_cert: bool = True) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    if client_cert:
+        ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+# ---------------------------------------------------------------------------------------------
+# half-closed, reset in mid-frame, a peer that never reads
+
+
+def test_half_closed_connection_delivers_the_frame_cut_short_and_is_closed() -> None:
+    with Hostile("tcp:0:interface=127.0.0.1") as h:
+        good = GoodSender(h, "half", count=100)
+        good.start()
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT)
+            s.sendall(b"<13>Nov 24 06:00:00 h app: whole %d\n<13>Nov 24 06:00:00 h app: half" % i)
+            s.shutdown(socket.SHUT_WR)  # FIN: "no more from me", still reading
+            assert closed_by_peer(s, 5)  # we close our side at the end of the stream
+            s.close()
+        good.check()
+        stats = h.stats()
+        assert h.wait(lambda: h.output.others == 40)
+        assert sorted(set(h.output.samples)) == [b"half"] + sorted(
+            {b"whole %d" % i for i in range(20)}
+        )
+        assert h.wait(lambda: stats.open_connections == 0)
+        assert stats.received == stats.posted == 40 + good.count
+        assert not h.logs.errors()
+
+
+def _reset(s: socket.socket) -> None:
+    """Close with RST instead of FIN (SO_LINGER 0)."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [b"<13>Nov 24 06:00:00 h app: cut here", b"40 <13>Nov 24 06:00:00 h app: cut"],
+    ids=["lf", "octet-counting"],
+)
+def test_reset_in_mid_frame_leaves_nothing_behind(partial: bytes) -> None:
+    with Hostile("tcp:0:interface=127.0.0.1") as h:
+        good = GoodSender(h, "reset", count=100)
+        good.start()
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT)
+            s.sendall(partial)
+            _reset(s)
+        good.check()
+        stats = h.stats()
+        assert h.wait(lambda: stats.open_connections == 0)
+        # RST may beat the data to our read (the kernel then drops it): whatever was read
+        # is delivered, and every frame read is posted
+        assert h.wait(lambda: stats.received == stats.posted)
+        assert h.wait(lambda: h.output.others == stats.received - good.count)
+        assert stats.dropped == 0
+        assert not h.logs.errors()
+
+
+# ---------------------------------------------------------------------------------------------
+# invalid UTF-8 and NUL bytes: delivered byte for byte
+
+HOSTILE_BYTES = [
+    b"<13>Nov 24 06:00:00 h\xff\xfe app[1]: bad host",
+    b"<13>Nov 24 06:00:00 h pr\xc3\x28g[1]: bad program",
+    b"<13>Nov 24 06:00:00 h app[\xe2\x82]: bad pid",
+    b"<13>Nov 24 06:00:00 h app: bad message \xed\xa0\x80 (a surrogate) \xf8\x88\x80\x80\x80",
+    b"<13>1 2024-05-01T10:00:00Z h\xff app - - [id p=\"\xc0\xaf\"] \xef\xbb\xbf\xff sd",
+    b"<\xff3>Nov 24 06:00:00 h app: bad pri",
+    b"\xff\xfe\xfd raw garbage",
+    b"<13>Nov 24 06:00:00 h app: NUL \x00 inside \x00\x00 twice",
+    b"<13>1 2024-05-01T10:00:00Z h app - - - NUL\x00in 5424",
+    b"\x00<13>Nov 24 06:00:00 h app: NUL first",
+]
+
+
+@pytest.mark.parametrize("framing", ["lf", "octet-counting"])
+def test_invalid_utf8_and_nul_bytes_are_delivered_byte_for_byte(framing: str) -> None:
+    with Hostile("tcp:0:interface=127.0.0.1", framing=framing, format="raw") as h:
+        good = GoodSender(h, "utf8", count=50)
+        if framing == "octet-counting":
+            good.run = _octet_run(good)  # type: ignore[method-assign]
+        good.start()
+        with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
+            if framing == "lf":
+                s.sendall(b"".join(m + b"\n" for m in HOSTILE_BYTES))
+            else:
+                s.sendall(b"".join(b"%d %s" % (len(m), m) for m in HOSTILE_BYTES))
+        good.check()
+        assert h.wait(lambda: h.output.others == len(HOSTILE_BYTES))
+        assert sorted(h.output.samples) == sorted(HOSTILE_BYTES)
+        assert h.stats().malformed == 0
+        assert not h.logs.errors()
+
+
+def test_invalid_utf8_and_nul_bytes_parsed_values_keep_their_bytes() -> None:
+    # Parsed (format auto), every value is str when valid UTF-8, else the exact bytes.
+    with Hostile("tcp:0:interface=127.0.0.1") as h:
+        good = GoodSender(h, "parsed", count=50)
+        good.start()
+        with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
+            s.sendall(b"".join(m + b"\n" for m in HOSTILE_BYTES))
+        good.check()
+        assert h.wait(lambda: h.output.others == len(HOSTILE_BYTES))
+        stats = h.stats()
+        assert stats.received == stats.posted == len(HOSTILE_BYTES) + good.count
+        assert b"bad message \xed\xa0\x80 (a surrogate) \xf8\x88\x80\x80\x80" in h.output.samples
+        assert b"NUL \x00 inside \x00\x00 twice" in h.output.samples
+        assert not h.logs.errors()
+
+
+def _octet_run(sender: GoodSender) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", sender.port), timeout=WAIT) as s:
+                for i in range(sender.count):
+                    m = sender.message(i)
+                    s.sendall(b"%d %s" % (len(m), m))
+                    time.sleep(sender.interval)
+        except BaseException as e:  # noqa: BLE001
+            sender.error = e
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# the main cases inside the real daemons
+
+
+def daemon_config(listen: str, options: dict[str, str] | None = None) -> str:
+    """A python() source running SyslogSource into a file of raw MESSAGEs, flow-controlled."""
+    pairs = {"listen": listen, **(options or {})}
+    text = " ".join(f'"{k}" "{v}"' for k, v in pairs.items())
+    return (
+        "options { use-dns(no); log-msg-size(1048576); };\n"
+        f'source s {{ python(class("syslogsrc.SyslogSource") options({text})); }};\n'
+        'destination d { file("@STATE@/out.log" template("$MSG\\n")); };\n'
+        "log { source(s); destination(d); flags(flow-control); };\n"
+    )
+
+
+class DaemonCase:
+    """A daemon running :func:`daemon_config`, its output and its log."""
+
+    def __init__(
+        self, syslog_ng: Any, listen_kind: str, options: dict[str, str] | None = None,
+        backlog: int | None = None,
+    ) -> None:  # fmt: skip
+        from daemons import free_port
+
+        self.port = free_port()
+        listen = f"{listen_kind}:{self.port}:interface=127.0.0.1"
+        if backlog is not None:
+            listen += f":backlog={backlog}"
+        self.listen = listen
+        self.daemon = syslog_ng(daemon_config(listen, options), wait_ports=[self.port])
+        self.out = Path(self.daemon.state_dir) / "out.log"
+
+    def lines(self) -> list[bytes]:
+        try:
+            return self.out.read_bytes().split(b"\n")[:-1]
+        except FileNotFoundError:
+            return []
+
+    def good(self, tag: str) -> list[int]:
+        return [
+            int(m.group(1))
+            for line in self.lines()
+            if (m := re.search(rb"good-%s-(\d+)\Z" % tag.encode(), line))
+        ]
+
+    def wait_good(self, tag: str, count: int, timeout: float = WAIT) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.good(tag)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.good(tag) == list(range(count)), f"{len(self.good(tag))} of {count}"
+
+    def summary(self) -> dict[str, int]:
+        """Stop the daemon; the counters of the listener from its stop summary."""
+        assert self.daemon.stop() == 0
+        found = re.findall(r"listener (\S+) stopped: (.*?);?$", self.daemon.stderr(), re.M)
+        for name, counts in found:
+            if name == self.listen:
+                return {k: int(v) for k, v in (c.split("=") for c in counts.split(", "))}
+        raise AssertionError(f"no stop summary in:\n{self.daemon.stderr()[-3000:]}")
+
+    def log_lines(self, pattern: str) -> list[str]:
+        return [line for line in self.daemon.stderr().splitlines() if re.search(pattern, line)]
+
+
+class DaemonGoodSender(GoodSender):
+    def __init__(self, case: DaemonCase, name: str, **kwargs: Any) -> None:
+        threading.Thread.__init__(self, name=f"good-{name}", daemon=True)
+        self.tag, self.port = name, case.port
+        self.count = kwargs.get("count", 100)
+        self.interval = kwargs.get("interval", 0.01)
+        self.error = None
+        self.connected = threading.Event()
+        self._connect = None
