@@ -333,8 +333,83 @@ def send_chunks(s: socket.socket, total: int, chunk: bytes) -> None:
 # octet counts: 10**12 (more digits than allowed) and 9 999 999 999 (allowed, never buffered)
 
 
+def test_octet_count_of_10_to_the_12_is_malformed_resynced_and_nothing_held() -> None:
+    with Hostile("tcp:0:interface=127.0.0.1") as h:
+        good = GoodSender(h, "oc12")
+        good.start()
+        payload = 1_000_000
+        with peak_rss() as rss, DecoderWatch(h) as watch:
+            with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
+                s.sendall(b"1000000000000 <13>Nov 24 06:00:00 evil app: ")
+                send_chunks(s, payload, b"x" * 65536)
+                # after the LF the stream is octet-counted again
+                s.sendall(b"\n12 <13>evil: ok")
+        good.check()
+        stats = h.stats()
+        assert h.wait(lambda: stats.open_connections == 0 and h.output.others == 2)
+        assert stats.malformed >= 1  # the header (and the parser's verdict on the frame)
+        # the bad header is the start of an LF frame: delivered, cut at max-message-size
+        assert h.output.lengths[0] <= MAX_SIZE
+        assert h.output.samples[1] == b"ok"
+        assert stats.truncated == 1
+        assert watch.largest <= MAX_SIZE + 1, watch.largest
+        assert rss.growth < RSS_BOUND, rss.growth
+        h.stop()
+        assert len(h.logs.matching(r"invalid octet count")) == 1
+        assert len(h.logs.matching(r"truncated \d+ message")) == 1
+        assert not h.logs.errors()
+
+
+def test_octet_count_of_9999999999_is_skipped_by_count_not_buffered() -> None:
+    with Hostile("tcp:0:interface=127.0.0.1", format="raw") as h:
+        good = GoodSender(h, "oc10")
+        good.start()
+        sent = 20_000_000  # of the 9 999 999 999 announced
+        with peak_rss() as rss, DecoderWatch(h) as watch:
+            with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
+                s.sendall(b"9999999999 <13>evil: ")
+                send_chunks(s, sent, b"y" * 65536)
+                assert h.wait(lambda: h.stats().bytes >= sent + 21 + good.count)
+        good.check()
+        stats = h.stats()
+        assert h.wait(lambda: stats.open_connections == 0)
+        assert stats.truncated == 1
+        assert h.wait(lambda: h.output.others == 1) and h.output.lengths == [MAX_SIZE]
+        assert watch.largest <= MAX_SIZE + 1, watch.largest
+        assert rss.growth < RSS_BOUND, rss.growth
+        assert not h.logs.errors()
+
+
 # ---------------------------------------------------------------------------------------------
 # 10 MB without a delimiter
+
+
+@pytest.mark.parametrize("framing", ["auto", "nul"])
+def test_10_MB_without_a_delimiter_is_truncated_and_memory_stays_bounded(framing: str) -> None:
+    total = 10 * 1024 * 1024
+    with Hostile("tcp:0:interface=127.0.0.1", framing=framing, format="raw") as h:
+        good = GoodSender(h, "10mb", count=100)
+        if framing == "nul":  # the good sender speaks the listener's framing
+            good.message = lambda i: b"<13>Nov 24 06:00:00 good app: good-10mb-%d" % i  # type: ignore[method-assign]
+            good.run = _nul_run(good)  # type: ignore[method-assign]
+        good.start()
+        with peak_rss() as rss, DecoderWatch(h) as watch:
+            with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
+                send_chunks(s, total, b"z" * 65536)
+                assert h.wait(lambda: h.stats().bytes >= total)
+                largest_now = max((d.buffered for d in h.decoders()), default=0)
+        good.check()
+        stats = h.stats()
+        assert h.wait(lambda: stats.open_connections == 0 and h.output.others == 1)
+        assert h.output.lengths == [MAX_SIZE]  # delivered cut at max-message-size
+        assert stats.truncated == 1
+        assert largest_now <= MAX_SIZE + 1
+        assert watch.largest <= MAX_SIZE + 1, watch.largest
+        assert watch.samples > 10
+        assert rss.growth < RSS_BOUND, rss.growth
+        h.stop()
+        assert len(h.logs.matching(r"truncated \d+ message")) == 1
+        assert not h.logs.errors()
 
 
 def _nul_run(sender: GoodSender) -> Callable[[], None]:

@@ -187,8 +187,13 @@ class SyslogStreamProtocol(Protocol):
     def _count_decoder_events(self) -> None:
         decoder = self.decoder
         stats = self.factory.stats
-        stats.truncated += decoder.truncated - self._truncated
-        self._truncated = decoder.truncated
+        truncated = decoder.truncated - self._truncated
+        if truncated:
+            stats.truncated += truncated
+            self._truncated = decoder.truncated
+            peer = self.transport.getPeer() if self.transport else None  # type: ignore[attr-defined]
+            for _ in range(truncated):
+                self.factory.truncations(peer=peer)
         invalid = decoder.invalid - self._invalid
         if invalid:
             self._invalid = decoder.invalid
@@ -242,6 +247,13 @@ class SyslogStreamFactory(Factory):
                 return FrameDecoder(framing=options.framing, max_size=options.max_message_size)
 
         self.decoder_factory = decoder_factory
+        self.truncations = RateLimitedLog(
+            reactor,
+            "{listener}: truncated {count} message(s) in the last {interval}s to"
+            " max-message-size({max_size}); the rest of each was dropped; last from {peer}",
+            listener=stats.name,
+            max_size=options.max_message_size,
+        )
         self.framing_errors = RateLimitedLog(
             reactor,
             "{listener}: {count} invalid octet count(s) in the last {interval}s; last from"
@@ -260,5 +272,6 @@ class SyslogStreamFactory(Factory):
         return self.protocol(self)
 
     def flush_logs(self) -> None:
+        self.truncations.flush()
         self.framing_errors.flush()
         self.sink_errors.flush()
