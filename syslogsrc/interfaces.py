@@ -29,6 +29,7 @@ class ListenerStats:
     refused: int = 0  #: connections refused (max-connections, TLS failures)
     open_connections: int = 0  #: connections open now
     dropped: int = 0  #: messages lost (HTTP requests answered 503/413 count their messages here)
+    timed_out: int = 0  #: connections closed by idle-timeout (no complete message in time)
 
     def as_dict(self) -> dict[str, int | str]:
         return attrs.asdict(self)

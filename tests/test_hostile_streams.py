@@ -447,6 +447,70 @@ def _tracked(idle_timeout: float) -> tuple[Any, StringTransport, Clock, Listener
     return conn, transport, clock, stats, factory.sink
 
 
+def test_slowloris_unit_bytes_without_a_frame_do_not_keep_a_connection_open() -> None:
+    # Before the fix every byte restarted the idle timer: one byte a second kept a connection
+    # (and a max-connections slot) forever, whatever idle-timeout said.
+    conn, transport, clock, stats, sink = _tracked(idle_timeout=5)
+    for _ in range(4):
+        conn.dataReceived(b"a")
+        clock.advance(1)
+    assert not transport.disconnecting
+    clock.advance(1)  # 5 s without a complete frame
+    assert transport.disconnecting
+    assert stats.timed_out == 1
+    conn.connectionLost(Exception("closed"))
+    assert sink.frames == [b"aaaa"]  # what it had sent is still delivered
+
+
+def test_slowloris_unit_complete_frames_and_honest_uploads_keep_a_connection() -> None:
+    from syslogsrc.protocols._tracking import PROGRESS_BYTES
+
+    conn, transport, clock, stats, sink = _tracked(idle_timeout=5)
+    for i in range(20):  # a quiet but honest sender: a message every 4 s
+        clock.advance(4)
+        conn.dataReceived(b"<13>tick %d\n" % i)
+    assert not transport.disconnecting
+    # one long message at an honest pace: PROGRESS_BYTES every 4 s count as progress
+    for _ in range(5):
+        clock.advance(4)
+        conn.dataReceived(b"x" * PROGRESS_BYTES)
+    assert not transport.disconnecting
+    clock.advance(5)
+    assert transport.disconnecting and stats.timed_out == 1
+
+
+def test_slowloris_is_closed_by_idle_timeout_counted_and_logged_once() -> None:
+    with Hostile("tcp:0:interface=127.0.0.1", idle_timeout=1.0, format="raw") as h:
+        # the good sender is as slow as a real quiet sender (a message every 0.3 s) and is kept
+        good = GoodSender(h, "loris", count=10, interval=0.3)
+        good.start()
+        clients = []
+        start = time.monotonic()
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT)
+            clients.append(s)
+        closed_at = []
+        for _ in range(12):  # one byte every 0.2 s on each slowloris connection
+            for s in clients:
+                with contextlib.suppress(OSError):
+                    s.sendall(b"a")
+            time.sleep(0.2)
+        for s in clients:
+            assert closed_by_peer(s, 2.0), "a slowloris connection is still open"
+            closed_at.append(time.monotonic() - start)
+            s.close()
+        good.check()
+        stats = h.stats()
+        assert stats.timed_out == 5
+        assert h.wait(lambda: stats.open_connections == 0)
+        # what the slowloris clients sent is delivered when their connection closes
+        assert h.wait(lambda: h.output.others == 5)
+        assert all(re.fullmatch(b"a+", sample) for sample in h.output.samples)
+        assert len(h.logs.matching(r"completed no message")) == 1  # five, one line
+        h.stop()
+        assert not h.logs.errors()
+
+
 # ---------------------------------------------------------------------------------------------
 # 2 000 connections against max-connections(100)
 

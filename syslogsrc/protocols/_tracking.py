@@ -6,6 +6,12 @@ connection costs no handshake; only ``haproxy:``'s PROXY header reader is furthe
 It keeps ``stats.open_connections``, refuses connections beyond ``max-connections``, closes
 connections idle for ``idle-timeout`` seconds and closes them all when the listener stops.
 
+Idle means *no progress*, not *no bytes*: a connection that trickles bytes without completing a
+message (a slowloris client, an HTTP upload at a byte a second) is as idle as a silent one. The
+protocol inside says what a complete unit is through a ``progress`` counter (frames decoded,
+HTTP requests received); besides that, every :data:`PROGRESS_BYTES` received count as progress,
+so a large message or body arriving at an honest pace is never cut.
+
 :class:`RateLimitedLog` is how every listener reports a condition that can repeat thousands of
 times a second (refusals, TLS failures, framing errors, sink errors) without flooding the log.
 """
@@ -27,6 +33,7 @@ from syslogsrc.options import ListenerOptions
 __all__ = [
     "CLOSE_GRACE",
     "LOG_INTERVAL",
+    "PROGRESS_BYTES",
     "ConnectionTracker",
     "RateLimitedLog",
     "TrackedConnection",
@@ -36,6 +43,9 @@ __all__ = [
 CLOSE_GRACE = 2.0
 #: Seconds between two log lines about the same recurring condition of one listener.
 LOG_INTERVAL = 10.0
+#: Bytes received that count as progress for the idle timeout even when they complete nothing:
+#: with idle-timeout(60) a sender needs about 1 KiB/s to keep a message in flight.
+PROGRESS_BYTES = 65536
 
 _log = Logger(namespace="syslogsrc.listen")
 
@@ -96,12 +106,29 @@ class RateLimitedLog:
         self._latest = (None, {})
 
 
+def _innermost(protocol: Any) -> Any:
+    """The protocol at the bottom of wrappers (TLS, handshake watch, twisted.web's generic
+    HTTP channel)."""
+    while True:
+        if isinstance(protocol, ProtocolWrapper):
+            protocol = protocol.wrappedProtocol
+        elif hasattr(protocol, "_channel"):  # twisted.web.http._GenericHTTPChannelProtocol
+            protocol = protocol._channel
+        else:
+            return protocol
+
+
 class TrackedConnection(ProtocolWrapper):
     """One connection as the tracker sees it: idle timer, graceful close with an abort deadline.
 
     The protocol inside reaches the real transport through this wrapper, so its
     ``pauseProducing``/``resumeProducing`` pass here: time spent paused by flow control is not
     idle time.
+
+    The idle timer restarts when the innermost protocol's ``progress`` counter moves (a
+    complete frame or request) or after :data:`PROGRESS_BYTES` received since the last restart;
+    bytes alone do not restart it. An inner protocol without ``progress`` restarts it on every
+    read.
     """
 
     factory: ConnectionTracker
@@ -111,6 +138,8 @@ class TrackedConnection(ProtocolWrapper):
         self._idle_call: IDelayedCall | None = None
         self._abort_call: IDelayedCall | None = None
         self._paused = False
+        self._progress: int | None = None  # the inner protocol's progress at the last restart
+        self._unproductive = 0  # bytes received since the last restart
         self.open = False  #: between makeConnection and connectionLost
         self.closing = False  #: close() was called
 
@@ -121,9 +150,21 @@ class TrackedConnection(ProtocolWrapper):
         super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._idle_call is not None:
-            self._idle_call.reset(self.factory.idle_timeout)
+        if self._idle_call is None:  # no idle timeout, or paused, or closing
+            self.wrappedProtocol.dataReceived(data)
+            return
+        self._unproductive += len(data)
         self.wrappedProtocol.dataReceived(data)
+        progress = getattr(_innermost(self.wrappedProtocol), "progress", None)
+        if (
+            progress is None
+            or progress != self._progress
+            or self._unproductive >= PROGRESS_BYTES
+        ):
+            self._progress = progress
+            self._unproductive = 0
+            if self._idle_call is not None:  # still running: not paused or closed meanwhile
+                self._idle_call.reset(self.factory.idle_timeout)
 
     def connectionLost(self, reason: Failure) -> None:
         self.open = False
@@ -184,6 +225,8 @@ class TrackedConnection(ProtocolWrapper):
             and not self.closing
             and self._idle_call is None
         ):
+            self._progress = getattr(_innermost(self.wrappedProtocol), "progress", None)
+            self._unproductive = 0
             self._idle_call = self.factory.reactor.callLater(timeout, self._idle)
 
     def _cancel_idle_timer(self) -> None:
@@ -195,12 +238,8 @@ class TrackedConnection(ProtocolWrapper):
     def _idle(self) -> None:
         self._idle_call = None
         self.factory.idle_closed += 1
-        _log.debug(
-            "{listener}: closing connection from {peer}: idle for {timeout}s",
-            listener=self.factory.stats.name,
-            peer=self.getPeer(),
-            timeout=self.factory.idle_timeout,
-        )
+        self.factory.stats.timed_out += 1
+        self.factory.timeouts(peer=self.getPeer(), unproductive=self._unproductive)
         self.close()
 
 
@@ -252,6 +291,15 @@ class ConnectionTracker(WrappingFactory):
             listener=stats.name,
             max_connections=self.max_connections,
         )
+        self.timeouts = RateLimitedLog(
+            reactor,
+            "{listener}: closed {count} connection(s) in the last {interval}s that completed"
+            " no message in idle-timeout({timeout}); last from {peer}, with {unproductive}"
+            " byte(s) of an unfinished one",
+            level=LogLevel.info,
+            listener=stats.name,
+            timeout=self.idle_timeout,
+        )
         self._closing = False
         self._all_closed: list[Deferred[None]] = []
 
@@ -293,3 +341,4 @@ class ConnectionTracker(WrappingFactory):
 
     def flush_logs(self) -> None:
         self.refusals.flush()
+        self.timeouts.flush()

@@ -30,7 +30,7 @@ import attrs
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from zope.interface import implementer
@@ -485,6 +485,25 @@ class _IngestRequest(server.Request):
         super().connectionLost(reason)
 
 
+class _IngestChannel(http.HTTPChannel):
+    """twisted.web's HTTP/1.1 channel, with a ``progress`` counter for the connection tracker:
+    requests received whole. Its idle timer restarts on those (and on every
+    ``PROGRESS_BYTES``), so a slow upload or a request trickled in a byte at a time times out.
+    """
+
+    progress = 0
+
+    def allContentReceived(self) -> None:
+        self.progress += 1
+        super().allContentReceived()
+
+
+def _ingest_channel_protocol(site: HTTPIngestSite) -> Any:
+    """``HTTPFactory.protocol``: twisted.web's generic channel (HTTP/1.1, or HTTP/2 if ALPN
+    chose it) around an :class:`_IngestChannel`."""
+    return http._GenericHTTPChannelProtocol(_IngestChannel())
+
+
 class _IngestResource(Resource):
     """Routes every request (``isLeaf``) and answers it in JSON."""
 
@@ -635,6 +654,8 @@ class HTTPIngestSite(server.Site):
     the sink when it starts listening (``startFactory``) and unregisters it when it stops.
     No access log is written; the listener's counters are in ``stats``.
     """
+
+    protocol = _ingest_channel_protocol
 
     def __init__(
         self,

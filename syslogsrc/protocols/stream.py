@@ -68,6 +68,12 @@ class SyslogStreamProtocol(Protocol):
         self._truncated = 0  # decoder counters already added to the listener's stats
         self._invalid = 0
 
+    @property
+    def progress(self) -> int:
+        """Frames decoded so far: the connection tracker's idle timer restarts when this moves,
+        not on every byte (a slowloris client completes no frame)."""
+        return self.decoder.frames
+
     # IProtocol
 
     def connectionMade(self) -> None:

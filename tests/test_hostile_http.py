@@ -1,0 +1,227 @@
+"""Hostile HTTP against a running ``SyslogSource`` (SourceHost, an ``http:`` listener on port 0).
+
+As in test_hostile_streams.py, a well-behaved client posts at the same time and every one of its
+messages must arrive; refusals are counted and logged at most once per cause and 10 s; memory is
+bounded: the body kept is at most ``http-max-body`` (1 MiB here) whatever is sent, and peak RSS
+grows by less than ``http-max-body`` + :data:`RSS_BOUND` (a 256 MiB gzip bomb included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import http.client
+import json
+import re
+import socket
+import ssl
+import threading
+import time
+import zlib
+from typing import Any
+
+import pytest
+
+from test_hostile_streams import (
+    RSS_BOUND,
+    WAIT,
+    CountingOutput,
+    Hostile,
+    closed_by_peer,
+    peak_rss,
+)
+
+MAX_BODY = 1024 * 1024
+TOKEN = "s3cret-token"
+
+
+# ---------------------------------------------------------------------------------------------
+# clients
+
+
+def post(
+    port: int, body: bytes, headers: dict[str, str] | None = None, path: str = "/",
+    conn: http.client.HTTPConnection | None = None,
+) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    """One POST; (status, JSON answer)."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        conn.request("POST", path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, json.loads(data) if data else {}
+    finally:
+        if own:
+            conn.close()
+
+
+class GoodHTTPSender(threading.Thread):
+    """Posts ``count`` messages ``good-NAME-i``, one request each, on one keep-alive connection,
+    retrying on 503 (flow control, as the contract says). :meth:`check` wants them all, in order,
+    once."""
+
+    def __init__(
+        self, hostile: Hostile, name: str, *, count: int = 100, interval: float = 0.005,
+        token: str | None = None, port: int | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(name=f"good-http-{name}", daemon=True)
+        self.hostile, self.tag, self.count, self.interval = hostile, name, count, interval
+        self.port = port if port is not None else hostile.port()
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.error: BaseException | None = None
+        self.statuses: list[int] = []
+
+    def run(self) -> None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT)
+            for i in range(self.count):
+                body = b"<13>Nov 24 06:00:00 good app: good-%s-%d" % (self.tag.encode(), i)
+                while True:
+                    status, _ = post(0, body, self.headers, conn=conn)
+                    self.statuses.append(status)
+                    if status != 503:
+                        break
+                    time.sleep(0.05)
+                assert status == 200, status
+                time.sleep(self.interval)
+            conn.close()
+        except BaseException as e:  # noqa: BLE001 - reported by check()
+            self.error = e
+
+    def check(self) -> None:
+        self.join(WAIT)
+        assert not self.is_alive() and self.error is None, self.error
+        out = self.hostile.output
+        assert self.hostile.wait(lambda: len(out.good.get(self.tag, [])) >= self.count)
+        assert out.good[self.tag] == list(range(self.count))
+
+
+def read_responses(s: socket.socket, n: int, timeout: float = WAIT) -> list[tuple[int, bytes]]:
+    """Read ``n`` HTTP/1.1 responses (Content-Length bodies) from a raw socket."""
+    s.settimeout(timeout)
+    buf = b""
+    out: list[tuple[int, bytes]] = []
+    while len(out) < n:
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buf[:head_end].decode("latin-1")
+            status = int(head.split(" ", 2)[1])
+            m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+            length = int(m.group(1)) if m else 0
+            if len(buf) >= head_end + 4 + length:
+                body = buf[head_end + 4 : head_end + 4 + length]
+                buf = buf[head_end + 4 + length :]
+                if status != 100:
+                    out.append((status, body))
+                continue
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return out
+
+
+def request_bytes(body: bytes, headers: dict[str, str] | None = None, path: str = "/") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def http_hostile(**options: Any) -> Hostile:
+    options.setdefault("http_max_body", MAX_BODY)
+    return Hostile("http:0:interface=127.0.0.1", **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# a body over the limit
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# bad JSON: 400, nothing half-posted
+
+_OBJECTS = [json.dumps({"n": i, "msg": f"evil {i}"}) for i in range(1000)]
+
+
+# ---------------------------------------------------------------------------------------------
+# gzip bombs
+
+BOMB_SIZE = 256 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    """256 MiB of zeros as one gzip member (~260 kB)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join([c.compress(zeros) for _ in range(BOMB_SIZE >> 20)] + [c.flush()])
+
+
+# ---------------------------------------------------------------------------------------------
+# slow uploads time out
+
+
+def test_slow_upload_and_slow_headers_time_out() -> None:
+    # twisted.web's own timeout restarts on every byte (and is 12 h by default); ours restarts
+    # on a complete request (or 64 KiB), so an upload at a byte every 0.2 s ends after
+    # idle-timeout(1), and so does a request line trickled in.
+    with http_hostile(idle_timeout=1.0) as h:
+        good = GoodHTTPSender(h, "slow", count=8, interval=0.3)  # quiet, not slow: kept
+        good.start()
+        upload = socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT)
+        upload.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        headers = socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT)
+        start = time.monotonic()
+        text = b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100
+        for i in range(15):  # 3 s at a byte every 0.2 s on each
+            for s, byte in ((upload, b"a"), (headers, text[i : i + 1])):
+                with contextlib.suppress(OSError):
+                    s.sendall(byte)
+            time.sleep(0.2)
+        for s in (upload, headers):
+            assert closed_by_peer(s, 3)
+            s.close()
+        elapsed = time.monotonic() - start
+        good.check()
+        stats = h.stats()
+        assert stats.timed_out == 2
+        assert h.output.others == 0
+        assert elapsed < 5
+        assert len(h.logs.matching(r"completed no message")) == 1
+        assert not h.logs.errors()
+
+
+# ---------------------------------------------------------------------------------------------
+# pipelined and concurrent requests
+
+
+# ---------------------------------------------------------------------------------------------
+# a client that pipelines and never reads
+
+
+def _send_buffer(h: Hostile) -> int:
+    """Bytes our side holds for the listener's connections (Twisted's write buffers)."""
+    total = 0
+    for conn in list(h.listener().tracker.protocols):
+        t = conn.transport
+        total += getattr(t, "_tempDataLen", 0) + len(getattr(t, "dataBuffer", b""))
+    return total
+
+
+def _progress_of(h: Hostile, s: socket.socket) -> int:
+    """Requests the server has read whole on the connection of client socket ``s``."""
+    from syslogsrc.protocols._tracking import _innermost
+
+    port = s.getsockname()[1]
+    for conn in list(h.listener().tracker.protocols):
+        if conn.getPeer().port == port:
+            return _innermost(conn).progress
+    return -1
+
+
+# ---------------------------------------------------------------------------------------------
+# invalid UTF-8 everywhere, NUL bytes, TLS on the HTTP port
