@@ -51,6 +51,7 @@ _CODINGS = {
 }
 _NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
 _LOG_INTERVAL = 10.0  # seconds between two log lines of the same cause
+_TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS handshake record (a ClientHello)
 
 
 # -- replies ------------------------------------------------------------------------------------
@@ -486,12 +487,40 @@ class _IngestRequest(server.Request):
 
 
 class _IngestChannel(http.HTTPChannel):
-    """twisted.web's HTTP/1.1 channel, with a ``progress`` counter for the connection tracker:
-    requests received whole. Its idle timer restarts on those (and on every
-    ``PROGRESS_BYTES``), so a slow upload or a request trickled in a byte at a time times out.
+    """twisted.web's HTTP/1.1 channel, with these changes:
+
+    - a ``progress`` counter for the connection tracker: requests received whole. Its idle
+      timer restarts on those (and on every ``PROGRESS_BYTES``), so a slow upload or a request
+      trickled in a byte at a time times out;
+    - a connection to an ``http:`` listener that starts with a TLS handshake record (an HTTPS
+      client at the wrong port, which twisted.web would keep waiting for a line end) is closed
+      at once, counted as refused and logged.
     """
 
     progress = 0
+    _seen_data = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._seen_data and data:
+            self._seen_data = True
+            site = getattr(self, "site", None)
+            if (
+                data[:1] == _TLS_HANDSHAKE
+                and isinstance(site, HTTPIngestSite)
+                and site.transport_name == "http"
+            ):
+                site.stats.refused += 1
+                site.bad_requests.emit(
+                    LogLevel.warn,
+                    "tls-on-plain",
+                    "HTTP: closed a connection from {peer} that began a TLS handshake on a plain"
+                    " port (an HTTPS client? HTTPS listens with https:)",
+                    peer=_peer_text(self.transport.getPeer()),
+                )
+                self.transport.loseConnection()
+                self.dataReceived = lambda data: None  # type: ignore[method-assign]
+                return
+        super().dataReceived(data)
 
     def allContentReceived(self) -> None:
         self.progress += 1
@@ -671,7 +700,7 @@ class HTTPIngestSite(server.Site):
         self.stats = stats
         self.transport_name = transport
         self.producer = _IngestProducer(sink)
-        log = _RateLimitedLog(Logger(), reactor)
+        log = self.bad_requests = _RateLimitedLog(Logger(), reactor)
         resource = _IngestResource(sink, options, stats, transport, self.producer, log)
         super().__init__(
             resource,

@@ -4,6 +4,11 @@ One :class:`SyslogStreamProtocol` per connection cuts the bytes into frames with
 :class:`~syslogsrc.framing.FrameDecoder` and posts each frame to the listener's
 :class:`~syslogsrc.interfaces.IMessageSink`.
 
+With ``auto`` framing, a connection to a plain (not TLS) listener that starts with a TLS
+handshake record (0x16 0x03, a ClientHello: a TLS client pointed at the wrong port) is closed at
+once, counted in ``stats.refused`` and logged; no syslog message starts with those bytes, and the
+binary hello would otherwise be posted as a few lines of junk.
+
 Flow control is the heart of it. The protocol is an ``IPushProducer`` registered with the sink.
 When the sink pauses it (syslog-ng's ``suspend()``, which can arrive synchronously from inside
 ``sink.post``), the protocol stops reading from its transport and posts nothing more: the frames
@@ -30,6 +35,10 @@ from syslogsrc.protocols._tracking import RateLimitedLog
 __all__ = ["SyslogStreamFactory", "SyslogStreamProtocol", "origin_of"]
 
 _log = Logger(namespace="syslogsrc.listen")
+
+#: The start of a TLS record carrying a handshake message (RFC 8446 5.1: ContentType 22, then
+#: legacy_record_version 3.x).
+_TLS_HANDSHAKE = b"\x16\x03"
 
 
 def origin_of(transport: object, name: str, stats: ListenerStats) -> Origin:
@@ -63,6 +72,7 @@ class SyslogStreamProtocol(Protocol):
         self.stopped = False  #: the sink stopped for good (stopProducing)
         self._draining = False
         self._connected = False
+        self._refused = False  # closed for speaking TLS to a plain port
         self._registered = False
         self._origin: Origin | None = None
         self._truncated = 0  # decoder counters already added to the listener's stats
@@ -84,10 +94,15 @@ class SyslogStreamProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         stats = self.factory.stats
         stats.bytes += len(data)
+        if self._refused:
+            return
         if self._origin is None:
             # Now, not in _drain: the first frame may be posted only by connectionLost, when
             # the socket is gone (and getHost() with it). Not at connectionMade either: behind
             # haproxy: the peer is known once the PROXY header has been read, before our data.
+            if data[:2] == _TLS_HANDSHAKE and self.factory.refuse_tls:
+                self._refuse_tls()
+                return
             self._origin = origin_of(
                 self.transport, self.factory.transport_name, self.factory.stats
             )
@@ -190,6 +205,12 @@ class SyslogStreamProtocol(Protocol):
             except Exception:
                 self.factory.sink_errors(Failure(), peer=origin.peer_host)
 
+    def _refuse_tls(self) -> None:
+        self._refused = True
+        self.factory.stats.refused += 1
+        self.factory.tls_on_plain(peer=self.transport.getPeer())  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
     def _count_decoder_events(self) -> None:
         decoder = self.decoder
         stats = self.factory.stats
@@ -227,6 +248,8 @@ class SyslogStreamFactory(Factory):
     ``decoder_factory`` makes each connection's decoder; by default a
     :class:`~syslogsrc.framing.FrameDecoder` with the framing and the maximum message size of
     ``options`` and the decoder's own invalid-header policy (resync).
+    ``refuse_tls`` (default: with ``auto`` framing, unless the transport is "tls") closes
+    connections that start with a TLS handshake record.
     """
 
     protocol = SyslogStreamProtocol
@@ -241,6 +264,7 @@ class SyslogStreamFactory(Factory):
         transport_name: str = "tcp",
         *,
         decoder_factory: Callable[[], FrameDecoder] | None = None,
+        refuse_tls: bool | None = None,
     ) -> None:
         self.reactor = reactor
         self.sink = sink
@@ -253,6 +277,15 @@ class SyslogStreamFactory(Factory):
                 return FrameDecoder(framing=options.framing, max_size=options.max_message_size)
 
         self.decoder_factory = decoder_factory
+        if refuse_tls is None:
+            refuse_tls = transport_name != "tls" and options.framing == "auto"
+        self.refuse_tls = refuse_tls
+        self.tls_on_plain = RateLimitedLog(
+            reactor,
+            "{listener}: refused {count} connection(s) in the last {interval}s that began a TLS"
+            " handshake on a plain port (a TLS client? TLS listens with ssl:); last from {peer}",
+            listener=stats.name,
+        )
         self.truncations = RateLimitedLog(
             reactor,
             "{listener}: truncated {count} message(s) in the last {interval}s to"
@@ -278,6 +311,7 @@ class SyslogStreamFactory(Factory):
         return self.protocol(self)
 
     def flush_logs(self) -> None:
+        self.tls_on_plain.flush()
         self.truncations.flush()
         self.framing_errors.flush()
         self.sink_errors.flush()
