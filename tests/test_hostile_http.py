@@ -225,3 +225,27 @@ def _progress_of(h: Hostile, s: socket.socket) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # invalid UTF-8 everywhere, NUL bytes, TLS on the HTTP port
+
+
+def test_tls_hello_and_garbage_on_the_http_port_are_400_counted_logged_once() -> None:
+    with http_hostile() as h:
+        good = GoodHTTPSender(h, "garbage", count=50)
+        good.start()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        for _ in range(10):
+            raw = socket.create_connection(("127.0.0.1", h.port()), timeout=5)
+            with pytest.raises((ssl.SSLError, OSError)):
+                ctx.wrap_socket(raw, server_hostname="localhost")
+            raw.close()
+        for garbage in (b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n", b"POST / HTTP/1.1\r\n\xff\xff\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", h.port()), timeout=5) as s:
+                s.sendall(garbage)
+                assert closed_by_peer(s, 5)
+        good.check()
+        stats = h.stats()
+        assert h.wait(lambda: stats.malformed == 3 and stats.refused == 10), stats
+        assert h.output.others == 0
+        assert len(h.logs.matching(r"bad-request")) == 1
+        assert len(h.logs.matching(r"TLS handshake on a plain")) == 1
+        assert not h.logs.errors()

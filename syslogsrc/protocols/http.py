@@ -492,9 +492,10 @@ class _IngestChannel(http.HTTPChannel):
     - a ``progress`` counter for the connection tracker: requests received whole. Its idle
       timer restarts on those (and on every ``PROGRESS_BYTES``), so a slow upload or a request
       trickled in a byte at a time times out;
-    - a connection to an ``http:`` listener that starts with a TLS handshake record (an HTTPS
-      client at the wrong port, which twisted.web would keep waiting for a line end) is closed
-      at once, counted as refused and logged.
+    - requests twisted.web answers itself with 400 (a bad request line or header) are counted
+      as malformed and logged like ours; a connection to an ``http:`` listener that starts with
+      a TLS handshake record (an HTTPS client at the wrong port, which twisted.web would keep
+      waiting for a line end) is closed at once, counted as refused and logged.
     """
 
     progress = 0
@@ -525,6 +526,19 @@ class _IngestChannel(http.HTTPChannel):
     def allContentReceived(self) -> None:
         self.progress += 1
         super().allContentReceived()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        site = getattr(self, "site", None)
+        if isinstance(site, HTTPIngestSite):
+            site.stats.malformed += 1
+            peer = self.transport.getPeer() if self.transport is not None else None
+            site.bad_requests.emit(
+                LogLevel.warn,
+                "bad-request",
+                "HTTP 400 bad-request to {peer}: not an HTTP/1.x request twisted.web could read",
+                peer=_peer_text(peer) if peer is not None else "?",
+            )
+        super()._respondToBadRequestAndDisconnect()
 
 
 def _ingest_channel_protocol(site: HTTPIngestSite) -> Any:
