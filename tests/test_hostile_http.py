@@ -223,6 +223,43 @@ def _progress_of(h: Hostile, s: socket.socket) -> int:
     return -1
 
 
+def test_client_that_never_reads_is_not_read_either_and_times_out() -> None:
+    # Before the fix twisted.web went on reading and answering, and the answers piled up:
+    # 8.7 MB of them after 8 s (RSS +34 MB), growing for as long as the client went on.
+    with http_hostile(idle_timeout=3.0, output=CountingOutput()) as h:
+        good = GoodHTTPSender(h, "deaf-good", count=100)
+        good.start()
+        s = socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT)
+        s.setblocking(False)
+        batch = request_bytes(b"<13>Nov 24 06:00:00 evil app: never reads") * 200
+        largest = 0
+        with peak_rss() as rss:
+            # Answers first fill the kernel's buffers (ours to send, the client's to receive:
+            # a few MB on loopback), then Twisted's; then we stop reading. Send until the
+            # number of requests we have read stops growing.
+            deadline = time.monotonic() + 10
+            handled, since = -1, time.monotonic()
+            while time.monotonic() < deadline:
+                with contextlib.suppress(BlockingIOError):
+                    s.send(batch)
+                largest = max(largest, _send_buffer(h))
+                time.sleep(0.002)
+                progress = _progress_of(h, s)
+                if progress != handled:
+                    handled, since = progress, time.monotonic()
+                elif time.monotonic() - since > 0.5:
+                    break
+            assert handled > 0 and time.monotonic() < deadline, "still reading"
+        stats = h.stats()
+        # idle-timeout: the peer has read nothing (and we nothing of it) for 3 s
+        assert h.wait(lambda: stats.timed_out == 1 and stats.open_connections == 0)
+        s.close()
+        good.check()
+        assert largest < 1024 * 1024, largest
+        assert rss.growth < RSS_BOUND, rss.growth
+        assert not h.logs.errors()
+
+
 # ---------------------------------------------------------------------------------------------
 # invalid UTF-8 everywhere, NUL bytes, TLS on the HTTP port
 

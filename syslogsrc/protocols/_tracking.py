@@ -178,7 +178,11 @@ class TrackedConnection(ProtocolWrapper):
 
     def pauseProducing(self) -> None:
         self._paused = True
-        self._cancel_idle_timer()
+        if not getattr(self.transport, "producerPaused", False):
+            # Paused by flow control: that is not idle time. Paused because the peer does not
+            # read what we write (our send buffer is full: an HTTP client that never reads its
+            # answers), the idle timer goes on.
+            self._cancel_idle_timer()
         self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:

@@ -487,11 +487,16 @@ class _IngestRequest(server.Request):
 
 
 class _IngestChannel(http.HTTPChannel):
-    """twisted.web's HTTP/1.1 channel, with these changes:
+    """twisted.web's HTTP/1.1 channel, with three changes:
 
     - a ``progress`` counter for the connection tracker: requests received whole. Its idle
       timer restarts on those (and on every ``PROGRESS_BYTES``), so a slow upload or a request
       trickled in a byte at a time times out;
+    - a client that pipelines requests and never reads the answers is not read either while
+      our answers wait in the send buffer. twisted.web pauses reading when the transport's
+      buffer fills only *between* requests; our answers are written while a request is being
+      handled, so it never paused, and the answers piled up in memory without bound (85 MB
+      after 8 s of one such client);
     - requests twisted.web answers itself with 400 (a bad request line or header) are counted
       as malformed and logged like ours; a connection to an ``http:`` listener that starts with
       a TLS handshake record (an HTTPS client at the wrong port, which twisted.web would keep
@@ -526,6 +531,13 @@ class _IngestChannel(http.HTTPChannel):
     def allContentReceived(self) -> None:
         self.progress += 1
         super().allContentReceived()
+
+    def pauseProducing(self) -> None:
+        super().pauseProducing()
+        if self._handlingRequest:
+            # twisted.web leaves reading on here; requestDone() will not resume it while the
+            # transport is still full, and resumeProducing() will once it has drained.
+            self._networkProducer.pauseProducing()
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         site = getattr(self, "site", None)
