@@ -286,3 +286,17 @@ def test_tls_hello_and_garbage_on_the_http_port_are_400_counted_logged_once() ->
         assert len(h.logs.matching(r"bad-request")) == 1
         assert len(h.logs.matching(r"TLS handshake on a plain")) == 1
         assert not h.logs.errors()
+
+
+def test_query_argument_names_syslog_ng_would_refuse_are_left_out() -> None:
+    # syslog-ng refuses names over 255 bytes with an error line per message; the client chooses
+    # the names of query arguments, so those that would make one are not passed on.
+    long_name = "n" * 300
+    with http_hostile(output=CountingOutput(keep=True)) as h:
+        status, _ = post(h.port(), b"<13>Nov 24 06:00:00 h app: q", path=f"/?{long_name}=1&ok=2")
+        assert status == 200
+        assert h.wait(lambda: len(h.output.kept) == 1)
+        msg = h.output.kept[0]
+        assert msg["http.query.ok"] == b"2"
+        with pytest.raises(KeyError):
+            msg[f"http.query.{long_name}"]

@@ -52,6 +52,7 @@ _CODINGS = {
 _NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
 _LOG_INTERVAL = 10.0  # seconds between two log lines of the same cause
 _TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS handshake record (a ClientHello)
+_MAX_NAME_BYTES = 255  # syslog-ng's longest name-value pair name
 
 
 # -- replies ------------------------------------------------------------------------------------
@@ -684,8 +685,12 @@ def _pairs(request: _IngestRequest, options: ListenerOptions) -> dict[str, str]:
 
     pairs = {"http.path": text(unquote_to_bytes(request.path))}
     for name, values in request.args.items():
+        # syslog-ng refuses names over 255 bytes, with an error line per message: leave out
+        # query arguments whose name would make one (the client chooses them)
         if name and values:
-            pairs[f"http.query.{text(name)}"] = text(values[-1])
+            pair = f"http.query.{text(name)}"
+            if len(pair.encode("utf-8")) <= _MAX_NAME_BYTES:
+                pairs[pair] = text(values[-1])
     for name in options.http_headers:
         value = _header_text(request.requestHeaders, name.encode("latin-1"))
         if value:
