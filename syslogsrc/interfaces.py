@@ -30,6 +30,8 @@ class ListenerStats:
     open_connections: int = 0  #: connections open now
     dropped: int = 0  #: messages lost (HTTP requests answered 503/413 count their messages here)
     timed_out: int = 0  #: connections closed by idle-timeout (no complete message in time)
+    #: datagrams the kernel dropped for this socket (receive buffer full), from /proc/net/udp
+    kernel_drops: int = 0
 
     def as_dict(self) -> dict[str, int | str]:
         return attrs.asdict(self)

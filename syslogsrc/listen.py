@@ -550,6 +550,7 @@ class DatagramListener(Listener):
         port = self._port
         if port is None:
             return succeed(None)
+        self.protocol.update_kernel_drops()  # the last reading, while the socket is open
         d = maybeDeferred(port.stopListening)
 
         def stopped(result: Any) -> Any:

@@ -9,10 +9,17 @@ receive buffer, which ``options.so_rcvbuf`` makes large; resumed, it posts what 
 read and starts reading again. Twisted's port reads several datagrams per wake-up and does not
 stop when asked to in the middle, so datagrams that arrive after a pause are kept, in order, in the
 protocol, and posted first when it resumes.
+
+UDP has no push-back: when the receive buffer is full the kernel drops datagrams. Those drops are
+made visible in ``stats.kernel_drops`` (and logged): Linux counts them per socket in the ``drops``
+column of ``/proc/net/udp`` (``udp6``), read every :data:`KERNEL_DROPS_INTERVAL` seconds and when
+the listener stops. (``SO_RXQ_OVFL`` would give the same count as ancillary data of ``recvmsg``,
+which Twisted's UDP port does not call.) Unix datagram sockets do not drop: their senders wait.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections import deque
@@ -20,6 +27,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -28,11 +36,19 @@ from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.protocols._tracking import RateLimitedLog
 
-__all__ = ["UDP_MAX_PACKET", "SyslogDatagramProtocol", "set_receive_buffer"]
+__all__ = [
+    "KERNEL_DROPS_INTERVAL",
+    "UDP_MAX_PACKET",
+    "SyslogDatagramProtocol",
+    "set_receive_buffer",
+    "socket_drops",
+]
 
 #: Receive buffer for one UDP datagram: the largest UDP payload fits (Twisted's default of 8192
 #: would silently cut longer datagrams).
 UDP_MAX_PACKET = 65535
+#: Seconds between two readings of the kernel's drop counter of a UDP socket.
+KERNEL_DROPS_INTERVAL = 1.0
 
 _log = Logger(namespace="syslogsrc.listen")
 
@@ -61,6 +77,30 @@ def set_receive_buffer(sock: socket.socket, size: int) -> int:
         else:
             granted = _receive_buffer(sock)
     return granted
+
+
+def socket_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped for ``sock`` since it was made (receive buffer full, or
+    checksum errors): the ``drops`` column of ``/proc/net/udp`` or ``udp6`` for the socket's
+    inode. None where there is no such file, or the socket is not in it."""
+    family = {socket.AF_INET: "udp", socket.AF_INET6: "udp6"}.get(getattr(sock, "family", None))
+    if family is None:
+        return None
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+        with open(f"/proc/self/net/{family}", "rb") as table:
+            lines = table.read().decode("ascii", "replace").splitlines()[1:]
+    except (OSError, ValueError):
+        return None
+    for line in lines:
+        fields = line.split()
+        # sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        if len(fields) >= 13 and fields[9] == inode:
+            try:
+                return int(fields[-1])
+            except ValueError:
+                return None
+    return None
 
 
 @implementer(IPushProducer)
@@ -109,6 +149,28 @@ class SyslogDatagramProtocol(DatagramProtocol):
             level=LogLevel.error,
             listener=stats.name,
         )
+        self.truncations = RateLimitedLog(
+            reactor,
+            "{listener}: truncated {count} message(s) in the last {interval}s to"
+            " max-message-size({max_size}); last from {peer}",
+            listener=stats.name,
+            max_size=self.max_size,
+        )
+        self.empty_datagrams = RateLimitedLog(
+            reactor,
+            "{listener}: ignored {count} empty datagram(s) in the last {interval}s;"
+            " last from {peer}",
+            level=LogLevel.info,
+            listener=stats.name,
+        )
+        self.kernel_drop_log = RateLimitedLog(
+            reactor,
+            "{listener}: the kernel dropped {new} datagram(s) since the last look ({total} in"
+            " all): the receive buffer ({size} bytes) was full; raise so-rcvbuf (and"
+            " net.core.rmem_max)",
+            listener=stats.name,
+        )
+        self._drops_call: LoopingCall | None = None
 
     # DatagramProtocol
 
@@ -117,13 +179,35 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self._local_port = getattr(self.transport.getHost(), "port", None)
         if self.options.so_rcvbuf:
             self._set_receive_buffer(self.options.so_rcvbuf)
+        if self.transport_name == "udp" and socket_drops(self.transport.getHandle()) is not None:
+            self._drops_call = LoopingCall(self.update_kernel_drops)
+            self._drops_call.clock = self.reactor
+            self._drops_call.start(KERNEL_DROPS_INTERVAL, now=False)
         self._registered = True
         self.sink.register_producer(self)
 
     def stopProtocol(self) -> None:
         self._listening = False
+        if self._drops_call is not None and self._drops_call.running:
+            self._drops_call.stop()
+        self._drops_call = None
         if not self.pending:
             self._unregister()
+
+    def update_kernel_drops(self) -> int:
+        """Read the kernel's drop counter of our socket into ``stats.kernel_drops`` (and log
+        an increase); returns it. Called every KERNEL_DROPS_INTERVAL seconds and at stop."""
+        stats = self.stats
+        if not self._listening or self.transport_name != "udp":
+            return stats.kernel_drops
+        try:
+            drops = socket_drops(self.transport.getHandle())
+        except Exception:  # a closing port: keep the last reading
+            drops = None
+        if drops is not None and drops > stats.kernel_drops:
+            new, stats.kernel_drops = drops - stats.kernel_drops, drops
+            self.kernel_drop_log(new=new, total=drops, size=self.receive_buffer or "default")
+        return stats.kernel_drops
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         stats = self.stats
@@ -137,12 +221,14 @@ class SyslogDatagramProtocol(DatagramProtocol):
         if not frames:
             # syslog-ng ignores empty datagrams; so do we, but they are counted.
             stats.malformed += 1
+            self.empty_datagrams(peer=_peer(addr))
             return
         max_size = self.max_size
         for i, frame in enumerate(frames):
             if len(frame) > max_size:
                 frames[i] = frame[:max_size]
                 stats.truncated += 1
+                self.truncations(peer=_peer(addr))
         stats.received += len(frames)
         if self.stopped:
             stats.dropped += len(frames)
@@ -255,3 +341,12 @@ class SyslogDatagramProtocol(DatagramProtocol):
 
     def flush_logs(self) -> None:
         self.sink_errors.flush()
+        self.truncations.flush()
+        self.empty_datagrams.flush()
+        self.kernel_drop_log.flush()
+
+
+def _peer(addr: Any) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr or "a unix socket")
