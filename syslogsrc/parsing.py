@@ -30,6 +30,11 @@ TAG_RFC3164_MISSING_HEADER = "syslog.rfc3164_missing_header"
 TAG_RFC5424_FALLBACK = "syslogsrc.rfc5424_fallback"
 TAG_RAW = "syslogsrc.raw"
 TAG_JSON_INVALID = "syslogsrc.json_invalid"
+TAG_JSON_BAD_NAME = "syslogsrc.json_bad_name"
+
+#: syslog-ng refuses name-value pair names longer than this (and empty ones), with an error in
+#: its log for every message (lib/logmsg/nvtable's registry).
+MAX_NAME_BYTES = 255
 
 _UTC = datetime.UTC
 _datetime = datetime.datetime
@@ -715,15 +720,31 @@ def _json_text(value) -> str:
     return "{" + ",".join([_json_string(k) + ":" + _json_text(v) for k, v in value.items()]) + "}"
 
 
-def _flatten(obj: dict, prefix: str, pairs: dict) -> None:
-    """Nested objects -> dotted names (as syslog-ng's json-parser); lists -> JSON text."""
+def _bad_name(name: str) -> bool:
+    """Empty, or longer than syslog-ng takes (a str of 63 characters is at most 252 bytes)."""
+    return not name or (
+        len(name) > MAX_NAME_BYTES // 4
+        and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+    )
+
+
+def _flatten(obj: dict, prefix: str, pairs: dict) -> bool:
+    """Nested objects -> dotted names (as syslog-ng's json-parser); lists -> JSON text.
+
+    A name syslog-ng would refuse (empty, or over 255 bytes) is left out, with what is under it;
+    returns False if anything was. (Without the limit a 64 kB object made of one 30 kB key
+    holding 3 500 members flattened into 105 MB of names.)
+    """
+    complete = True
     for key, value in obj.items():
         name = prefix + key
-        if isinstance(value, str):
+        if _bad_name(name):
+            complete = False
+        elif isinstance(value, str):
             pairs[name] = str.__str__(value)
         elif isinstance(value, dict):
             if value:
-                _flatten(value, name + ".", pairs)
+                complete = _flatten(value, name + ".", pairs) and complete
             else:
                 pairs[name] = "{}"
         elif isinstance(value, list):
@@ -732,19 +753,20 @@ def _flatten(obj: dict, prefix: str, pairs: dict) -> None:
             pairs[name] = ""
         else:
             pairs[name] = "true" if value else "false"
+    return complete
 
 
 def _parse_json(text: str):
-    """A JSON object -> pairs, or None when the text is not one."""
+    """A JSON object -> (pairs, complete), or None when the text is not one."""
     try:
         obj = _json_decoder.decode(text)
         if not isinstance(obj, dict):
             return None
         pairs = {}
-        _flatten(obj, "", pairs)
+        complete = _flatten(obj, "", pairs)
     except (ValueError, RecursionError):
         return None
-    return pairs
+    return pairs, complete
 
 
 # --------------------------------------------------------------------------------------------
@@ -798,12 +820,17 @@ def parse(
             tags.append(TAG_INVALID_PRI)
             format = "raw"
     elif format == "json":
-        pairs = _parse_json(text) if clean else None
-        if pairs is None:
+        parsed = _parse_json(text) if clean else None
+        if parsed is None:
             tags.append(TAG_JSON_INVALID)
             format = "raw"
         else:
-            return ParsedMessage(pairs, default_pri, None, (), "json")
+            pairs, complete = parsed
+            if complete:
+                return ParsedMessage(pairs, default_pri, None, (), "json")
+            # Some names could not be pairs: the whole object is kept, in MESSAGE if free.
+            pairs.setdefault("MESSAGE", text)
+            return ParsedMessage(pairs, default_pri, None, (TAG_JSON_BAD_NAME,), "json")
 
     if format == "raw":
         if tags:
