@@ -699,7 +699,11 @@ class _JsonNumber(str):
     __slots__ = ()
 
 
-_json_decoder = json.JSONDecoder(parse_float=_JsonNumber, parse_int=_JsonNumber)
+# NaN, Infinity and -Infinity are no JSON, but Python's decoder (like json-c) reads them: they
+# are kept as written, like numbers. (As floats, one inside an array made _json_text raise.)
+_json_decoder = json.JSONDecoder(
+    parse_float=_JsonNumber, parse_int=_JsonNumber, parse_constant=_JsonNumber
+)
 _json_string = json.encoder.encode_basestring  # quotes and escapes like json.dumps
 
 

@@ -96,6 +96,67 @@ def _accounted(decoder: FrameDecoder, frames: list[bytes]) -> bool:
     )
 
 
+@FUZZ
+@given(chunked(), DECODER_OPTIONS)
+def test_fuzz_frame_decoder(stream_and_chunks: tuple[bytes, list[bytes]], options: dict) -> None:
+    stream, chunks = stream_and_chunks
+    max_size = options["max_size"]
+    decoder = FrameDecoder(**options)
+    frames: list[bytes] = []
+    for chunk in chunks:
+        frames += decoder.feed(chunk)
+        assert decoder.buffered <= max_size + 11  # memory: one message and a header at most
+        assert _accounted(decoder, frames)  # every byte: delivered, overhead, discarded, held
+    frames += decoder.finish()
+    assert decoder.buffered == 0 and _accounted(decoder, frames)
+    assert decoder.bytes == len(stream)
+    assert all(0 < len(f) <= max_size for f in frames)
+    whole = FrameDecoder(**options)
+    assert whole.feed(stream) + whole.finish() == frames  # however it was cut
+
+
+@FUZZ
+@given(chunked(), DECODER_OPTIONS, st.lists(st.integers(1, 4), max_size=6), st.data())
+def test_fuzz_stream_protocol_posts_every_frame_once(
+    stream_and_chunks: tuple[bytes, list[bytes]], options: dict, windows: list[int], data: Any
+) -> None:
+    stream, chunks = stream_and_chunks
+    framing, max_size = options["framing"], max(options["max_size"], 64)
+    window = data.draw(st.one_of(st.none(), st.integers(1, 5)))
+    sink = FakeSink(window=window)
+    stats = ListenerStats(name="tcp:fuzz")
+    listener_options = ListenerOptions(framing=framing, max_message_size=max_size)
+    factory = SyslogStreamFactory(Clock(), sink, listener_options, stats)
+    peer = IPv4Address("TCP", "192.0.2.1", 1234)
+    protocol = factory.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer)
+    fed = 0
+    with capturedLogs() as events:
+        protocol.makeConnection(transport)
+        for chunk in chunks:
+            if transport.disconnecting:
+                break
+            protocol.dataReceived(chunk)
+            fed += len(chunk)
+            if sink.paused and data.draw(st.booleans()):
+                sink.resume()
+        protocol.connectionLost(Failure(ConnectionError("gone")))
+        while sink.producers:
+            sink.resume()
+    assert not [e for e in events if e.get("log_failure") is not None]  # no exception
+    assert sink.posted_while_paused == []
+    assert stats.bytes == fed
+    if stats.refused:  # a TLS hello on a plain port: refused, nothing posted
+        assert framing == "auto" and chunks[0][:2] == b"\x16\x03"
+        assert stats.refused == 1 and sink.frames == [] and stats.received == 0
+        return
+    reference = FrameDecoder(framing=framing, max_size=max_size)
+    expected = reference.feed(stream) + reference.finish()
+    assert sink.frames == expected  # every frame, once, in order
+    assert stats.received == stats.posted == len(expected) and stats.dropped == 0
+    assert (stats.truncated, stats.malformed) == (reference.truncated, reference.invalid)
+
+
 # ---------------------------------------------------------------------------------------------
 # parsers, and the message a SyslogSource builds
 
@@ -128,6 +189,40 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, bytes) else len(value.encode("utf-8", "surrogatepass"))
 
 
+@FUZZ
+@given(SYSLOG_FRAMES, st.sampled_from(FORMATS))
+def test_fuzz_parsers(frame: bytes, format: str) -> None:
+    parsed = parse(frame, format)  # never raises
+    names_and_values = 0
+    for name, value in parsed.pairs.items():
+        assert isinstance(value, str | bytes)
+        assert 0 < _size(name) <= MAX_NAME_BYTES  # names syslog-ng accepts
+        names_and_values += _size(name) + _size(value)
+    # memory: a small multiple of the frame (names repeat their dotted prefixes, at most 255
+    # bytes each, for members of at least 6 bytes: under 50 times; fixed names add a little)
+    assert names_and_values <= 50 * len(frame) + 1024
+    assert 0 <= parsed.pri <= 191 or parsed.format == "raw"
+    if parsed.format == "raw":  # nothing else parsed it: the frame is the message, whole
+        message = parsed.pairs["MESSAGE"]
+        text = message if isinstance(message, bytes) else message.encode("utf-8")
+        assert frame.startswith(text) and frame[len(text) :].strip(b"\r\n\0") == b""
+
+
+@FUZZ
+@given(SYSLOG_FRAMES, st.sampled_from([*FORMATS, None]), st.booleans())
+def test_fuzz_source_builds_a_message_from_anything(
+    frame: bytes, format: str | None, native: bool
+) -> None:
+    source = SyslogSource()
+    source.configure({"listen": "tcp:5514", "parser": "native" if native else "syslogsrc"})
+    from syslogsrc.emulation import ParseOptions
+
+    source.parse_options = ParseOptions("auto")
+    stats = ListenerStats(name="tcp:5514")
+    msg = source.build_message(frame, Origin("tcp", stats, "192.0.2.1", 5, 5514), format)
+    assert msg is not None
+
+
 def test_json_names_syslog_ng_refuses_are_left_out_and_do_not_amplify() -> None:
     # A 64 kB object made of one 30 kB key holding 3 500 members flattened into 3 500 names of
     # 30 kB each: 105 MB, for names syslog-ng refuses anyway (with an error line per name).
@@ -139,6 +234,12 @@ def test_json_names_syslog_ng_refuses_are_left_out_and_do_not_amplify() -> None:
     assert parsed.pairs["MESSAGE"] == frame.decode()  # nothing lost: the object, whole
     assert parsed.tags == ("syslogsrc.json_bad_name",)
     assert parse(b'{"a": {"b": 1}}', "json").pairs == {"a.b": "1"}  # untouched otherwise
+
+
+def test_json_constants_are_kept_as_written() -> None:
+    # NaN and Infinity inside an array made the JSON parser raise (and the sink drop the frame)
+    parsed = parse(b'{"0": [Infinity, -Infinity, NaN], "n": NaN}', "json")
+    assert parsed.pairs == {"0": "[Infinity,-Infinity,NaN]", "n": "NaN"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +268,31 @@ def encoded_bodies(draw: Any) -> tuple[bytes, bytes | None, int | None]:
     return plain, None, draw(st.sampled_from([16 + zlib.MAX_WBITS, 32 + zlib.MAX_WBITS]))
 
 
+@FUZZ
+@given(encoded_bodies(), LIMITS, st.lists(st.integers(1, 5000), max_size=10))
+def test_fuzz_http_body_reader(body: tuple, limit: int, sizes: list[int]) -> None:
+    wire, decoded, wbits = body
+    out = io.BytesIO()
+    reader = _BodyReader(out, limit, wbits)
+    pos = 0
+    for size in [*sizes, len(wire)]:
+        reader.feed(wire[pos : pos + size])
+        pos += size
+        assert len(out.getvalue()) <= limit  # never more than the limit kept
+        assert reader.decoded <= limit + 1
+    reader.finish()
+    kept = out.getvalue()
+    if reader.rejection is None:
+        # accepted: exactly the body (a "decodable" random body may still be valid zlib)
+        assert decoded is None or kept == decoded
+        assert len(kept) <= limit
+    else:
+        assert kept == b""
+        assert reader.rejection.code in (400, 413)
+        if decoded is not None and len(wire) <= limit and len(decoded) <= limit:
+            raise AssertionError(f"refused a good body: {reader.rejection}")
+
+
 MEDIA_TYPES = st.sampled_from(
     ["", "text/plain", "application/json", "application/x-ndjson", "application/jsonl",
      "application/problem+json"]
@@ -176,6 +302,21 @@ BODIES = st.one_of(
     JSON_VALUES.map(lambda v: json.dumps(v).encode()),
     st.lists(JSON_VALUES.map(json.dumps), max_size=5).map(lambda v: "\n".join(v).encode()),
 )
+
+
+@FUZZ
+@given(MEDIA_TYPES, BODIES)
+def test_fuzz_http_split_body(media_type: str, body: bytes) -> None:
+    try:
+        messages = _split_body(media_type, body)
+    except _MalformedBody as e:
+        assert str(e)
+        return
+    for frame, fmt in messages:
+        assert isinstance(frame, bytes) and frame.strip()
+        assert fmt in (None, "json")
+        if media_type in ("", "text/plain"):
+            assert frame in body  # a line, as sent
 
 
 @st.composite
@@ -203,3 +344,54 @@ def http_requests(draw: Any) -> bytes:
         headers.append(b"Content-Length: %d" % max(length, 0))
         wire_body = body
     return method + b" " + path + b" HTTP/1.1\r\n" + b"\r\n".join(headers) + b"\r\n\r\n" + wire_body
+
+
+@FUZZ
+@given(
+    st.lists(http_requests(), min_size=1, max_size=3),
+    st.lists(st.integers(1, 4000), max_size=8),
+    st.sampled_from([None, 1, 3]),
+    st.booleans(),
+)
+def test_fuzz_http_site(
+    requests: list[bytes], sizes: list[int], pause_after: int | None, token: bool
+) -> None:
+    limit = 5000
+    sink = RecordingSink(pause_after=pause_after)
+    stats = ListenerStats("http-fuzz")
+    options = ListenerOptions(http_max_body=limit, http_token="t0k" if token else None)
+    clock = Clock()
+    site = HTTPIngestSite(clock, sink, options, stats)
+    site.doStart()
+    peer = IPv4Address("TCP", "192.0.2.7", 40000)
+    channel = site.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 80))
+    wire = b"".join(requests)
+    with capturedLogs() as events:
+        channel.makeConnection(transport)
+        pos = 0
+        for size in [*sizes, len(wire)]:
+            if transport.disconnecting or pos >= len(wire):
+                break
+            channel.dataReceived(wire[pos : pos + size])
+            pos += size
+            if sink.paused:
+                sink.resume()
+        while sink.paused:
+            sink.resume()
+        channel.connectionLost(Failure(ConnectionError("gone")))
+        site.doStop()
+    failures = [e for e in events if e.get("log_failure") is not None]
+    assert not failures, failures[0]["log_failure"].getTraceback()
+    assert not [e for e in events if e.get("log_level") == LogLevel.critical]
+    responses = parse_responses(transport.value())
+    assert {r.code for r in responses} <= {200, 400, 401, 404, 405, 413, 415, 503}
+    ok = [r for r in responses if r.code == 200 and r.body and r.json()["status"] == "received"]
+    # every message of a request answered 200 was posted, and nothing else was (the sink
+    # never fails here and is always resumed, so an accepted request is posted whole)
+    assert sum(r.json()["messages"] for r in ok) == len(sink.posts) == stats.received
+    assert stats.posted == 0 or stats.posted == len(sink.posts)
+    assert all(len(p.frame) <= options.max_message_size for p in sink.posts)
+    for request in getattr(channel, "_channel", channel).requests:  # none kept over the limit
+        if request.content is not None and not request.content.closed:
+            assert len(request.content.getvalue()) <= limit
