@@ -319,7 +319,9 @@ class TwistedSource(LogSource):
             self.set_transport_name(self.transport_name)
         self._listeners = list(self.listeners(reactor))
         started = []
-        for listener in self._listeners:
+        # A copy: a listener that fails at once (a UDP port in use) is removed from
+        # self._listeners by its errback, inside this loop, and the next one was skipped.
+        for listener in list(self._listeners):
             d = defer.maybeDeferred(listener.start)
             d.addErrback(self._listener_failed, listener)
             started.append(d)
