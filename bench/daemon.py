@@ -202,11 +202,14 @@ def measure(
     if lines:
         with open(out, "rb") as f:
             first = f.readline()[:160]
+    stderr = running.stderr()
     errors = [
         line
-        for line in running.stderr().splitlines()
+        for line in stderr.splitlines()
         if ("rror" in line or "Traceback" in line) and "dropping message" not in line
     ]
+    # "Incorrectly suspended source, dropping message": posted while the window was empty
+    dropped_by_daemon = stderr.count("dropping message")
     shutil.rmtree(running.state_dir, ignore_errors=True)
     result = {
         "rate": lines / sent.seconds if sent.seconds else 0.0,
@@ -221,6 +224,7 @@ def measure(
         "load": round((load_before + C.loadavg()) / 2, 2),
         "first_line": first.decode("utf-8", "replace").rstrip("\n"),
         "errors": errors[:5],
+        "daemon_dropping_message_lines": dropped_by_daemon,
     }
     if rcvbuf:
         result["so_rcvbuf_granted"] = rcvbuf.get("rb")
