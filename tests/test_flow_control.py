@@ -72,7 +72,11 @@ def test_window_of_ten_slow_output_100k_messages_nothing_lost_in_order() -> None
     assert output.count == total
     for i in range(CONNECTIONS):
         assert output.seen[f"c{i}"] == list(range(PER_CONNECTION)), f"connection c{i}"
-    assert stats["dropped"] == 0  # nothing was posted while suspended
+    # Every message was taken exactly once. A wakeup can be stale (the daemon frees a slot
+    # before it calls wakeup(), as the emulation does): a post into the refilled window is then
+    # dropped by the driver, and the source holds that message and posts it again first.
+    assert stats["posted"] == total
+    assert stats["dropped"] <= stats["suspends"]
     assert stats["suspends"] > 0  # and the window really did fill up
 
 
