@@ -26,6 +26,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_protocols_http import RecordingSink, parse_responses
+from test_protocols_stream import FakeSink
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -39,8 +41,6 @@ from syslogsrc.parsing import FORMATS, MAX_NAME_BYTES, parse
 from syslogsrc.protocols.http import HTTPIngestSite, _BodyReader, _MalformedBody, _split_body
 from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.source import SyslogSource
-from test_protocols_http import RecordingSink, parse_responses
-from test_protocols_stream import FakeSink
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or (100_000 if LONG else 150))
@@ -162,20 +162,28 @@ def test_fuzz_stream_protocol_posts_every_frame_once(
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=80), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=80), children, max_size=4)
+    ),
     max_leaves=20,
 )
+HEADS = [
+    b"1 2024-05-01T10:00:00Z h app 1 id - ",
+    b"1 - - - - - ",
+    b"Nov 24 06:00:00 h app[1]: ",
+    b"2024-05-01T10:00:00+02:00 h p: ",
+    b"*Mar  1 00:00:01.123: ",
+    b"1 2024-02-30T00:00:00Z ",
+    b'1 - h a p m [x@1 a="\\]\\"" b="\xff"][y] ',
+    b"Nov 24 2026 06:00:00: ",
+    b"",
+]
 SYSLOG_FRAMES = st.one_of(
     st.binary(max_size=300),
     st.builds(
         lambda pri, head, msg: pri + head + msg,
         st.sampled_from([b"<13>", b"<191>", b"<192>", b"<0>", b"<", b"<1a>", b"", b"<\xff>"]),
-        st.sampled_from(
-            [b"1 2024-05-01T10:00:00Z h app 1 id - ", b"1 - - - - - ", b"Nov 24 06:00:00 h app[1]: ",
-             b"2024-05-01T10:00:00+02:00 h p: ", b"*Mar  1 00:00:01.123: ", b"1 2024-02-30T00:00:00Z ",
-             b'1 - h a p m [x@1 a="\\]\\"" b="\xff"][y] ', b"Nov 24 2026 06:00:00: ", b""]
-        ),  # fmt: skip
+        st.sampled_from(HEADS),
         st.binary(max_size=200),
     ),
     JSON_VALUES.map(lambda v: json.dumps(v).encode()),
@@ -333,8 +341,9 @@ def http_requests(draw: Any) -> bytes:
     if coding:
         headers.append(b"Content-Encoding: " + coding)
     if draw(st.booleans()):
-        headers.append(draw(st.sampled_from([b"Authorization: Bearer t0k", b"Authorization: x",
-                                             b"X-Junk: \xff\xfe", b"Content-Encoding: br"])))  # fmt: skip
+        extra = [b"Authorization: Bearer t0k", b"Authorization: x", b"X-Junk: \xff\xfe",
+                 b"Content-Encoding: br"]  # fmt: skip
+        headers.append(draw(st.sampled_from(extra)))
     if draw(st.booleans()):
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:7], body[7:]) if c)
         headers.append(b"Transfer-Encoding: chunked")

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_hostile_streams import (
     HOSTILE_BYTES,
     RSS_BOUND,
@@ -104,12 +103,12 @@ def test_invalid_utf8_and_nul_in_datagrams_byte_for_byte() -> None:
         udp = GoodUDPSender(h, "udp-utf8", h.port(0))
         udp.start()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for m in HOSTILE_BYTES + [b"\x00", b"\x00" * 100, b"trailing NUL\x00"]:
+            for m in [*HOSTILE_BYTES, b"\x00", b"\x00" * 100, b"trailing NUL\x00"]:
                 s.sendto(m, ("127.0.0.1", h.port(0)))
         udp.check()
         assert h.wait(lambda: h.output.others == len(HOSTILE_BYTES) + 3)
         # trailing NULs (and LFs) are stripped, as syslog-ng does; nothing else is touched
-        assert sorted(h.output.samples) == sorted(HOSTILE_BYTES + [b"", b"", b"trailing NUL"])
+        assert sorted(h.output.samples) == sorted([*HOSTILE_BYTES, b"", b"", b"trailing NUL"])
         assert not h.logs.errors()
 
 
@@ -137,9 +136,10 @@ def test_unixgram_empty_and_oversized_datagrams(tmp_path: Path) -> None:
 def test_socket_drops_reads_the_kernel_counter() -> None:
     from syslogsrc.protocols.datagram import socket_drops
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(
-        socket.AF_INET, socket.SOCK_DGRAM
-    ) as tx:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         rx.bind(("127.0.0.1", 0))
         assert socket_drops(rx) == 0
