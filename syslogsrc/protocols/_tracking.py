@@ -156,11 +156,7 @@ class TrackedConnection(ProtocolWrapper):
         self._unproductive += len(data)
         self.wrappedProtocol.dataReceived(data)
         progress = getattr(_innermost(self.wrappedProtocol), "progress", None)
-        if (
-            progress is None
-            or progress != self._progress
-            or self._unproductive >= PROGRESS_BYTES
-        ):
+        if progress is None or progress != self._progress or self._unproductive >= PROGRESS_BYTES:
             self._progress = progress
             self._unproductive = 0
             if self._idle_call is not None:  # still running: not paused or closed meanwhile
