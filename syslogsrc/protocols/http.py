@@ -267,20 +267,31 @@ def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+#: what json.loads(text, parse_constant=_no_constants) builds at every call, built once
+_decode_json = json.JSONDecoder(parse_constant=_no_constants).decode
+
+
 def _load_json(text: str, where: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        if text.startswith("\ufeff"):  # json.loads's own error for it
+            return json.loads(text, parse_constant=_no_constants)
+        return _decode_json(text)
     except RecursionError:
         raise _MalformedBody(f"{where}: JSON nested too deeply") from None
     except ValueError as e:  # json.JSONDecodeError says line and column
         raise _MalformedBody(f"{where}: invalid JSON: {e}") from None
 
 
+#: what json.dumps(doc, ensure_ascii=..., separators=(",", ":")) builds at every call
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_json_ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _dump_json(doc: dict[str, Any]) -> bytes:
     try:
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _encode_json(doc).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a \\ud800 escape: keep it escaped
-        return json.dumps(doc, separators=(",", ":")).encode("ascii")
+        return _encode_json_ascii(doc).encode("ascii")
 
 
 def _kind(value: object) -> str:
