@@ -525,7 +525,7 @@ def print_table(data: dict[str, object]) -> None:
             loss = s["loss_pct"]["median"]
             rows.append(
                 [
-                    key,
+                    *key.split(" | ", 1),
                     source,
                     C.krate(s["rate"]["median"]),
                     f"{C.krate(s['rate']['min'])}-{C.krate(s['rate']['max'])}",
@@ -538,7 +538,8 @@ def print_table(data: dict[str, object]) -> None:
     print(
         C.markdown_table(
             [
-                "daemon | case",
+                "daemon",
+                "case",
                 "source",
                 "msg/s",
                 "range",
