@@ -43,8 +43,11 @@ SD_ESCAPED = r'[esc@1 path="C:\\dir" quote="say \"hi\"" bracket="a\]b"]'
 
 def _bsd_case() -> tuple[bytes, str]:
     """A yearless BSD stamp two days ago in New York: both year rules (nearest year, and
-    syslog-ng's current year except across December/January) agree on it."""
-    wall = (dt.datetime.now(NEW_YORK) - dt.timedelta(days=2)).replace(microsecond=0)
+    syslog-ng's current year except across December/January) agree on it. At noon, so that no
+    daylight-saving change makes the wall-clock time ambiguous or nonexistent."""
+    wall = (dt.datetime.now(NEW_YORK) - dt.timedelta(days=2)).replace(
+        hour=12, minute=0, second=0, microsecond=0
+    )
     wall = wall.replace(tzinfo=None)
     aware = wall.replace(tzinfo=NEW_YORK)
     stamp = f"{wall:%b} {wall.day:2d} {wall:%H:%M:%S}".encode()
