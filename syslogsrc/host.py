@@ -35,7 +35,7 @@ from typing import Any
 
 from syslogsrc import emulation
 from syslogsrc.emulation import LogMessage, LogSource, ParseOptions, SourceDriver
-from syslogsrc.outputs import Output, open_output
+from syslogsrc.outputs import NON_UTF8_POLICIES, Output, open_output
 
 __all__ = ["SourceHost", "SourceInitError", "main"]
 
@@ -394,6 +394,13 @@ def main(argv: list[str] | None = None) -> int:
         help="json (default) or text (syslog-ng's file layout)",
     )
     parser.add_argument(
+        "--output-non-utf8",
+        choices=NON_UTF8_POLICIES,
+        default="escape",
+        help="bytes that are not UTF-8: escape (default; lossless, JSON \\udcNN escapes) or"
+        " replace (U+FFFD, valid UTF-8 for every JSON reader)",
+    )
+    parser.add_argument(
         "--log-iw-size", type=int, default=100, help="the source's window (default: 100)"
     )
     parser.add_argument(
@@ -418,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         cls,
         dict(args.option),
         log_iw_size=args.log_iw_size,
-        output=open_output(args.output, args.output_format),
+        output=open_output(args.output, args.output_format, non_utf8=args.output_non_utf8),
         state_dir=args.state_dir,
         keep_hostname=args.keep_hostname,
     )

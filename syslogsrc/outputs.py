@@ -5,9 +5,13 @@ log rotation). JSON lines carry one object per message whose keys are syslog-ng 
 name-value pair, plus ``ISODATE``, ``PRI``, ``FACILITY``, ``SEVERITY``, ``SOURCEIP`` and
 ``TRANSPORT`` where known.
 
-Bytes that are not UTF-8 are kept losslessly: each byte that does not decode is written as the
-lone surrogate ``\\udcNN`` (Python's ``surrogateescape``), escaped in the JSON text, so that
-``json.loads(line)[name].encode("utf-8", "surrogateescape")`` gives back the exact bytes.
+Bytes that are not UTF-8 are kept losslessly by default (``non_utf8="escape"``): each byte that
+does not decode is written as the lone surrogate ``\\udcNN`` (Python's ``surrogateescape``),
+escaped in the JSON text, so that ``json.loads(line)[name].encode("utf-8", "surrogateescape")``
+gives back the exact bytes. Such a line is valid JSON, but readers differ on lone surrogates
+(jq and Go turn them into U+FFFD, Rust's serde_json refuses the line): ``non_utf8="replace"``
+writes U+FFFD for every byte sequence that is not UTF-8 instead, so every line is valid UTF-8
+JSON for every reader, at the price of the original bytes (docs/output.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,18 @@ from typing import IO, Any, Protocol
 
 from syslogsrc.emulation import FACILITIES, SEVERITIES, LogMessage
 
-__all__ = ["JsonLinesOutput", "Output", "TextOutput", "message_to_dict", "open_output"]
+__all__ = [
+    "NON_UTF8_POLICIES",
+    "JsonLinesOutput",
+    "Output",
+    "TextOutput",
+    "message_to_dict",
+    "open_output",
+]
+
+#: What an output does with bytes that are not UTF-8: "escape" keeps them (``\\udcNN`` in JSON,
+#: the bytes as they are in text), "replace" writes U+FFFD instead.
+NON_UTF8_POLICIES = ("escape", "replace")
 
 
 class Output(Protocol):
@@ -70,11 +85,27 @@ def _dump(obj: dict[str, Any]) -> bytes:
         return _encode_ascii(obj).encode("ascii") + b"\n"
 
 
+def _dump_replacing(obj: dict[str, Any]) -> bytes:
+    line = _encode(obj)
+    try:
+        return line.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # The surrogates stand for the original bytes: get those back, then decode them the
+        # way every reader can (JSON's syntax is ASCII, so only string contents change).
+        raw = line.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "replace").encode("utf-8") + b"\n"
+
+
 class _FileOutput:
     """Shared file handling: "-" is stdout; ``reopen()`` reopens the path (log rotation)."""
 
-    def __init__(self, path: str | IO[bytes]) -> None:
+    def __init__(self, path: str | IO[bytes], *, non_utf8: str = "escape") -> None:
+        if non_utf8 not in NON_UTF8_POLICIES:
+            raise ValueError(
+                f"non_utf8 must be one of {', '.join(NON_UTF8_POLICIES)}, not {non_utf8!r}"
+            )
         self.path = path
+        self.non_utf8 = non_utf8
         self._file: IO[bytes] = self._open()
         self.written = 0
 
@@ -110,6 +141,8 @@ class JsonLinesOutput(_FileOutput):
     """One JSON object per line (see the module docstring for the keys and for bytes)."""
 
     def _render(self, msg: LogMessage) -> bytes:
+        if self.non_utf8 == "replace":
+            return _dump_replacing(message_to_dict(msg))
         return _dump(message_to_dict(msg))
 
 
@@ -129,13 +162,19 @@ class TextOutput(_FileOutput):
         # syslog-ng pads the day with a space ("Jan  5"), as RFC 3164 does; %d would give "05"
         stamp = f"{when:%b} {when.day:2d} {when:%H:%M:%S}".encode()
         host = values.get("HOST", b"")
-        return b"%s %s %s%s\n" % (stamp, host, header, values.get("MESSAGE", b""))
+        line = b"%s %s %s%s\n" % (stamp, host, header, values.get("MESSAGE", b""))
+        if self.non_utf8 == "replace":
+            return line.decode("utf-8", "replace").encode("utf-8")
+        return line
 
 
-def open_output(path: str | IO[bytes], format: str = "json") -> JsonLinesOutput | TextOutput:
-    """An output by name: ``format`` is "json" (JSON lines) or "text"."""
+def open_output(
+    path: str | IO[bytes], format: str = "json", *, non_utf8: str = "escape"
+) -> JsonLinesOutput | TextOutput:
+    """An output by name: ``format`` is "json" (JSON lines) or "text"; ``non_utf8`` is one of
+    :data:`NON_UTF8_POLICIES`."""
     if format == "json":
-        return JsonLinesOutput(path)
+        return JsonLinesOutput(path, non_utf8=non_utf8)
     if format == "text":
-        return TextOutput(path)
+        return TextOutput(path, non_utf8=non_utf8)
     raise ValueError(f"output format must be json or text, not {format!r}")

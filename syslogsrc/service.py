@@ -17,14 +17,17 @@ Two services, one code path with the daemon:
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, task
+from twisted.logger import ILogObserver, textFileLogObserver
 from twisted.logger import Logger as TwistedLogger
 from twisted.python import usage
+from twisted.python.components import Componentized
 from zope.interface import implementer
 
 from syslogsrc.emulation import SourceDriver
@@ -32,7 +35,7 @@ from syslogsrc.host import _Consumer
 from syslogsrc.interfaces import IMessageSink, Origin
 from syslogsrc.listen import make_listener, parse_listen
 from syslogsrc.options import ListenerOptions, OptionError
-from syslogsrc.outputs import Output, open_output
+from syslogsrc.outputs import NON_UTF8_POLICIES, Output, open_output
 from syslogsrc.parsing import FORMATS, ParsedMessage, parse
 from syslogsrc.source import DEFAULT_LISTEN, SourceOptions, SyslogSource
 
@@ -62,14 +65,13 @@ class _StatsLogger:
 
     def log(self, what: str) -> None:
         for s in self.stats():
-            _log.info(
-                "{what} {name}: received={s.received} posted={s.posted} dropped={s.dropped} "
-                "bytes={s.bytes} truncated={s.truncated} malformed={s.malformed} "
-                "refused={s.refused} open={s.open_connections}",
-                what=what,
-                name=s.name,
-                s=s,
-            )
+            counts = s.as_dict()
+            del counts["name"]
+            # received, posted and dropped first (how messages went), then every other counter
+            # ListenerStats has, so a new counter shows up here without a change
+            first = {k: counts.pop(k) for k in ("received", "posted", "dropped")}
+            line = " ".join(f"{k}={v}" for k, v in {**first, **counts}.items())
+            _log.info("{what} {name}: {counts}", what=what, name=s.name, counts=line)
 
     def stop(self) -> None:
         if self.loop is not None and self.loop.running:
@@ -111,6 +113,9 @@ class SourceService(service.Service):
         self._consumer: _Consumer | None = None
         self._stats: _StatsLogger | None = None
         self._previous_hup: Any = None
+        #: twistd: log to stderr, not stdout (set by :func:`makeService` when messages go to
+        #: stdout)
+        self.log_to_stderr = False
 
     def startService(self) -> None:
         reactor = self.reactor = _reactor_or_global(self.reactor)
@@ -135,6 +140,13 @@ class SourceService(service.Service):
                 signal.SIGHUP, lambda *_: reactor.callFromThread(self._reopen)
             )
         super().startService()
+
+    def setServiceParent(self, parent: Any) -> None:
+        if self.log_to_stderr and isinstance(parent, Componentized):
+            # twistd's application: the log observer it finds there replaces its default one
+            # (twisted.application.app.AppLogger.start)
+            parent.setComponent(ILogObserver, textFileLogObserver(sys.stderr))
+        super().setServiceParent(parent)
 
     def _reopen(self) -> None:
         _log.info("SIGHUP: reopening the output")
@@ -332,6 +344,13 @@ class Options(usage.Options):
     optParameters = [
         ["output", "o", "-", "where messages go: a file path, or - for stdout"],
         ["output-format", None, "json", "json (JSON lines) or text (syslog-ng's file layout)"],
+        [
+            "output-non-utf8",
+            None,
+            "escape",
+            "bytes that are not UTF-8: escape (lossless, JSON \\udcNN escapes) or replace"
+            " (U+FFFD, valid UTF-8 for every JSON reader)",
+        ],
         ["log-iw-size", None, "1000", "messages that may wait for the output before pausing"],
         ["stats-interval", None, "0", "seconds between stats lines in the log (0: only at stop)"],
     ] + [[name, None, default, _FLAG_HELP[name]] for name, default in _defaults().items()]
@@ -367,16 +386,42 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} is out of range: {self[name]}")
         if self["output-format"] not in ("json", "text"):
             raise usage.UsageError("--output-format must be json or text")
+        if self["output-non-utf8"] not in NON_UTF8_POLICIES:
+            raise usage.UsageError(
+                f"--output-non-utf8 must be one of {', '.join(NON_UTF8_POLICIES)},"
+                f" not {self['output-non-utf8']!r}"
+            )
         self.source_options = source_options
+
+
+def _twistd_logs_to_stdout(options: usage.Options) -> bool:
+    """True when twistd, as started, would write its own log lines to stdout: ``-n`` without
+    ``--logfile``, ``--syslog`` or ``--logger`` (its default)."""
+    server = getattr(options, "parent", None)  # twistd's ServerOptions
+    if server is None:
+        return False
+    return bool(
+        server.get("nodaemon")
+        and not server.get("logfile")
+        and not server.get("syslog")
+        and not server.get("logger")
+    )
 
 
 def makeService(options: Options) -> SourceService:
     """The twistd entry point."""
-    output = open_output(options["output"], options["output-format"])
-    return SourceService(
+    output = open_output(
+        options["output"], options["output-format"], non_utf8=options["output-non-utf8"]
+    )
+    service = SourceService(
         options.source_options,
         output,
         log_iw_size=int(float(options["log-iw-size"])),
         keep_hostname=not options["replace-hostname"],
         stats_interval=float(options["stats-interval"]),
     )
+    # Messages to stdout and twistd's log to stdout would interleave two formats in one
+    # stream (`twistd -n syslogsrc | jq` would break at the first log line): stdout is
+    # the messages', the log goes to stderr.
+    service.log_to_stderr = options["output"] == "-" and _twistd_logs_to_stdout(options)
+    return service

@@ -376,3 +376,102 @@ def test_a_stalled_output_pauses_streams_and_http_answers_503(twistd, tmp_path: 
     finally:
         t.stop()
         os.close(reader)
+
+
+def test_stdout_carries_json_lines_only(tmp_path: Path) -> None:
+    """The README's command as written: ``twistd -n syslogsrc`` with no --logfile writes its
+    messages to stdout, and its own log to stderr, so ``twistd -n syslogsrc | jq`` works."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*TWISTD, "-n", "--pidfile=", "syslogsrc", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert _wait(lambda: _accepts(port) or proc.poll() is not None)
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"".join(b"<13>Nov 24 06:00:00 h app: line %d\n" % i for i in range(5)))
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = stdout.decode().splitlines()
+    assert [json.loads(line)["MESSAGE"] for line in lines] == [f"line {i}" for i in range(5)]
+    assert b"Server Shut Down." in stderr, stderr
+    assert b"syslogsrc" in stderr  # the summary at stop went to the log, on stderr
+    jq = shutil.which("jq")
+    if jq is not None:  # the real reader the README's users pipe into
+        done = subprocess.run([jq, "-c", ".MESSAGE"], input=stdout, capture_output=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.decode().splitlines() == [f'"line {i}"' for i in range(5)]
+
+
+def test_stats_lines_carry_every_counter(twistd, tmp_path: Path) -> None:
+    port = _free_port()
+    t = twistd(
+        "--listen",
+        f"udp:{port}:interface=127.0.0.1",
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--output",
+        str(tmp_path / "out.jsonl"),
+        "--stats-interval",
+        "0.1",
+    )
+    assert _wait(lambda: "stats udp:" in t.logtext()), t.logtext()
+    assert t.stop(), t.logtext()
+    from syslogsrc.interfaces import ListenerStats
+
+    counters = [k for k in ListenerStats(name="x").as_dict() if k != "name"]
+    for what in ("stats", "summary"):
+        for kind in ("udp", "tcp"):
+            line = next(
+                line for line in t.logtext().splitlines() if f"{what} {kind}:{port}" in line
+            )
+            for counter in counters:
+                assert f" {counter}=" in line, (counter, line)
+
+
+@pytest.mark.parametrize("policy", ["escape", "replace"])
+def test_output_of_bytes_that_are_not_utf8(twistd, tmp_path: Path, policy: str) -> None:
+    port = _free_port()
+    out = tmp_path / "out.jsonl"
+    t = twistd(
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--output",
+        str(out),
+        *(["--output-non-utf8", policy] if policy != "escape" else []),
+    )
+    assert _wait(lambda: _accepts(port)), t.logtext()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"<13>Nov 24 06:00:00 h app: caf\xe9 \xc3\xa9t\xc3\xa9\n")
+    assert _wait(lambda: len(_lines(out)) == 1), t.logtext()
+    assert t.stop(), t.logtext()
+    raw = out.read_bytes()
+    message = json.loads(raw)["MESSAGE"]
+    if policy == "escape":
+        assert b"\\udce9" in raw
+        assert message.encode("utf-8", "surrogateescape") == b"caf\xe9 \xc3\xa9t\xc3\xa9"
+    else:
+        raw.decode("utf-8")  # valid UTF-8, and no lone surrogate for a strict reader
+        assert b"\\udc" not in raw
+        assert message == "caf\ufffd été"
+
+
+def test_output_non_utf8_rejects_a_bad_value() -> None:
+    proc = subprocess.run(
+        [*TWISTD, "-n", "syslogsrc", "--output-non-utf8", "drop"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode != 0
+    assert "--output-non-utf8" in proc.stdout + proc.stderr
