@@ -17,14 +17,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.protocols._tracking import ConnectionTracker, RateLimitedLog
+from syslogsrc.protocols._tracking import ConnectionTracker, RateLimitedLog, RateLimitedLogs
 from syslogsrc.protocols.stream import SyslogStreamFactory, SyslogStreamProtocol
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
@@ -208,12 +208,14 @@ def test_invalid_octet_count_is_counted_resynced_and_logged_once_per_interval() 
     with capturedLogs() as events:
         protocol.dataReceived(b"5 <13>a<13>bad one\n")
         protocol.dataReceived(b"0 leading zero\n")
-        clock.advance(10)
-        protocol.dataReceived(b"x again\n")
+        clock.advance(10)  # the second one is logged when its interval ends
+        protocol.dataReceived(b"x again\n")  # held: a line was logged just now
+        factory.flush_logs()  # the listener stops
     assert stats.malformed == 3
     assert sink.frames == [b"<13>a", b"<13>bad one", b"0 leading zero", b"x again"]
     logged = [e for e in events if "invalid octet count" in e["log_format"]]
-    assert [e["count"] for e in logged] == [1, 2]
+    assert [e["count"] for e in logged] == [1, 1, 1]
+    assert not clock.getDelayedCalls()
 
 
 def test_registered_on_connect_unregistered_on_disconnect() -> None:
@@ -340,7 +342,7 @@ def test_sink_exception_drops_the_frame_logs_and_goes_on() -> None:
 
 def test_rate_limited_log_counts_what_it_did_not_log() -> None:
     clock = Clock()
-    limited = RateLimitedLog(clock, "{what}: {count} in {interval}s", interval=10, what="x")
+    limited = RateLimitedLog(clock, "{what}: {count}{span}", interval=10, what="x")
     with capturedLogs() as events:
         for _ in range(5):
             limited()
@@ -350,8 +352,55 @@ def test_rate_limited_log_counts_what_it_did_not_log() -> None:
         limited()
         limited.flush()
         limited.flush()
-    assert [e["count"] for e in events] == [1, 5, 1]
+    # t=0 at once; t=1..4 when their interval ends (t=10); t=15 twice, at the flush
+    assert [e["count"] for e in events] == [1, 4, 2]
     assert limited.total == 7
+    assert not clock.getDelayedCalls()
+
+
+def test_rate_limited_log_says_what_is_true_and_logs_held_occurrences_when_due() -> None:
+    clock = Clock()
+    limited = RateLimitedLog(clock, "{what}: refused {count}{span}; {peer}", what="x")
+    with capturedLogs() as events:
+        limited(peer="a")  # t=0: logged at once, alone
+        clock.advance(5)
+        limited(peer="b")
+        clock.advance(4)
+        limited(peer="c")  # t=9: held with b
+        assert len(events) == 1
+        clock.advance(1)  # t=10: the interval ends, the held ones are logged without waiting
+        assert len(events) == 2
+        clock.advance(27)
+        limited(peer="d")  # t=37: 27 s after the last line, logged at once
+        clock.advance(3)
+        limited(peer="e")  # t=40: held...
+        clock.advance(7)  # ...and logged at t=47, though nothing else happened
+        clock.advance(20)
+    lines = [formatEvent(e) for e in events]
+    assert lines == [
+        "x: refused 1; a",
+        "x: refused 2 in the last 10.0s; c",
+        "x: refused 1 in the last 27.0s; d",
+        "x: refused 1 in the last 10.0s; e",
+    ]
+    assert not clock.getDelayedCalls()
+
+
+def test_rate_limited_logs_keep_one_count_per_cause() -> None:
+    clock = Clock()
+    logs = RateLimitedLogs(clock)
+    with capturedLogs() as events:
+        for path in ("/a", "/b", "/c"):
+            logs.emit(LogLevel.warn, "404", "HTTP 404 for {path}", path=path)
+        logs.emit(LogLevel.warn, "413", "HTTP 413 for {path}", path="/big")
+        clock.advance(3)
+        logs.flush()
+    assert [formatEvent(e) for e in events] == [
+        "HTTP 404 for /a",
+        "HTTP 413 for /big",
+        "HTTP 404 for /c (2 times in the last 3.0s)",
+    ]
+    assert not clock.getDelayedCalls()
 
 
 # --- ConnectionTracker --------------------------------------------------------------------
@@ -425,13 +474,13 @@ def test_max_connections_refuses_counts_and_logs_without_flooding() -> None:
         assert refused(tracked)
         assert refused(tracked)
         assert refused(tracked)
-        clock.advance(10)
-        assert refused(tracked)
+        clock.advance(10)  # the two held ones are logged when the interval ends
+        assert refused(tracked)  # held: a line was logged just now
         tracked.flush_logs()
     assert stats.refused == 4
     assert stats.open_connections == 2
     logged = [e for e in events if "refused" in e["log_format"]]
-    assert [e["count"] for e in logged] == [1, 3]
+    assert [e["count"] for e in logged] == [1, 2, 1]
     assert logged[0]["max_connections"] == 2
 
 

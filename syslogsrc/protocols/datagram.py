@@ -144,22 +144,21 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self._local_port: int | None = None
         self.sink_errors = RateLimitedLog(
             reactor,
-            "{listener}: the sink raised {count} time(s) in the last {interval}s;"
+            "{listener}: the sink raised {count} time(s){span};"
             " the message was dropped (last from {peer})",
             level=LogLevel.error,
             listener=stats.name,
         )
         self.truncations = RateLimitedLog(
             reactor,
-            "{listener}: truncated {count} message(s) in the last {interval}s to"
+            "{listener}: truncated {count} message(s){span} to"
             " max-message-size({max_size}); last from {peer}",
             listener=stats.name,
             max_size=self.max_size,
         )
         self.empty_datagrams = RateLimitedLog(
             reactor,
-            "{listener}: ignored {count} empty datagram(s) in the last {interval}s;"
-            " last from {peer}",
+            "{listener}: ignored {count} empty datagram(s){span}; last from {peer}",
             level=LogLevel.info,
             listener=stats.name,
         )

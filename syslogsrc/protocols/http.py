@@ -37,6 +37,7 @@ from zope.interface import implementer
 
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
+from syslogsrc.protocols._tracking import RateLimitedLogs
 
 __all__ = ["HTTPIngestSite"]
 
@@ -50,7 +51,6 @@ _CODINGS = {
     "deflate": 32 + zlib.MAX_WBITS,
 }
 _NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
-_LOG_INTERVAL = 10.0  # seconds between two log lines of the same cause
 _TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS handshake record (a ClientHello)
 _MAX_NAME_BYTES = 255  # syslog-ng's longest name-value pair name
 
@@ -432,41 +432,6 @@ class _IngestProducer:
 # -- logging ------------------------------------------------------------------------------------
 
 
-class _RateLimitedLog:
-    """At most one line per cause every ``interval`` seconds, so a flood of bad requests does
-    not become a flood of log lines; the next line says how many were held back."""
-
-    def __init__(self, log: Logger, clock: IReactorTime, interval: float = _LOG_INTERVAL) -> None:
-        self._log = log
-        self._clock = clock
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def emit(
-        self,
-        level: LogLevel,
-        cause: str,
-        message: str,
-        failure: Failure | None = None,
-        **kw: Any,
-    ) -> None:
-        now = self._clock.seconds()
-        last = self._last.get(cause)
-        if last is not None and now - last < self._interval:
-            self._held[cause] = self._held.get(cause, 0) + 1
-            return
-        self._last[cause] = now
-        held = self._held.pop(cause, 0)
-        if held:
-            message += " ({held} more like it in the last {interval:.0f} s not logged)"
-        kw.update(held=held, interval=self._interval, cause=cause)
-        if failure is None:
-            self._log.emit(level, message, **kw)
-        else:
-            self._log.failure(message, failure, level, **kw)
-
-
 # -- the request and the resource ---------------------------------------------------------------
 
 
@@ -583,7 +548,7 @@ class _IngestResource(Resource):
         stats: ListenerStats,
         transport: str,
         producer: _IngestProducer,
-        log: _RateLimitedLog,
+        log: RateLimitedLogs,
     ) -> None:
         super().__init__()
         self._sink = sink
@@ -742,7 +707,7 @@ class HTTPIngestSite(server.Site):
         self.stats = stats
         self.transport_name = transport
         self.producer = _IngestProducer(sink)
-        log = self.bad_requests = _RateLimitedLog(Logger(), reactor)
+        log = self.bad_requests = RateLimitedLogs(reactor, logger=Logger())
         resource = _IngestResource(sink, options, stats, transport, self.producer, log)
         super().__init__(
             resource,
@@ -757,6 +722,7 @@ class HTTPIngestSite(server.Site):
 
     def stopFactory(self) -> None:
         self.sink.unregister_producer(self.producer)
+        self.bad_requests.flush()
         super().stopFactory()
 
     def log(self, request: server.Request) -> None:

@@ -294,26 +294,26 @@ class SyslogStreamFactory(Factory):
         self.refuse_tls = refuse_tls
         self.tls_on_plain = RateLimitedLog(
             reactor,
-            "{listener}: refused {count} connection(s) in the last {interval}s that began a TLS"
+            "{listener}: refused {count} connection(s){span} that began a TLS"
             " handshake on a plain port (a TLS client? TLS listens with ssl:); last from {peer}",
             listener=stats.name,
         )
         self.truncations = RateLimitedLog(
             reactor,
-            "{listener}: truncated {count} message(s) in the last {interval}s to"
+            "{listener}: truncated {count} message(s){span} to"
             " max-message-size({max_size}); the rest of each was dropped; last from {peer}",
             listener=stats.name,
             max_size=options.max_message_size,
         )
         self.framing_errors = RateLimitedLog(
             reactor,
-            "{listener}: {count} invalid octet count(s) in the last {interval}s; last from"
+            "{listener}: {count} invalid octet count(s){span}; last from"
             " {peer} at offset {offset}: {reason} ({data!r})",
             listener=stats.name,
         )
         self.sink_errors = RateLimitedLog(
             reactor,
-            "{listener}: the sink raised {count} time(s) in the last {interval}s;"
+            "{listener}: the sink raised {count} time(s){span};"
             " the message was dropped (last from {peer})",
             level=LogLevel.error,
             listener=stats.name,

@@ -182,7 +182,7 @@ class HandshakeWatchFactory(WrappingFactory):
         self.stats = stats
         self.failures = RateLimitedLog(
             reactor,
-            "{listener}: refused {count} TLS connection(s) in the last {interval}s:"
+            "{listener}: refused {count} TLS connection(s){span}:"
             " handshake failed; last from {peer}: {reason}",
             listener=stats.name,
         )
