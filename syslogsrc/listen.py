@@ -53,7 +53,8 @@ from twisted.python.systemd import ListenFDs
 from zope.interface import Attribute, Interface, implementer
 
 from syslogsrc.interfaces import IMessageSink, ListenerStats
-from syslogsrc.options import ListenerOptions, OptionError
+from syslogsrc.options import FRAMINGS, ListenerOptions, OptionError
+from syslogsrc.parsing import FORMATS
 from syslogsrc.protocols._tracking import ConnectionTracker
 from syslogsrc.protocols.datagram import SyslogDatagramProtocol
 from syslogsrc.protocols.stream import SyslogStreamFactory
@@ -111,6 +112,12 @@ class ListenSpec:
     #: tcp, tcp6, udp, udp6: SO_REUSEPORT, so that several processes share the port (the
     #: kernel spreads connections and datagrams over them)
     reuseport: bool = False
+    #: stream kinds but http/https: this listener's RFC 6587 framing (``framing=``); None: the
+    #: source's ``framing`` option
+    framing: str | None = None
+    #: every kind but http/https: the format its messages are parsed with (``format=``); None:
+    #: the source's ``format`` option
+    format: str | None = None
 
     @property
     def stream(self) -> bool:
@@ -394,13 +401,39 @@ def _parse_spec(text: str) -> ListenSpec:
     parser = _PARSERS.get(kind)
     if parser is None:
         raise _Invalid(f"unknown kind {kind!r}: must be one of haproxy, {', '.join(KINDS)}")
+    common = _common_settings(kind, kwargs)
     try:
         inspect.signature(parser).bind(*args[1:], **kwargs)
     except TypeError as e:
         usage = _usage(kind, parser)
         raise _Invalid(f"{e}; usage: {usage}") from None
-    fields = {"transport": KINDS[kind], **parser(*args[1:], **kwargs)}
+    fields = {"transport": KINDS[kind], **parser(*args[1:], **kwargs), **common}
     return ListenSpec(text=text, kind=kind, proxy=proxy, **fields)
+
+
+#: Settings every kind they apply to takes, beside its own arguments: the per-listener form of
+#: a source option (the option is the default).
+_COMMON_SETTINGS = ("framing", "format")
+
+
+def _common_settings(kind: str, kwargs: dict[str, str]) -> Fields:
+    """Take the per-listener settings out of ``kwargs`` and check them."""
+    fields: Fields = {}
+    framing = kwargs.pop("framing", None)
+    if framing is not None:
+        if kind in _DATAGRAM or kind in ("http", "https"):
+            raise _Invalid(f"framing= applies to stream kinds (tcp, ssl, unix, ...), not {kind}")
+        if framing not in FRAMINGS:
+            raise _Invalid(f"bad framing {framing!r}: must be one of {', '.join(FRAMINGS)}")
+        fields["framing"] = framing
+    format = kwargs.pop("format", None)
+    if format is not None:
+        if kind in ("http", "https"):
+            raise _Invalid("format= does not apply to http: the Content-Type says the format")
+        if format not in FORMATS:
+            raise _Invalid(f"bad format {format!r}: must be one of {', '.join(FORMATS)}")
+        fields["format"] = format
+    return fields
 
 
 def _usage(kind: str, parser: Callable[..., Fields]) -> str:
@@ -584,8 +617,12 @@ def make_listener(
     """The listener for ``spec``, not started yet. TLS files are read now: a bad one raises
     :class:`~syslogsrc.options.OptionError`."""
     stats = ListenerStats(name=spec.text)
+    if spec.framing is not None:
+        options = attrs.evolve(options, framing=spec.framing)
     if not spec.stream:
-        protocol = SyslogDatagramProtocol(reactor, sink, options, stats, spec.transport)
+        protocol = SyslogDatagramProtocol(
+            reactor, sink, options, stats, spec.transport, format=spec.format
+        )
         return DatagramListener(spec, reactor, stats, protocol)
 
     flushers: list[Callable[[], None]] = []
@@ -596,7 +633,9 @@ def make_listener(
 
         factory = HTTPIngestSite(reactor, sink, options, stats, transport=spec.transport)
     else:
-        stream = SyslogStreamFactory(reactor, sink, options, stats, spec.transport)
+        stream = SyslogStreamFactory(
+            reactor, sink, options, stats, spec.transport, format=spec.format
+        )
         flushers.append(stream.flush_logs)
         factory = stream
     if spec.kind in ("ssl", "https"):

@@ -89,6 +89,12 @@ def test_specs_are_split_on_whitespace() -> None:
         ("haproxy:ssl:6514", {"kind": "ssl", "transport": "tls", "proxy": True}),
         ("haproxy:unix:/run/p.sock", {"transport": "unix", "proxy": True}),
         ("tcp:0", {"port": 0}),
+        ("tcp:514", {"framing": None, "format": None}),  # the source's options apply
+        ("tcp:514:framing=nul:format=rfc3164", {"framing": "nul", "format": "rfc3164"}),
+        ("haproxy:ssl:6514:framing=octet-counting", {"proxy": True, "framing": "octet-counting"}),
+        ("unix:/s:framing=lf", {"framing": "lf"}),
+        ("udp:514:format=json", {"format": "json", "framing": None}),
+        ("unixgram:/dev/log:format=rfc3164", {"format": "rfc3164"}),
     ],
 )
 def test_spec_fields(text: str, expected: dict[str, Any]) -> None:
@@ -126,6 +132,11 @@ def test_escaped_whitespace_stays_in_one_spec() -> None:
         ("haproxy:http:80", "haproxy: wraps one of"),
         ("ssl:6514:sslmethod=TLSv1_METHOD", "unexpected keyword argument 'sslmethod'"),
         ("http:80:1:2:3", "too many positional arguments"),
+        ("tcp:514:framing=crlf", "bad framing 'crlf': must be one of auto"),
+        ("udp:514:framing=lf", "framing= applies to stream kinds"),
+        ("http:80:framing=lf", "framing= applies to stream kinds"),
+        ("tcp:514:format=cef", "bad format 'cef': must be one of auto"),
+        ("https:443:format=json", "format= does not apply to http"),
     ],
 )
 def test_bad_specs_raise_option_error_naming_listen(text: str, why: str) -> None:

@@ -475,3 +475,62 @@ def test_output_non_utf8_rejects_a_bad_value() -> None:
     )
     assert proc.returncode != 0
     assert "--output-non-utf8" in proc.stdout + proc.stderr
+
+
+def test_each_listener_has_its_own_framing_and_format(twistd, tmp_path: Path) -> None:
+    """One NUL-framed port for multi-line messages (Python's SysLogHandler), one LF-framed raw
+    port, and the process-wide options for a third, in one receiver."""
+    import logging
+    import logging.handlers
+
+    nul_port, raw_port, plain_port = _free_port(), _free_port(), _free_port()
+    out = tmp_path / "out.jsonl"
+    t = twistd(
+        "--listen",
+        f"tcp:{nul_port}:interface=127.0.0.1:framing=nul",
+        "--listen",
+        f"tcp:{raw_port}:interface=127.0.0.1:framing=lf:format=raw",
+        "--listen",
+        f"tcp:{plain_port}:interface=127.0.0.1",
+        "--format",
+        "rfc3164",
+        "--output",
+        str(out),
+    )
+    assert _wait(lambda: all(_accepts(p) for p in (nul_port, raw_port, plain_port)))
+    handler = logging.handlers.SysLogHandler(
+        address=("127.0.0.1", nul_port), socktype=socket.SOCK_STREAM
+    )
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))  # the usual idiom
+    try:
+        logger = logging.Logger("multiline")
+        logger.addHandler(handler)
+        logger.error("Traceback (most recent call last):\n  File x\nValueError: boom")
+    finally:
+        handler.close()
+    with socket.create_connection(("127.0.0.1", raw_port)) as s:
+        s.sendall(b"<13>Nov 24 06:00:00 h app: kept whole\n")
+    with socket.create_connection(("127.0.0.1", plain_port)) as s:
+        s.sendall(b"<13>Nov 24 06:00:00 h app: parsed\n")
+    assert _wait(lambda: len(_lines(out)) == 3), t.logtext()
+    assert t.stop(), t.logtext()
+    messages = sorted(r["MESSAGE"] for r in _lines(out))
+    assert messages == sorted(
+        [
+            "Traceback (most recent call last):\n  File x\nValueError: boom",
+            "<13>Nov 24 06:00:00 h app: kept whole",
+            "parsed",
+        ]
+    ), messages
+
+
+def test_a_listener_setting_that_does_not_apply_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [*TWISTD, "-n", "syslogsrc", "--listen", "udp:5514:framing=nul"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode != 0
+    assert "framing= applies to stream kinds" in proc.stdout + proc.stderr

@@ -107,9 +107,11 @@ def socket_drops(sock: socket.socket) -> int | None:
 class SyslogDatagramProtocol(DatagramProtocol):
     """One datagram listener: datagrams in, messages to the sink, paused and resumed by it.
 
-    ``transport_name`` is "udp" or "unixgram". ``maxPacketSize`` is the read buffer the port
-    must be given (``listenUDP(..., maxPacketSize=protocol.maxPacketSize)``): 65535 for UDP;
-    for unix datagram sockets, whose datagrams can be longer, one byte more than the maximum
+    ``transport_name`` is "udp" or "unixgram"; ``format``, when given, is the format the sink
+    parses this listener's messages with (the spec's ``format=``). ``maxPacketSize`` is the
+    read buffer the port must be given
+    (``listenUDP(..., maxPacketSize=protocol.maxPacketSize)``): 65535 for UDP; for unix
+    datagram sockets, whose datagrams can be longer, one byte more than the maximum
     message size, so that a longer datagram is seen to be longer and counted as truncated.
     """
 
@@ -123,12 +125,16 @@ class SyslogDatagramProtocol(DatagramProtocol):
         options: ListenerOptions,
         stats: ListenerStats,
         transport_name: str = "udp",
+        *,
+        format: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.sink = sink
         self.options = options
         self.stats = stats
         self.transport_name = transport_name
+        #: the format this listener's messages are parsed with; None: the sink's own
+        self.format = format
         if transport_name == "unixgram":
             self.maxPacketSize = max(UDP_MAX_PACKET, options.max_message_size + 1)
         self.max_size = options.max_message_size
@@ -285,6 +291,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
         if self._draining or self.paused:
             return
         sink = self.sink
+        fmt = self.format
         pending = self.pending
         in_batch = False
         self._draining = True
@@ -292,7 +299,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
             while pending and not self.paused:
                 frame, origin, last = pending.popleft()
                 try:
-                    sink.post(frame, origin)
+                    sink.post(frame, origin, fmt)
                 except Exception:
                     self.stats.dropped += 1
                     self.sink_errors(Failure(), peer=origin.peer_host)

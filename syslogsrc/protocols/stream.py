@@ -193,6 +193,7 @@ class SyslogStreamProtocol(Protocol):
                 self.transport, self.factory.transport_name, self.factory.stats
             )
         sink = self.factory.sink
+        fmt = self.factory.format
         pending = self.pending
         posted = 0
         self._draining = True
@@ -201,7 +202,7 @@ class SyslogStreamProtocol(Protocol):
             while pending and not self.paused:
                 frame = pending.popleft()
                 try:
-                    sink.post(frame, origin)
+                    sink.post(frame, origin, fmt)
                 except Exception:
                     self.factory.stats.dropped += 1
                     self.factory.sink_errors(Failure(), peer=origin.peer_host)
@@ -262,6 +263,8 @@ class SyslogStreamFactory(Factory):
     ``options`` and the decoder's own invalid-header policy (resync).
     ``refuse_tls`` (default: with ``auto`` framing, unless the transport is "tls") closes
     connections that start with a TLS handshake record.
+    ``format``, when given, is the format the sink parses this listener's messages with (the
+    spec's ``format=``); None leaves it to the sink.
     """
 
     protocol = SyslogStreamProtocol
@@ -277,12 +280,15 @@ class SyslogStreamFactory(Factory):
         *,
         decoder_factory: Callable[[], FrameDecoder] | None = None,
         refuse_tls: bool | None = None,
+        format: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.sink = sink
         self.options = options
         self.stats = stats
         self.transport_name = transport_name
+        #: the format this listener's messages are parsed with; None: the sink's own
+        self.format = format
         if decoder_factory is None:
 
             def decoder_factory() -> FrameDecoder:
