@@ -3,7 +3,9 @@ real clients found"):
 
 * a stamp with a negative UTC offset (``logger`` in America/New_York, ``-03:00`` over TCP, UDP
   and HTTP) must keep its offset, as ``syslogsrc-host`` does, and ``--time-zone -05:00`` must
-  apply to stamps without one.
+  apply to stamps without one;
+* a frame without its trailing LF, still in flight when twistd is stopped, must be written and
+  counted: over TLS (``openssl s_client``) as over plain TCP.
 
 Nothing here depends on the calendar or the machine's time zone: every client runs with TZ set,
 fixed stamps are compared exactly, and ``logger``'s own stamps are compared with the time they
@@ -19,11 +21,30 @@ import shutil
 import socket
 import subprocess
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_twisted
+from certs import Certs, make_certs
+from test_listen import TIMEOUT, connect, wait_until
+from test_protocols_stream import FakeSink
 from test_standalone import Twistd, _accepts, _free_port, _lines, _wait
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectionDone
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
+
+from syslogsrc.interfaces import ListenerStats
+from syslogsrc.listen import make_listener, parse_spec
+from syslogsrc.options import ListenerOptions
+from syslogsrc.protocols._tracking import ConnectionTracker
+from syslogsrc.protocols.stream import SyslogStreamFactory
 
 LOGGER = shutil.which("logger")
 CURL = shutil.which("curl")
@@ -222,3 +243,146 @@ def test_logger_rfc3164_at_minus_5_with_time_zone_minus_5(server_minus_5: Server
     assert line["ISODATE"].endswith("-05:00"), line["ISODATE"]
     stamp = _isodate(line)  # whole seconds in RFC 3164
     assert before - dt.timedelta(seconds=2) <= stamp <= after + dt.timedelta(seconds=1)
+
+
+# --- a partial frame at SIGTERM -------------------------------------------------------------
+
+PARTIAL = b"<13>1 2026-01-01T00:00:00Z h app - - - partial-%s"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("pki"))
+
+
+def test_close_all_fires_after_the_innermost_protocol_is_gone() -> None:
+    """The tracker's close_all() (what a listener's stop() waits for) fires only once the
+    protocol at the bottom (under a wrapper, as under TLS) has run connectionLost: the frame
+    cut short by the end of the stream is posted by then."""
+    clock, sink, stats = Clock(), FakeSink(), ListenerStats(name="t")
+    stream = SyslogStreamFactory(clock, sink, ListenerOptions(), stats, "tls")
+    tracker = ConnectionTracker(clock, WrappingFactory(stream), ListenerOptions(), stats)
+    connection = tracker.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40000))
+    connection.makeConnection(StringTransport())
+    connection.dataReceived(PARTIAL % b"unit")
+    assert stats.open_connections == 1 and sink.frames == []
+
+    seen: list[tuple[list[bytes], int]] = []
+    tracker.close_all().addCallback(lambda _: seen.append((list(sink.frames), stats.received)))
+    assert seen == []
+    connection.connectionLost(Failure(ConnectionDone()))
+    assert seen == [([PARTIAL % b"unit"], 1)]
+    assert stats.open_connections == 0
+
+
+@pytest_twisted.inlineCallbacks
+@pytest.mark.parametrize("kind", ["ssl", "tcp"])
+def test_a_listener_stops_after_its_connections_posted_their_partial_frames(pki: Certs, kind: str):
+    sink = FakeSink()
+    options = ListenerOptions(tls_key_file=str(pki.server_key), tls_cert_file=str(pki.server_cert))
+    spec = parse_spec(f"{kind}:0:interface=127.0.0.1")
+    listener = (
+        yield make_listener(spec, reactor, sink, options).start().addTimeout(TIMEOUT, reactor)
+    )
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port)
+    if kind == "ssl":
+        trust = Certificate.loadPEM(pki.ca.read_bytes())
+        endpoint = wrapClientTLS(optionsForClientTLS("localhost", trustRoot=trust), endpoint)
+    client = yield connect(endpoint)
+    frame = PARTIAL % kind.encode()
+    client.transport.write(frame)  # no LF
+    yield wait_until(lambda: listener.stats.bytes == len(frame))
+    assert sink.frames == []
+    seen: list[tuple[list[bytes], int]] = []
+    stopped = listener.stop().addCallback(
+        lambda _: seen.append((list(sink.frames), listener.stats.received))
+    )
+    yield stopped.addTimeout(TIMEOUT, reactor)
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    assert seen == [([frame], 1)]
+
+
+def _stats_line(log: str, name: str, what: str) -> str | None:
+    """The last ``what`` line ("stats" or "summary") of listener ``name`` in twistd's log."""
+    found = None
+    for line in log.splitlines():
+        if f"{what} {name}: " in line:
+            found = line.split(f"{what} {name}: ", 1)[1]
+    return found
+
+
+def _counters(text: str) -> dict[str, int]:
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}
+
+
+def _partial_frame_at_sigterm(
+    tmp_path: Path, spec: str, name: str, connect: Callable[[], subprocess.Popen | socket.socket]
+) -> None:
+    out = tmp_path / "out.jsonl"
+    t = Twistd(tmp_path, "--listen", spec, "--output", str(out), "--stats-interval", "0.05")
+    client = None
+    try:
+        port = int(spec.split(":")[1])
+        assert _wait(lambda: _accepts(port)), t.logtext()
+        client = connect()
+        frame = PARTIAL % name.encode()
+
+        def read_by_twistd() -> bool:
+            stats = _stats_line(t.logtext(), spec, "stats")
+            return stats is not None and _counters(stats)["bytes"] == len(frame)
+
+        # twistd has read the frame (not complete: no LF yet) before it is stopped
+        assert _wait(read_by_twistd), t.logtext()
+        assert t.stop(), t.logtext()
+        summary = _stats_line(t.logtext(), spec, "summary")
+        assert summary is not None, t.logtext()
+        counters = _counters(summary)
+        assert [line["MESSAGE"] for line in _lines(out)] == [f"partial-{name}"], t.logtext()
+        assert (counters["received"], counters["posted"], counters["dropped"]) == (1, 1, 0), summary
+    finally:
+        if isinstance(client, subprocess.Popen):
+            if client.poll() is None:
+                client.kill()
+            client.communicate(timeout=10)
+        elif client is not None:
+            client.close()
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait()
+
+
+@needs_openssl
+def test_a_partial_tls_frame_is_written_and_counted_at_sigterm(tmp_path: Path) -> None:
+    assert OPENSSL is not None
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    certs = make_certs(pki)
+    port = _free_port()
+    spec = (
+        f"ssl:{port}:privateKey={certs.server_key}:certKey={certs.server_cert}:interface=127.0.0.1"
+    )
+
+    def connect() -> subprocess.Popen:
+        client = subprocess.Popen(
+            [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-quiet"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert client.stdin is not None
+        client.stdin.write(PARTIAL % b"tls")  # no LF, and stdin stays open
+        client.stdin.flush()
+        return client
+
+    _partial_frame_at_sigterm(tmp_path, spec, "tls", connect)
+
+
+def test_a_partial_tcp_frame_is_written_and_counted_at_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+
+    def connect() -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(PARTIAL % b"tcp")  # no LF, and the connection stays open
+        return s
+
+    _partial_frame_at_sigterm(tmp_path, f"tcp:{port}:interface=127.0.0.1", "tcp", connect)
