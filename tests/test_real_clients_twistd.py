@@ -245,6 +245,18 @@ def test_logger_rfc3164_at_minus_5_with_time_zone_minus_5(server_minus_5: Server
     assert before - dt.timedelta(seconds=2) <= stamp <= after + dt.timedelta(seconds=1)
 
 
+def test_parser_native_parses_and_keeps_minus_3(tmp_path: Path) -> None:
+    # LogMessage.parse needs the parse_options the daemon gives a source: without them every
+    # message was dropped ("the sink raised").
+    s = _start(tmp_path, "--parser", "native", http=False)
+    try:
+        s.send_tcp(RFC5424_MINUS_3 % b"native" + b"\n")
+        (line,) = s.wait_for("native")
+        assert line["ISODATE"] == "2026-12-02T10:00:00.500000-03:00"
+    finally:
+        _stop(s)
+
+
 # --- a partial frame at SIGTERM -------------------------------------------------------------
 
 PARTIAL = b"<13>1 2026-01-01T00:00:00Z h app - - - partial-%s"
