@@ -37,7 +37,7 @@ from syslogsrc import emulation
 from syslogsrc.emulation import LogMessage, LogSource, ParseOptions, SourceDriver
 from syslogsrc.outputs import NON_UTF8_POLICIES, Output, open_output
 
-__all__ = ["SourceHost", "SourceInitError", "main"]
+__all__ = ["SourceHost", "SourceInitError", "init_source", "main", "persist_name_of"]
 
 _log = logging.getLogger("syslogsrc.host")
 
@@ -53,6 +53,56 @@ def normalise_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def _class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def persist_name_of(
+    source: Any, source_class: type, options: dict[str, Any], persist_name: str | None = None
+) -> str:
+    """The driver's ``persist_name`` as the daemon makes it: ``persist-name()``, else what the
+    source's ``generate_persist_name(options)`` returns, else the class's full name."""
+    if persist_name:
+        return f"python-source.{persist_name}"
+    generate = getattr(source, "generate_persist_name", None)
+    if generate is not None:
+        try:
+            name = generate(normalise_options(options))
+            if isinstance(name, bytes):
+                name = name.decode()
+            if isinstance(name, str):
+                return f"python-source.{name}"
+            _log.error("generate_persist_name() must return str or bytes, not %r", name)
+        except Exception:
+            _log.exception("Exception while calling generate_persist_name()")
+    return f"python-source({_class_name(source_class)})"
+
+
+def init_source(
+    source: Any, driver: SourceDriver, options: dict[str, Any], *, parse_format: str = "auto"
+) -> None:
+    """What the daemon does between a source's ``__init__`` and its ``run()``: shared by
+    :class:`SourceHost` and ``twistd syslogsrc`` (which attaches the source to its reactor
+    instead of running it), so that a source sees the same in both.
+
+    ``auto_close_batches`` is reset, ``init()`` gets the options (keys with ``_``), the ack
+    tracker is checked, ``parse_options`` is given (``LogMessage.parse`` needs it: without it a
+    source can neither keep a negative UTC offset nor parse natively) and the driver reads
+    ``auto_close_batches``. Raises :class:`SourceInitError`.
+    """
+    name = _class_name(type(source))
+    source.auto_close_batches = True  # the daemon resets it right after __init__
+    try:
+        ok = source.init(normalise_options(options))
+    except Exception as exc:
+        _log.exception("Exception while calling %s.init()", name)
+        raise SourceInitError(f"Python source {name}: init() raised {exc!r}") from exc
+    if not ok:
+        raise SourceInitError(f"Python source {name}: init() returned FALSE")
+    tracker = source.ack_tracker
+    if tracker is not None and not isinstance(tracker, emulation._AckTracker):
+        source.deinit()
+        raise SourceInitError(f"{name}: ack_tracker must be an AckTracker instance")
+    source.parse_options = ParseOptions(parse_format)
+    driver.auto_close_batches = bool(source.auto_close_batches)
 
 
 class _Consumer:
@@ -180,20 +230,7 @@ class SourceHost:
         self.stop()
 
     def _persist_name(self, source: Any) -> str:
-        if self.persist_name_option:
-            return f"python-source.{self.persist_name_option}"
-        generate = getattr(source, "generate_persist_name", None)
-        if generate is not None:
-            try:
-                name = generate(dict(self.options))
-                if isinstance(name, bytes):
-                    name = name.decode()
-                if isinstance(name, str):
-                    return f"python-source.{name}"
-                _log.error("generate_persist_name() must return str or bytes, not %r", name)
-            except Exception:
-                _log.exception("Exception while calling generate_persist_name()")
-        return f"python-source({_class_name(self.source_class)})"
+        return persist_name_of(source, self.source_class, self.options, self.persist_name_option)
 
     def start(self) -> None:
         """Instantiate, ``init()``, and start ``run()`` in its own thread."""
@@ -231,20 +268,7 @@ class SourceHost:
             )
         except TypeError as exc:
             raise SourceInitError(f"{name}: {exc}") from exc
-        source.auto_close_batches = True  # the daemon resets it right after __init__
-        try:
-            ok = source.init(dict(self.options))
-        except Exception as exc:
-            _log.exception("Exception while calling %s.init()", name)
-            raise SourceInitError(f"Python source {name}: init() raised {exc!r}") from exc
-        if not ok:
-            raise SourceInitError(f"Python source {name}: init() returned FALSE")
-        tracker = source.ack_tracker
-        if tracker is not None and not isinstance(tracker, emulation._AckTracker):
-            source.deinit()
-            raise SourceInitError(f"{name}: ack_tracker must be an AckTracker instance")
-        source.parse_options = ParseOptions(self.parse_format)
-        driver.auto_close_batches = bool(source.auto_close_batches)
+        init_source(source, driver, self.options, parse_format=self.parse_format)
         self.source, self.driver, self.run_error = source, driver, None
         started = threading.Event()
 

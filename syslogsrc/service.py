@@ -30,8 +30,9 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 from zope.interface import implementer
 
+from syslogsrc import emulation
 from syslogsrc.emulation import SourceDriver
-from syslogsrc.host import _Consumer
+from syslogsrc.host import _Consumer, init_source, persist_name_of
 from syslogsrc.interfaces import IMessageSink, Origin
 from syslogsrc.listen import make_listener, parse_listen
 from syslogsrc.options import ListenerOptions, OptionError
@@ -120,19 +121,20 @@ class SourceService(service.Service):
     def startService(self) -> None:
         reactor = self.reactor = _reactor_or_global(self.reactor)
         source = self.source = self.source_class()
+        if emulation._persist_store is None:  # Persist works in memory, as in a host without
+            emulation._persist_store = emulation._PersistStore(None)  # a state directory
         consumer = self._consumer = _Consumer(self.output, [])
         driver = SourceDriver(
             source,
             log_iw_size=self.log_iw_size,
             consumer=lambda msg: consumer.put(msg, driver),
             on_batch=consumer.batch,
-            persist_name=f"python-source({type(source).__name__})",
+            persist_name=persist_name_of(source, self.source_class, self.options),
             keep_hostname=self.keep_hostname,
         )
         driver.run_thread = threading.get_ident()  # the reactor's thread posts, as run() would
-        if not source.init(dict(self.options)):
-            raise OptionError("options", self.options, "the source's init() returned False")
-        driver.auto_close_batches = bool(source.auto_close_batches)
+        # the daemon's steps, as syslogsrc-host takes them (parse_options among them)
+        init_source(source, driver, self.options)
         source.attach(reactor)
         self._stats = _StatsLogger(lambda: source.listener_stats, self.stats_interval, reactor)
         if hasattr(self.output, "reopen") and threading.current_thread() is threading.main_thread():

@@ -241,7 +241,17 @@ class TrackedConnection(ProtocolWrapper):
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
-        super().connectionLost(reason)
+        # The protocols inside first, then the tracker: ProtocolWrapper.connectionLost does it
+        # the other way round, and unregistering the last connection fires close_all(), so a
+        # listener's stop() (and the source's detach after it) finished before the innermost
+        # protocol had posted the frame cut short by the end of the stream. Over TLS, and for
+        # any connection that outlives its listening port, that frame was counted nowhere and
+        # arrived after the summary.
+        try:
+            self.wrappedProtocol.connectionLost(reason)
+        finally:
+            self.factory.unregisterProtocol(self)
+            self.wrappedProtocol = None  # as ProtocolWrapper does: no reference cycle
 
     # Reading, as asked by the protocol inside (flow control).
 
