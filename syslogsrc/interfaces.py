@@ -32,6 +32,12 @@ class ListenerStats:
     timed_out: int = 0  #: connections closed by idle-timeout (no complete message in time)
     #: datagrams the kernel dropped for this socket (receive buffer full), from /proc/net/udp
     kernel_drops: int = 0
+    #: times a sender went over its rate limit: a stream connection paused, a datagram dropped,
+    #: an HTTP request answered 429
+    rate_limited: int = 0
+    #: senders outside the listener's allow list: connections closed, datagrams dropped, HTTP
+    #: requests answered 403
+    denied: int = 0
 
     def as_dict(self) -> dict[str, int | str]:
         return attrs.asdict(self)
