@@ -2,7 +2,8 @@
 
 A syslog stream over TCP, TLS or a unix socket is cut into messages by one of the two framings of
 RFC 6587 section 3.4: *octet counting* (each message is preceded by its length) or
-*non-transparent framing* (each message is followed by a trailer byte, LF or NUL).
+*non-transparent framing* (each message is followed by a trailer byte, LF or NUL; with
+``framing="auto"`` either one ends a message, as in syslog-ng's ``network()``).
 :class:`FrameDecoder` is fed the bytes of one connection as they arrive, in chunks of any size,
 and hands back the complete frames it found::
 
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 Framing = Literal["auto", "octet-counting", "lf", "nul"]
+#: What FrameDecoder.framing can say: the framing asked for, or what "auto" chose.
+InUse = Literal["octet-counting", "lf", "nul", "lf-or-nul"]
 OnError = Literal["resync", "close"]
 
 FRAMINGS: Final = ("auto", "octet-counting", "lf", "nul")
@@ -69,9 +72,12 @@ MAX_HEADER: Final = MAX_MSG_LEN_DIGITS + 1  # MSG-LEN SP
 #   SYSLOG-FRAME = SYSLOG-MSG TRAILER
 #   TRAILER = LF / APPLICATION-SPECIFIC
 #
-# LF is the trailer of nearly every sender; NUL is the application-specific one seen in the wild.
-# Senders that end lines with CR LF are common, so a CR right before an LF trailer is part of the
-# trailer, not of the message.  Like syslog-ng, we ignore empty frames (blank lines).
+# LF is the trailer of nearly every sender; NUL is the application-specific one seen in the wild
+# (Python's logging.handlers.SysLogHandler ends every message with NUL and no LF, over TCP and
+# unix stream sockets alike).  syslog-ng's text framing ends a message at LF *or* NUL (find_eom
+# in lib/logproto/logproto-text-server.c), and so does our "auto" when it picks non-transparent
+# framing.  Senders that end lines with CR LF are common, so a CR right before an LF trailer is
+# part of the trailer, not of the message.  Like syslog-ng, we ignore empty frames (blank lines).
 # ---------------------------------------------------------------------------------------------
 
 LF: Final = b"\n"
@@ -131,21 +137,32 @@ class FrameStats:
 class DelimitedDecoder:
     """Non-transparent framing (RFC 6587 section 3.4.2): each frame ends with ``delimiter``.
 
-    With ``strip_cr`` a CR right before the delimiter is removed too (CR LF senders).  Empty frames
-    are skipped and counted in ``stats.empty``.  A frame longer than ``max_size`` is delivered cut
+    With ``strip_cr`` a CR right before the delimiter is removed too (CR LF senders).  ``also`` is
+    a second delimiter: it is replaced by ``delimiter`` before the split, so it ends a frame the
+    same way (a CR before it is removed too with ``strip_cr``).  Empty frames are skipped and
+    counted in ``stats.empty``.  A frame longer than ``max_size`` is delivered cut
     to ``max_size`` bytes as soon as that much has arrived; the rest of it, up to the delimiter, is
     discarded.  Updates ``stats`` except ``frames``, ``bytes`` and ``incomplete``, which
     :class:`FrameDecoder` counts.
     """
 
-    __slots__ = ("_discarding", "_tail", "delimiter", "max_size", "stats", "strip_cr")
+    __slots__ = ("_discarding", "_tail", "also", "delimiter", "max_size", "stats", "strip_cr")
 
     def __init__(
-        self, delimiter: bytes, max_size: int, stats: FrameStats, *, strip_cr: bool = False
+        self,
+        delimiter: bytes,
+        max_size: int,
+        stats: FrameStats,
+        *,
+        strip_cr: bool = False,
+        also: bytes | None = None,
     ) -> None:
         if len(delimiter) != 1:
             raise ValueError(f"delimiter must be a single byte, got {delimiter!r}")
+        if also is not None and (len(also) != 1 or also == delimiter):
+            raise ValueError(f"also must be another single byte than the delimiter, got {also!r}")
         self.delimiter = delimiter
+        self.also = also
         self.max_size = max_size
         self.stats = stats
         self.strip_cr = strip_cr
@@ -162,6 +179,11 @@ class DelimitedDecoder:
         # bytes.split does the scanning in C; after it, the hot path touches the frames only
         # with whole-list operations that also run in C (map over a builtin, `in`), never with
         # a Python loop over frames, let alone bytes.
+        also = self.also
+        if also is not None and also in data:  # a memchr; the copy only when there is one
+            # One byte for another: frames, which hold no delimiter, are the bytes received,
+            # and every count (overhead, discarded, buffered) is the same length either way.
+            data = data.replace(also, self.delimiter)
         lines = data.split(self.delimiter)
         if len(lines) == 1:
             return self._keep_partial(data)
@@ -554,8 +576,11 @@ class FrameDecoder(FrameStats):
         ``"octet-counting"`` (RFC 6587 section 3.4.1, ``MSG-LEN SP SYSLOG-MSG``), ``"lf"``
         (non-transparent framing with an LF trailer; a CR right before the LF is removed too),
         ``"nul"`` (NUL trailer), or ``"auto"``: decided by the connection's first byte, a digit
-        meaning octet counting and anything else LF (RFC 6587 section 3.4.2).  The ``framing``
-        attribute tells the framing in use: ``None`` until ``auto`` has seen a byte.
+        meaning octet counting and anything else non-transparent framing (RFC 6587 section
+        3.4.2) where LF *or* NUL ends a frame, as in syslog-ng's ``network()``: Python's
+        ``SysLogHandler`` ends its messages with NUL and no LF.  A CR right before either trailer
+        is removed too.  The ``framing`` attribute tells the framing in use: ``None`` until
+        ``auto`` has seen a byte, then ``"octet-counting"`` or ``"lf-or-nul"``.
     ``max_size``
         The largest message delivered, in bytes.  A longer one is delivered cut to ``max_size``
         bytes (counted in ``truncated``) and the rest of it is discarded as it arrives (counted in
@@ -598,19 +623,21 @@ class FrameDecoder(FrameStats):
             )
         self.max_size = max_size
         self.on_error: OnError = on_error
-        self.framing: Framing | None = None
+        self.framing: InUse | None = None
         self._decoder: DelimitedDecoder | OctetCountingDecoder | None = None
         self._finished = False
         if framing != "auto":
             self._use(framing)
 
-    def _use(self, framing: Framing) -> DelimitedDecoder | OctetCountingDecoder:
+    def _use(self, framing: InUse) -> DelimitedDecoder | OctetCountingDecoder:
         self.framing = framing
         decoder: DelimitedDecoder | OctetCountingDecoder
         if framing == "octet-counting":
             decoder = OctetCountingDecoder(self.max_size, self, on_error=self.on_error)
         elif framing == "lf":
             decoder = DelimitedDecoder(LF, self.max_size, self, strip_cr=True)
+        elif framing == "lf-or-nul":
+            decoder = DelimitedDecoder(LF, self.max_size, self, strip_cr=True, also=NUL)
         else:
             decoder = DelimitedDecoder(NUL, self.max_size, self)
         self._decoder = decoder
@@ -638,8 +665,8 @@ class FrameDecoder(FrameStats):
         decoder = self._decoder
         if decoder is None:
             # RFC 6587 section 3.4.2: octet-counted frames start with a digit, and nothing
-            # else does.
-            decoder = self._use("octet-counting" if data[0] in DIGITS else "lf")
+            # else does.  Then LF or NUL ends a frame, as in syslog-ng.
+            decoder = self._use("octet-counting" if data[0] in DIGITS else "lf-or-nul")
         frames = decoder.feed(data)
         self.frames += len(frames)
         return frames

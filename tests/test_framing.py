@@ -259,15 +259,63 @@ def test_octet_counting_partial_at_finish(stream, frames, buffered_before_finish
     [
         (b"5 hello\n", "octet-counting", [b"hello"]),
         (b"9 <13>hello", "octet-counting", [b"<13>hello"]),
-        (b"<13>hello\n5 world\n", "lf", [b"<13>hello", b"5 world"]),
-        (b"hello\0", "lf", [b"hello\0"]),
-        (b"\nhello\n", "lf", [b"hello"]),
-        (b" 5 hello\n", "lf", [b" 5 hello"]),
+        (b"<13>hello\n5 world\n", "lf-or-nul", [b"<13>hello", b"5 world"]),
+        (b"hello\0", "lf-or-nul", [b"hello"]),
+        (b"\nhello\n", "lf-or-nul", [b"hello"]),
+        (b" 5 hello\n", "lf-or-nul", [b" 5 hello"]),
     ],
 )
 def test_auto_decides_by_the_first_byte(stream, framing, frames):
     assert assert_same_whatever_the_chunking(stream) == frames
     assert decode(stream)[1].framing == framing
+
+
+AUTO_NUL_TABLE = [
+    # (stream, frames, empty, overhead_bytes)
+    # Python's logging.handlers.SysLogHandler over TCP or a unix stream socket: NUL, no LF
+    (b"<12>app: one\0<12>app: two\0", [b"<12>app: one", b"<12>app: two"], 0, 2),
+    # LF and NUL mixed; a NUL right after an LF (or the reverse) is an empty frame, skipped
+    (b"<13>a\n<13>b\0<13>c\n\0<13>d\0\n", [b"<13>a", b"<13>b", b"<13>c", b"<13>d"], 2, 6),
+    # CR LF is still one trailer; a CR before a NUL goes with it too
+    (b"<13>a\r\n<13>b\r\0", [b"<13>a", b"<13>b"], 0, 4),
+    # ... but a CR anywhere else is message
+    (b"<13>a\rb\0", [b"<13>a\rb"], 0, 1),
+    # a NUL first is not a digit: non-transparent framing, and an empty frame
+    (b"\0<13>a\0", [b"<13>a"], 1, 2),
+    # the frame cut short by the end of the stream comes out as with LF
+    (b"<13>a\0<13>b", [b"<13>a", b"<13>b"], 0, 1),
+]
+
+
+@pytest.mark.parametrize(("stream", "frames", "empty", "overhead"), AUTO_NUL_TABLE)
+def test_auto_non_transparent_framing_ends_a_frame_at_lf_or_nul(stream, frames, empty, overhead):
+    # syslog-ng's network() does the same (find_eom in lib/logproto/logproto-text-server.c)
+    assert assert_same_whatever_the_chunking(stream) == frames
+    decoder = decode(stream)[1]
+    assert decoder.framing == "lf-or-nul"
+    assert (decoder.empty, decoder.overhead_bytes) == (empty, overhead)
+
+
+def test_auto_python_syslog_handler_stream_gives_one_frame_per_message():
+    messages = [b"<12>pyapp: message %d" % i for i in range(100)]
+    stream = b"".join(m + b"\0" for m in messages)
+    frames, decoder = decode(stream, split_at(stream, list(range(0, len(stream), 977))))
+    assert frames == messages
+    assert (decoder.frames, decoder.incomplete, decoder.empty) == (100, 0, 0)
+    assert_accounted(decoder, frames)
+
+
+def test_explicit_lf_and_nul_framing_keep_the_other_byte_as_data():
+    assert decode(b"<13>a\0b\n", framing="lf")[0] == [b"<13>a\0b"]
+    assert decode(b"<13>a\nb\0", framing="nul")[0] == [b"<13>a\nb"]
+
+
+def test_auto_nul_trailer_and_truncation():
+    stream = b"<13>abcdefgh\0<13>x\0" + b"y" * 20 + b"\0ok\0"
+    frames = assert_same_whatever_the_chunking(stream, max_size=6)
+    assert frames == [b"<13>ab", b"<13>x", b"y" * 6, b"ok"]
+    decoder = decode(stream, max_size=6)[1]
+    assert (decoder.truncated, decoder.discarded_bytes) == (2, 6 + 14)
 
 
 def test_auto_is_undecided_until_the_first_byte():
@@ -609,3 +657,34 @@ def test_lf_round_trip(messages, trailer, data):
     frames, decoder = decode(stream, split_at(stream, cuts), framing="lf")
     assert frames == messages
     assert decoder.overhead_bytes == len(trailer) * len(messages)
+
+
+# auto on a connection that does not start with a digit: exactly LF framing of the same stream
+# with every NUL made an LF, whatever the chunking, counters included.  The streams are those
+# above (NUL trailers and NULs inside frames among them) behind a first byte that is not a digit.
+NON_TRANSPARENT = STREAMS.map(lambda s: b"<" + s)
+
+
+@given(chunked(NON_TRANSPARENT), MAX_SIZES)
+def test_auto_non_transparent_is_lf_framing_with_nul_as_lf(stream_and_chunks, max_size):
+    stream, chunks = stream_and_chunks
+    frames, decoder = decode(stream, chunks, max_size=max_size)
+    assert decoder.framing == "lf-or-nul"
+    lf_frames, lf_decoder = decode(stream.replace(b"\0", b"\n"), framing="lf", max_size=max_size)
+    assert frames == lf_frames
+    assert counters(decoder) == counters(lf_decoder)
+    assert all(b"\0" not in frame and b"\n" not in frame for frame in frames)
+
+
+@given(chunked(NON_TRANSPARENT), MAX_SIZES)
+def test_auto_non_transparent_is_accounted_for_and_bounded(stream_and_chunks, max_size):
+    _stream, chunks = stream_and_chunks
+    decoder = FrameDecoder(max_size=max_size)
+    frames: list[bytes] = []
+    for chunk in chunks:
+        frames += decoder.feed(chunk)
+        assert_accounted(decoder, frames)
+        assert decoder.buffered <= max_size + 1
+    frames += decoder.finish()
+    assert decoder.buffered == 0
+    assert_accounted(decoder, frames)

@@ -780,8 +780,9 @@ def test_invalid_utf8_and_nul_bytes_are_delivered_byte_for_byte(framing: str) ->
 
 
 def test_invalid_utf8_and_nul_bytes_parsed_values_keep_their_bytes() -> None:
-    # Parsed (format auto), every value is str when valid UTF-8, else the exact bytes.
-    with Hostile("tcp:0:interface=127.0.0.1") as h:
+    # Parsed (format auto), every value is str when valid UTF-8, else the exact bytes. LF
+    # framing: with auto, a NUL ends a frame as in syslog-ng's network().
+    with Hostile("tcp:0:interface=127.0.0.1", framing="lf") as h:
         good = GoodSender(h, "parsed", count=50)
         good.start()
         with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
@@ -955,7 +956,8 @@ def test_daemon_slowloris_flood_and_tls_hello(syslog_ng: Any) -> None:
 
 
 def test_daemon_invalid_utf8_and_nul_bytes(syslog_ng: Any) -> None:
-    case = DaemonCase(syslog_ng, "tcp", {"format": "raw"})
+    # LF framing: with auto, a NUL ends a frame as in syslog-ng's network()
+    case = DaemonCase(syslog_ng, "tcp", {"format": "raw", "framing": "lf"})
     good = DaemonGoodSender(case, "dutf8", count=50)
     good.start()
     with socket.create_connection(("127.0.0.1", case.port), timeout=WAIT) as s:
