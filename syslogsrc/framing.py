@@ -16,7 +16,8 @@ and hands back the complete frames it found::
 The frames a stream yields do not depend on how it was chunked: one byte at a time gives the same
 frames, counters and end state as the whole stream at once.  Memory is O(``max_size``) whatever the
 input: a message longer than ``max_size`` is truncated and the rest of it is discarded as it
-arrives, and a huge declared octet count is never buffered.
+arrives, and a huge declared octet count is never buffered (over 1 GiB it is not even believed:
+it is an invalid header).
 
 The building blocks, :class:`DelimitedDecoder` (non-transparent framing) and
 :class:`OctetCountingDecoder`, take the same ``feed``/``finish`` calls; :class:`FrameDecoder`
@@ -31,6 +32,7 @@ from typing import Final, Literal
 
 __all__ = [
     "FRAMINGS",
+    "MAX_SKIPPED_MSG_LEN",
     "ON_ERROR_POLICIES",
     "DelimitedDecoder",
     "FrameDecoder",
@@ -58,6 +60,13 @@ ON_ERROR_POLICIES: Final = ("resync", "close")
 # most 10 digits, so a header is at most 11 bytes and is judged before any message byte is kept.
 # A message longer than max_size is truncated, as RFC 5424 section 6.1 suggests ("the receiver
 # SHOULD truncate the payload"), and the rest of it is skipped by count, never buffered.
+#
+# Skipping by count swallows everything the sender sends until that count has gone by.  For a
+# few hundred kB too many that is right; a count of 2 000 000 000 (an LF-framed line that starts
+# with an epoch time, a broken sender) would hold the connection for 2 GB.  No syslog message is
+# a gigabyte long, so a MSG-LEN over MAX_SKIPPED_MSG_LEN (and over max_size) is treated as an
+# invalid header, like one of 11 digits (syslog-ng closes the connection for any MSG-LEN over
+# log-msg-size: "Incoming frame larger than log_msg_size()").
 # ---------------------------------------------------------------------------------------------
 
 SP: Final = 0x20
@@ -65,6 +74,7 @@ DIGITS: Final = frozenset(b"0123456789")
 NONZERO_DIGITS: Final = frozenset(b"123456789")
 MAX_MSG_LEN_DIGITS: Final = 10
 MAX_HEADER: Final = MAX_MSG_LEN_DIGITS + 1  # MSG-LEN SP
+MAX_SKIPPED_MSG_LEN: Final = 1 << 30  # 1 GiB: the largest MSG-LEN over max_size skipped by count
 
 # ---------------------------------------------------------------------------------------------
 # RFC 6587 section 3.4.2, non-transparent framing
@@ -119,6 +129,8 @@ class FrameStats:
         "incomplete",
         "invalid",
         "overhead_bytes",
+        "oversize",
+        "oversize_length",
         "truncated",
     )
 
@@ -131,6 +143,9 @@ class FrameStats:
         self.empty: int = 0  #: empty frames (blank lines) skipped
         self.incomplete: int = 0  #: frames delivered by finish(): cut short by end of stream
         self.overhead_bytes: int = 0  #: framing bytes: MSG-LEN SP headers, trailers, CR before LF
+        #: octet counts over max_size, counted when the header is read (each is in truncated too)
+        self.oversize: int = 0
+        self.oversize_length: int = 0  #: the MSG-LEN of the most recent one (0: none yet)
         self.error: FramingError | None = None  #: the most recent framing error
 
 
@@ -331,12 +346,14 @@ _CLOSED: Final = 4  # after an invalid header with on_error="close": holding, no
 class OctetCountingDecoder:
     """Octet-counting framing (RFC 6587 section 3.4.1).
 
-    A message longer than ``max_size`` is delivered cut to ``max_size`` bytes as soon as those have
-    arrived, and the rest of it is skipped as it arrives, however large the declared MSG-LEN: it is
-    counted, never buffered.
+    A MSG-LEN over ``max_size`` (up to :data:`MAX_SKIPPED_MSG_LEN`) is counted in
+    ``stats.oversize`` and ``stats.truncated`` as soon as its header is read; the message is
+    delivered cut to ``max_size`` bytes as soon as those have arrived, and the rest of it is
+    skipped by count as it arrives: counted, never buffered.
 
     An invalid header (a non-digit where MSG-LEN must be, a leading zero, more than 10 digits, no
-    SP after the digits) is recorded as a :class:`FramingError` in ``stats.error`` and counted in
+    SP after the digits, a MSG-LEN over both ``max_size`` and :data:`MAX_SKIPPED_MSG_LEN`) is
+    recorded as a :class:`FramingError` in ``stats.error`` and counted in
     ``stats.invalid``; then ``on_error`` decides:
 
     ``"resync"``
@@ -463,12 +480,30 @@ class OctetCountingDecoder:
             return len(data)
         self._head = b""
         stats = self.stats
+        max_size = self.max_size
         if verdict == _FRAME:
             assert isinstance(value, int)
+            if value <= max_size:
+                self._want = value
+                self._skip = 0
+            elif value <= MAX_SKIPPED_MSG_LEN:
+                # Counted now, when the header is read, not when max_size bytes have come:
+                # until then the sender's next messages are swallowed, and someone should know.
+                stats.oversize += 1
+                stats.oversize_length = value
+                stats.truncated += 1
+                self._want = max_size
+                self._skip = value - max_size
+            else:
+                return self._invalid(
+                    data,
+                    pos,
+                    carry,
+                    frames,
+                    f"MSG-LEN {value} is over {MAX_SKIPPED_MSG_LEN}, too long to skip"
+                    f" (max_size {max_size})",
+                )
             stats.overhead_bytes += size
-            keep = min(value, self.max_size)
-            self._want = keep
-            self._skip = value - keep
             self._state = _BODY
             return pos + size - len(carry)
         if verdict == _EMPTY:
@@ -476,10 +511,18 @@ class OctetCountingDecoder:
             stats.overhead_bytes += size
             return pos + size - len(carry)
         assert isinstance(value, str)
+        return self._invalid(data, pos, carry, frames, value)
+
+    def _invalid(
+        self, data: bytes, pos: int, carry: bytes, frames: list[bytes], reason: str
+    ) -> int:
+        """Record the invalid header starting at ``pos`` (``carry``, its start, was cut by the
+        end of the previous chunk), then do what ``on_error`` says."""
+        stats = self.stats
         stats.invalid += 1
         stats.error = FramingError(
             offset=self._offset + pos - len(carry),
-            reason=value,
+            reason=reason,
             data=carry + data[pos : pos + ERROR_DATA_BYTES - len(carry)],
         )
         if self.on_error == "close":
@@ -510,8 +553,7 @@ class OctetCountingDecoder:
             frames.append(data[pos:stop])
         self._want = 0
         if self._skip:
-            # Delivered now, not when the rest has gone by: the rest may be a terabyte.
-            self.stats.truncated += 1
+            # Delivered now, not when the rest has gone by: the rest may be a gigabyte.
             self._state = _SKIP
         else:
             self._state = _HEADER
@@ -584,12 +626,16 @@ class FrameDecoder(FrameStats):
     ``max_size``
         The largest message delivered, in bytes.  A longer one is delivered cut to ``max_size``
         bytes (counted in ``truncated``) and the rest of it is discarded as it arrives (counted in
-        ``discarded_bytes``); the connection goes on.  Memory stays O(``max_size``) whatever the
-        input, a declared octet count of 10**12 included.
+        ``discarded_bytes``); the connection goes on.  An octet count over ``max_size`` is counted
+        in ``oversize`` (and ``truncated``) when its header is read, before any of its bytes, and
+        the rest of its message is skipped by count; one over :data:`MAX_SKIPPED_MSG_LEN` (1 GiB)
+        as well is an invalid header (below).  Memory stays O(``max_size``) whatever the input,
+        a declared octet count of 10**12 included.
     ``on_error``
         What an invalid octet-counting header does (a non-digit where MSG-LEN must be, a leading
-        zero, more than 10 digits, no SP after it).  ``feed`` never raises: the error is recorded
-        as a :class:`FramingError` in ``error`` (the most recent one) and counted in ``invalid``.
+        zero, more than 10 digits, no SP after it, a MSG-LEN over both ``max_size`` and 1 GiB).
+        ``feed`` never raises: the error is recorded as a :class:`FramingError` in ``error`` (the
+        most recent one) and counted in ``invalid``.
         With ``"resync"`` (the default) the bytes from the start of the bad header are taken as
         the start of an LF-terminated frame, which is delivered, so nothing is lost, and octet
         counting resumes with the next frame.  With ``"close"`` decoding stops: ``feed`` returns
@@ -601,7 +647,8 @@ class FrameDecoder(FrameStats):
     the frame cut short by the end of the stream (counted in ``incomplete``).
 
     Counters (plain ints): ``frames``, ``bytes``, ``truncated``, ``discarded_bytes``,
-    ``invalid``, ``empty``, ``incomplete``, ``overhead_bytes``.  At every moment
+    ``invalid``, ``empty``, ``incomplete``, ``overhead_bytes``, ``oversize`` (and
+    ``oversize_length``, the MSG-LEN of the most recent oversize frame).  At every moment
     ``bytes == sum of frame lengths + overhead_bytes + discarded_bytes + buffered``.
     """
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syslogsrc.framing import FRAMINGS, FrameDecoder, FramingError
+from syslogsrc.framing import FRAMINGS, MAX_SKIPPED_MSG_LEN, FrameDecoder, FramingError
 
 # RFC 5424 section 6.5 examples, the messages RFC 6587 frames.
 RFC5424_EXAMPLES = [
@@ -31,6 +31,8 @@ COUNTERS = (
     "empty",
     "incomplete",
     "overhead_bytes",
+    "oversize",
+    "oversize_length",
 )
 
 
@@ -224,10 +226,12 @@ def test_octet_count_spanning_chunks():
 
 
 def test_ten_digit_msg_len_is_valid():
+    assert MAX_SKIPPED_MSG_LEN == 1073741824  # ten digits, the largest count skipped
     decoder = FrameDecoder("octet-counting", max_size=4)
-    assert decoder.feed(b"9999999999 abcdef") == [b"abcd"]
+    assert decoder.feed(b"1073741824 abcdef") == [b"abcd"]
     assert decoder.invalid == 0
     assert decoder.discarded_bytes == 2
+    assert (decoder.oversize, decoder.oversize_length) == (1, 1073741824)
 
 
 @pytest.mark.parametrize(
@@ -375,10 +379,10 @@ def test_truncated_frame_is_delivered_as_soon_as_max_size_arrived():
 
 
 def test_huge_declared_octet_count_is_never_buffered():
-    # The largest MSG-LEN we accept has 10 digits (about 10 GB); it is skipped, not buffered.
+    # A MSG-LEN up to 1 GiB is skipped by count, never buffered.
     max_size = 1024
     decoder = FrameDecoder("octet-counting", max_size=max_size)
-    frames = decoder.feed(b"9999999999 ")
+    frames = decoder.feed(b"999999999 ")
     chunk = b"x" * 65536
     for _ in range(160):  # 10 MiB of it
         frames += decoder.feed(chunk)
@@ -387,6 +391,70 @@ def test_huge_declared_octet_count_is_never_buffered():
     assert decoder.discarded_bytes == 160 * 65536 - max_size
     assert decoder.truncated == 1
     assert decoder.finish() == []
+
+
+@pytest.mark.parametrize("chunking", ["whole", "bytewise"])
+def test_oversize_count_is_counted_when_its_header_is_read(chunking):
+    # Not when max_size bytes have come: until then the messages that follow are swallowed.
+    decoder = FrameDecoder("octet-counting", max_size=16)
+    header = b"100 "
+    for chunk in [header] if chunking == "whole" else bytewise(header):
+        assert decoder.feed(chunk) == []
+    assert (decoder.oversize, decoder.oversize_length, decoder.truncated) == (1, 100, 1)
+    assert decoder.feed(b"<13>" + b"m" * 96 + b"5 after") == [b"<13>" + b"m" * 12, b"after"]
+    assert (decoder.oversize, decoder.truncated, decoder.discarded_bytes) == (1, 1, 84)
+    assert decoder.invalid == 0
+
+
+# A count no sender means: an LF-framed line that starts with a number, here an epoch time.
+ABSURD = b"2000000000 <13>1 - h app - - - hi\n"
+AFTER = b"".join(octet(b"<13>1 - h app - - - after %d" % i) for i in range(3))
+
+
+def test_absurd_count_is_an_invalid_header_resynced_nothing_after_it_lost():
+    stream = ABSURD + AFTER
+    frames = assert_same_whatever_the_chunking(stream, framing="octet-counting")
+    assert frames == [ABSURD[:-1]] + [b"<13>1 - h app - - - after %d" % i for i in range(3)]
+    decoder = decode(stream)[1]  # auto: the first byte is a digit
+    assert (decoder.framing, decoder.invalid, decoder.oversize, decoder.truncated) == (
+        "octet-counting",
+        1,
+        0,
+        0,
+    )
+    error = decoder.error
+    assert error is not None and error.offset == 0
+    assert "MSG-LEN 2000000000 is over 1073741824" in error.reason
+    assert "max_size 65536" in error.reason
+
+
+def test_absurd_count_is_counted_when_its_header_is_read():
+    decoder = FrameDecoder(max_size=64)
+    assert decoder.feed(b"2000000000") == []
+    assert decoder.invalid == 0  # 10 digits: could still be a fine count of 2 billion
+    assert decoder.feed(b" <13>") == []  # now it is judged
+    assert decoder.invalid == 1
+    assert decoder.feed(b"hi\n") == [b"2000000000 <13>hi"]
+
+
+def test_absurd_count_with_on_error_close_closes_at_once():
+    decoder = FrameDecoder(max_size=64, on_error="close")
+    assert decoder.feed(b"5 hello" + ABSURD + AFTER) == [b"hello"]
+    assert decoder.closed and decoder.invalid == 1 and decoder.error is not None
+    assert decoder.error.offset == 7
+
+
+def test_just_over_the_skip_limit_is_invalid():
+    frames, decoder = decode(b"1073741825 x\n2 ok", max_size=4)
+    assert frames == [b"1073", b"ok"]  # the resync line, cut to max_size
+    assert (decoder.invalid, decoder.oversize, decoder.truncated) == (1, 0, 1)
+
+
+def test_absurd_count_under_a_larger_max_size_is_a_frame():
+    # only a count over max_size can be oversize
+    decoder = FrameDecoder("octet-counting", max_size=MAX_SKIPPED_MSG_LEN + 10)
+    assert decoder.feed(b"1073741825 abc") == []
+    assert (decoder.invalid, decoder.oversize, decoder.buffered) == (0, 0, 3)
 
 
 def test_longer_msg_len_is_invalid_and_bounded_too():
@@ -580,7 +648,9 @@ PIECES = st.one_of(
     st.binary(max_size=30).map(lambda m: m + b"\n"),
     st.binary(max_size=30).map(lambda m: m + b"\r\n"),
     st.binary(max_size=30).map(lambda m: m + b"\0"),
-    st.sampled_from([b"\n", b"\r\n", b"\r", b"\0", b" ", b"0", b"1", b"12345678901", b"99 "]),
+    st.sampled_from(
+        [b"\n", b"\r\n", b"\r", b"\0", b" ", b"0", b"1", b"12345678901", b"99 ", b"2000000000 "]
+    ),
     st.binary(max_size=20),
 )
 STREAMS = st.one_of(st.binary(max_size=300), st.lists(PIECES, max_size=12).map(b"".join))
