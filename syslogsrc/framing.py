@@ -2,7 +2,8 @@
 
 A syslog stream over TCP, TLS or a unix socket is cut into messages by one of the two framings of
 RFC 6587 section 3.4: *octet counting* (each message is preceded by its length) or
-*non-transparent framing* (each message is followed by a trailer byte, LF or NUL).
+*non-transparent framing* (each message is followed by a trailer byte, LF or NUL; with
+``framing="auto"`` either one ends a message, as in syslog-ng's ``network()``).
 :class:`FrameDecoder` is fed the bytes of one connection as they arrive, in chunks of any size,
 and hands back the complete frames it found::
 
@@ -15,7 +16,8 @@ and hands back the complete frames it found::
 The frames a stream yields do not depend on how it was chunked: one byte at a time gives the same
 frames, counters and end state as the whole stream at once.  Memory is O(``max_size``) whatever the
 input: a message longer than ``max_size`` is truncated and the rest of it is discarded as it
-arrives, and a huge declared octet count is never buffered.
+arrives, and a huge declared octet count is never buffered (over 1 GiB it is not even believed:
+it is an invalid header).
 
 The building blocks, :class:`DelimitedDecoder` (non-transparent framing) and
 :class:`OctetCountingDecoder`, take the same ``feed``/``finish`` calls; :class:`FrameDecoder`
@@ -30,6 +32,7 @@ from typing import Final, Literal
 
 __all__ = [
     "FRAMINGS",
+    "MAX_SKIPPED_MSG_LEN",
     "ON_ERROR_POLICIES",
     "DelimitedDecoder",
     "FrameDecoder",
@@ -39,6 +42,8 @@ __all__ = [
 ]
 
 Framing = Literal["auto", "octet-counting", "lf", "nul"]
+#: What FrameDecoder.framing can say: the framing asked for, or what "auto" chose.
+InUse = Literal["octet-counting", "lf", "nul", "lf-or-nul"]
 OnError = Literal["resync", "close"]
 
 FRAMINGS: Final = ("auto", "octet-counting", "lf", "nul")
@@ -55,6 +60,13 @@ ON_ERROR_POLICIES: Final = ("resync", "close")
 # most 10 digits, so a header is at most 11 bytes and is judged before any message byte is kept.
 # A message longer than max_size is truncated, as RFC 5424 section 6.1 suggests ("the receiver
 # SHOULD truncate the payload"), and the rest of it is skipped by count, never buffered.
+#
+# Skipping by count swallows everything the sender sends until that count has gone by.  For a
+# few hundred kB too many that is right; a count of 2 000 000 000 (an LF-framed line that starts
+# with an epoch time, a broken sender) would hold the connection for 2 GB.  No syslog message is
+# a gigabyte long, so a MSG-LEN over MAX_SKIPPED_MSG_LEN (and over max_size) is treated as an
+# invalid header, like one of 11 digits (syslog-ng closes the connection for any MSG-LEN over
+# log-msg-size: "Incoming frame larger than log_msg_size()").
 # ---------------------------------------------------------------------------------------------
 
 SP: Final = 0x20
@@ -62,6 +74,7 @@ DIGITS: Final = frozenset(b"0123456789")
 NONZERO_DIGITS: Final = frozenset(b"123456789")
 MAX_MSG_LEN_DIGITS: Final = 10
 MAX_HEADER: Final = MAX_MSG_LEN_DIGITS + 1  # MSG-LEN SP
+MAX_SKIPPED_MSG_LEN: Final = 1 << 30  # 1 GiB: the largest MSG-LEN over max_size skipped by count
 
 # ---------------------------------------------------------------------------------------------
 # RFC 6587 section 3.4.2, non-transparent framing
@@ -69,9 +82,12 @@ MAX_HEADER: Final = MAX_MSG_LEN_DIGITS + 1  # MSG-LEN SP
 #   SYSLOG-FRAME = SYSLOG-MSG TRAILER
 #   TRAILER = LF / APPLICATION-SPECIFIC
 #
-# LF is the trailer of nearly every sender; NUL is the application-specific one seen in the wild.
-# Senders that end lines with CR LF are common, so a CR right before an LF trailer is part of the
-# trailer, not of the message.  Like syslog-ng, we ignore empty frames (blank lines).
+# LF is the trailer of nearly every sender; NUL is the application-specific one seen in the wild
+# (Python's logging.handlers.SysLogHandler ends every message with NUL and no LF, over TCP and
+# unix stream sockets alike).  syslog-ng's text framing ends a message at LF *or* NUL (find_eom
+# in lib/logproto/logproto-text-server.c), and so does our "auto" when it picks non-transparent
+# framing.  Senders that end lines with CR LF are common, so a CR right before an LF trailer is
+# part of the trailer, not of the message.  Like syslog-ng, we ignore empty frames (blank lines).
 # ---------------------------------------------------------------------------------------------
 
 LF: Final = b"\n"
@@ -113,6 +129,8 @@ class FrameStats:
         "incomplete",
         "invalid",
         "overhead_bytes",
+        "oversize",
+        "oversize_length",
         "truncated",
     )
 
@@ -125,27 +143,41 @@ class FrameStats:
         self.empty: int = 0  #: empty frames (blank lines) skipped
         self.incomplete: int = 0  #: frames delivered by finish(): cut short by end of stream
         self.overhead_bytes: int = 0  #: framing bytes: MSG-LEN SP headers, trailers, CR before LF
+        #: octet counts over max_size, counted when the header is read (each is in truncated too)
+        self.oversize: int = 0
+        self.oversize_length: int = 0  #: the MSG-LEN of the most recent one (0: none yet)
         self.error: FramingError | None = None  #: the most recent framing error
 
 
 class DelimitedDecoder:
     """Non-transparent framing (RFC 6587 section 3.4.2): each frame ends with ``delimiter``.
 
-    With ``strip_cr`` a CR right before the delimiter is removed too (CR LF senders).  Empty frames
-    are skipped and counted in ``stats.empty``.  A frame longer than ``max_size`` is delivered cut
+    With ``strip_cr`` a CR right before the delimiter is removed too (CR LF senders).  ``also`` is
+    a second delimiter: it is replaced by ``delimiter`` before the split, so it ends a frame the
+    same way (a CR before it is removed too with ``strip_cr``).  Empty frames are skipped and
+    counted in ``stats.empty``.  A frame longer than ``max_size`` is delivered cut
     to ``max_size`` bytes as soon as that much has arrived; the rest of it, up to the delimiter, is
     discarded.  Updates ``stats`` except ``frames``, ``bytes`` and ``incomplete``, which
     :class:`FrameDecoder` counts.
     """
 
-    __slots__ = ("_discarding", "_tail", "delimiter", "max_size", "stats", "strip_cr")
+    __slots__ = ("_discarding", "_tail", "also", "delimiter", "max_size", "stats", "strip_cr")
 
     def __init__(
-        self, delimiter: bytes, max_size: int, stats: FrameStats, *, strip_cr: bool = False
+        self,
+        delimiter: bytes,
+        max_size: int,
+        stats: FrameStats,
+        *,
+        strip_cr: bool = False,
+        also: bytes | None = None,
     ) -> None:
         if len(delimiter) != 1:
             raise ValueError(f"delimiter must be a single byte, got {delimiter!r}")
+        if also is not None and (len(also) != 1 or also == delimiter):
+            raise ValueError(f"also must be another single byte than the delimiter, got {also!r}")
         self.delimiter = delimiter
+        self.also = also
         self.max_size = max_size
         self.stats = stats
         self.strip_cr = strip_cr
@@ -162,6 +194,11 @@ class DelimitedDecoder:
         # bytes.split does the scanning in C; after it, the hot path touches the frames only
         # with whole-list operations that also run in C (map over a builtin, `in`), never with
         # a Python loop over frames, let alone bytes.
+        also = self.also
+        if also is not None and also in data:  # a memchr; the copy only when there is one
+            # One byte for another: frames, which hold no delimiter, are the bytes received,
+            # and every count (overhead, discarded, buffered) is the same length either way.
+            data = data.replace(also, self.delimiter)
         lines = data.split(self.delimiter)
         if len(lines) == 1:
             return self._keep_partial(data)
@@ -309,12 +346,14 @@ _CLOSED: Final = 4  # after an invalid header with on_error="close": holding, no
 class OctetCountingDecoder:
     """Octet-counting framing (RFC 6587 section 3.4.1).
 
-    A message longer than ``max_size`` is delivered cut to ``max_size`` bytes as soon as those have
-    arrived, and the rest of it is skipped as it arrives, however large the declared MSG-LEN: it is
-    counted, never buffered.
+    A MSG-LEN over ``max_size`` (up to :data:`MAX_SKIPPED_MSG_LEN`) is counted in
+    ``stats.oversize`` and ``stats.truncated`` as soon as its header is read; the message is
+    delivered cut to ``max_size`` bytes as soon as those have arrived, and the rest of it is
+    skipped by count as it arrives: counted, never buffered.
 
     An invalid header (a non-digit where MSG-LEN must be, a leading zero, more than 10 digits, no
-    SP after the digits) is recorded as a :class:`FramingError` in ``stats.error`` and counted in
+    SP after the digits, a MSG-LEN over both ``max_size`` and :data:`MAX_SKIPPED_MSG_LEN`) is
+    recorded as a :class:`FramingError` in ``stats.error`` and counted in
     ``stats.invalid``; then ``on_error`` decides:
 
     ``"resync"``
@@ -441,12 +480,30 @@ class OctetCountingDecoder:
             return len(data)
         self._head = b""
         stats = self.stats
+        max_size = self.max_size
         if verdict == _FRAME:
             assert isinstance(value, int)
+            if value <= max_size:
+                self._want = value
+                self._skip = 0
+            elif value <= MAX_SKIPPED_MSG_LEN:
+                # Counted now, when the header is read, not when max_size bytes have come:
+                # until then the sender's next messages are swallowed, and someone should know.
+                stats.oversize += 1
+                stats.oversize_length = value
+                stats.truncated += 1
+                self._want = max_size
+                self._skip = value - max_size
+            else:
+                return self._invalid(
+                    data,
+                    pos,
+                    carry,
+                    frames,
+                    f"MSG-LEN {value} is over {MAX_SKIPPED_MSG_LEN}, too long to skip"
+                    f" (max_size {max_size})",
+                )
             stats.overhead_bytes += size
-            keep = min(value, self.max_size)
-            self._want = keep
-            self._skip = value - keep
             self._state = _BODY
             return pos + size - len(carry)
         if verdict == _EMPTY:
@@ -454,10 +511,18 @@ class OctetCountingDecoder:
             stats.overhead_bytes += size
             return pos + size - len(carry)
         assert isinstance(value, str)
+        return self._invalid(data, pos, carry, frames, value)
+
+    def _invalid(
+        self, data: bytes, pos: int, carry: bytes, frames: list[bytes], reason: str
+    ) -> int:
+        """Record the invalid header starting at ``pos`` (``carry``, its start, was cut by the
+        end of the previous chunk), then do what ``on_error`` says."""
+        stats = self.stats
         stats.invalid += 1
         stats.error = FramingError(
             offset=self._offset + pos - len(carry),
-            reason=value,
+            reason=reason,
             data=carry + data[pos : pos + ERROR_DATA_BYTES - len(carry)],
         )
         if self.on_error == "close":
@@ -488,8 +553,7 @@ class OctetCountingDecoder:
             frames.append(data[pos:stop])
         self._want = 0
         if self._skip:
-            # Delivered now, not when the rest has gone by: the rest may be a terabyte.
-            self.stats.truncated += 1
+            # Delivered now, not when the rest has gone by: the rest may be a gigabyte.
             self._state = _SKIP
         else:
             self._state = _HEADER
@@ -554,17 +618,24 @@ class FrameDecoder(FrameStats):
         ``"octet-counting"`` (RFC 6587 section 3.4.1, ``MSG-LEN SP SYSLOG-MSG``), ``"lf"``
         (non-transparent framing with an LF trailer; a CR right before the LF is removed too),
         ``"nul"`` (NUL trailer), or ``"auto"``: decided by the connection's first byte, a digit
-        meaning octet counting and anything else LF (RFC 6587 section 3.4.2).  The ``framing``
-        attribute tells the framing in use: ``None`` until ``auto`` has seen a byte.
+        meaning octet counting and anything else non-transparent framing (RFC 6587 section
+        3.4.2) where LF *or* NUL ends a frame, as in syslog-ng's ``network()``: Python's
+        ``SysLogHandler`` ends its messages with NUL and no LF.  A CR right before either trailer
+        is removed too.  The ``framing`` attribute tells the framing in use: ``None`` until
+        ``auto`` has seen a byte, then ``"octet-counting"`` or ``"lf-or-nul"``.
     ``max_size``
         The largest message delivered, in bytes.  A longer one is delivered cut to ``max_size``
         bytes (counted in ``truncated``) and the rest of it is discarded as it arrives (counted in
-        ``discarded_bytes``); the connection goes on.  Memory stays O(``max_size``) whatever the
-        input, a declared octet count of 10**12 included.
+        ``discarded_bytes``); the connection goes on.  An octet count over ``max_size`` is counted
+        in ``oversize`` (and ``truncated``) when its header is read, before any of its bytes, and
+        the rest of its message is skipped by count; one over :data:`MAX_SKIPPED_MSG_LEN` (1 GiB)
+        as well is an invalid header (below).  Memory stays O(``max_size``) whatever the input,
+        a declared octet count of 10**12 included.
     ``on_error``
         What an invalid octet-counting header does (a non-digit where MSG-LEN must be, a leading
-        zero, more than 10 digits, no SP after it).  ``feed`` never raises: the error is recorded
-        as a :class:`FramingError` in ``error`` (the most recent one) and counted in ``invalid``.
+        zero, more than 10 digits, no SP after it, a MSG-LEN over both ``max_size`` and 1 GiB).
+        ``feed`` never raises: the error is recorded as a :class:`FramingError` in ``error`` (the
+        most recent one) and counted in ``invalid``.
         With ``"resync"`` (the default) the bytes from the start of the bad header are taken as
         the start of an LF-terminated frame, which is delivered, so nothing is lost, and octet
         counting resumes with the next frame.  With ``"close"`` decoding stops: ``feed`` returns
@@ -576,7 +647,8 @@ class FrameDecoder(FrameStats):
     the frame cut short by the end of the stream (counted in ``incomplete``).
 
     Counters (plain ints): ``frames``, ``bytes``, ``truncated``, ``discarded_bytes``,
-    ``invalid``, ``empty``, ``incomplete``, ``overhead_bytes``.  At every moment
+    ``invalid``, ``empty``, ``incomplete``, ``overhead_bytes``, ``oversize`` (and
+    ``oversize_length``, the MSG-LEN of the most recent oversize frame).  At every moment
     ``bytes == sum of frame lengths + overhead_bytes + discarded_bytes + buffered``.
     """
 
@@ -598,19 +670,21 @@ class FrameDecoder(FrameStats):
             )
         self.max_size = max_size
         self.on_error: OnError = on_error
-        self.framing: Framing | None = None
+        self.framing: InUse | None = None
         self._decoder: DelimitedDecoder | OctetCountingDecoder | None = None
         self._finished = False
         if framing != "auto":
             self._use(framing)
 
-    def _use(self, framing: Framing) -> DelimitedDecoder | OctetCountingDecoder:
+    def _use(self, framing: InUse) -> DelimitedDecoder | OctetCountingDecoder:
         self.framing = framing
         decoder: DelimitedDecoder | OctetCountingDecoder
         if framing == "octet-counting":
             decoder = OctetCountingDecoder(self.max_size, self, on_error=self.on_error)
         elif framing == "lf":
             decoder = DelimitedDecoder(LF, self.max_size, self, strip_cr=True)
+        elif framing == "lf-or-nul":
+            decoder = DelimitedDecoder(LF, self.max_size, self, strip_cr=True, also=NUL)
         else:
             decoder = DelimitedDecoder(NUL, self.max_size, self)
         self._decoder = decoder
@@ -638,8 +712,8 @@ class FrameDecoder(FrameStats):
         decoder = self._decoder
         if decoder is None:
             # RFC 6587 section 3.4.2: octet-counted frames start with a digit, and nothing
-            # else does.
-            decoder = self._use("octet-counting" if data[0] in DIGITS else "lf")
+            # else does.  Then LF or NUL ends a frame, as in syslog-ng.
+            decoder = self._use("octet-counting" if data[0] in DIGITS else "lf-or-nul")
         frames = decoder.feed(data)
         self.frames += len(frames)
         return frames

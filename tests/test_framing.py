@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syslogsrc.framing import FRAMINGS, FrameDecoder, FramingError
+from syslogsrc.framing import FRAMINGS, MAX_SKIPPED_MSG_LEN, FrameDecoder, FramingError
 
 # RFC 5424 section 6.5 examples, the messages RFC 6587 frames.
 RFC5424_EXAMPLES = [
@@ -31,6 +31,8 @@ COUNTERS = (
     "empty",
     "incomplete",
     "overhead_bytes",
+    "oversize",
+    "oversize_length",
 )
 
 
@@ -224,10 +226,12 @@ def test_octet_count_spanning_chunks():
 
 
 def test_ten_digit_msg_len_is_valid():
+    assert MAX_SKIPPED_MSG_LEN == 1073741824  # ten digits, the largest count skipped
     decoder = FrameDecoder("octet-counting", max_size=4)
-    assert decoder.feed(b"9999999999 abcdef") == [b"abcd"]
+    assert decoder.feed(b"1073741824 abcdef") == [b"abcd"]
     assert decoder.invalid == 0
     assert decoder.discarded_bytes == 2
+    assert (decoder.oversize, decoder.oversize_length) == (1, 1073741824)
 
 
 @pytest.mark.parametrize(
@@ -259,15 +263,63 @@ def test_octet_counting_partial_at_finish(stream, frames, buffered_before_finish
     [
         (b"5 hello\n", "octet-counting", [b"hello"]),
         (b"9 <13>hello", "octet-counting", [b"<13>hello"]),
-        (b"<13>hello\n5 world\n", "lf", [b"<13>hello", b"5 world"]),
-        (b"hello\0", "lf", [b"hello\0"]),
-        (b"\nhello\n", "lf", [b"hello"]),
-        (b" 5 hello\n", "lf", [b" 5 hello"]),
+        (b"<13>hello\n5 world\n", "lf-or-nul", [b"<13>hello", b"5 world"]),
+        (b"hello\0", "lf-or-nul", [b"hello"]),
+        (b"\nhello\n", "lf-or-nul", [b"hello"]),
+        (b" 5 hello\n", "lf-or-nul", [b" 5 hello"]),
     ],
 )
 def test_auto_decides_by_the_first_byte(stream, framing, frames):
     assert assert_same_whatever_the_chunking(stream) == frames
     assert decode(stream)[1].framing == framing
+
+
+AUTO_NUL_TABLE = [
+    # (stream, frames, empty, overhead_bytes)
+    # Python's logging.handlers.SysLogHandler over TCP or a unix stream socket: NUL, no LF
+    (b"<12>app: one\0<12>app: two\0", [b"<12>app: one", b"<12>app: two"], 0, 2),
+    # LF and NUL mixed; a NUL right after an LF (or the reverse) is an empty frame, skipped
+    (b"<13>a\n<13>b\0<13>c\n\0<13>d\0\n", [b"<13>a", b"<13>b", b"<13>c", b"<13>d"], 2, 6),
+    # CR LF is still one trailer; a CR before a NUL goes with it too
+    (b"<13>a\r\n<13>b\r\0", [b"<13>a", b"<13>b"], 0, 4),
+    # ... but a CR anywhere else is message
+    (b"<13>a\rb\0", [b"<13>a\rb"], 0, 1),
+    # a NUL first is not a digit: non-transparent framing, and an empty frame
+    (b"\0<13>a\0", [b"<13>a"], 1, 2),
+    # the frame cut short by the end of the stream comes out as with LF
+    (b"<13>a\0<13>b", [b"<13>a", b"<13>b"], 0, 1),
+]
+
+
+@pytest.mark.parametrize(("stream", "frames", "empty", "overhead"), AUTO_NUL_TABLE)
+def test_auto_non_transparent_framing_ends_a_frame_at_lf_or_nul(stream, frames, empty, overhead):
+    # syslog-ng's network() does the same (find_eom in lib/logproto/logproto-text-server.c)
+    assert assert_same_whatever_the_chunking(stream) == frames
+    decoder = decode(stream)[1]
+    assert decoder.framing == "lf-or-nul"
+    assert (decoder.empty, decoder.overhead_bytes) == (empty, overhead)
+
+
+def test_auto_python_syslog_handler_stream_gives_one_frame_per_message():
+    messages = [b"<12>pyapp: message %d" % i for i in range(100)]
+    stream = b"".join(m + b"\0" for m in messages)
+    frames, decoder = decode(stream, split_at(stream, list(range(0, len(stream), 977))))
+    assert frames == messages
+    assert (decoder.frames, decoder.incomplete, decoder.empty) == (100, 0, 0)
+    assert_accounted(decoder, frames)
+
+
+def test_explicit_lf_and_nul_framing_keep_the_other_byte_as_data():
+    assert decode(b"<13>a\0b\n", framing="lf")[0] == [b"<13>a\0b"]
+    assert decode(b"<13>a\nb\0", framing="nul")[0] == [b"<13>a\nb"]
+
+
+def test_auto_nul_trailer_and_truncation():
+    stream = b"<13>abcdefgh\0<13>x\0" + b"y" * 20 + b"\0ok\0"
+    frames = assert_same_whatever_the_chunking(stream, max_size=6)
+    assert frames == [b"<13>ab", b"<13>x", b"y" * 6, b"ok"]
+    decoder = decode(stream, max_size=6)[1]
+    assert (decoder.truncated, decoder.discarded_bytes) == (2, 6 + 14)
 
 
 def test_auto_is_undecided_until_the_first_byte():
@@ -327,10 +379,10 @@ def test_truncated_frame_is_delivered_as_soon_as_max_size_arrived():
 
 
 def test_huge_declared_octet_count_is_never_buffered():
-    # The largest MSG-LEN we accept has 10 digits (about 10 GB); it is skipped, not buffered.
+    # A MSG-LEN up to 1 GiB is skipped by count, never buffered.
     max_size = 1024
     decoder = FrameDecoder("octet-counting", max_size=max_size)
-    frames = decoder.feed(b"9999999999 ")
+    frames = decoder.feed(b"999999999 ")
     chunk = b"x" * 65536
     for _ in range(160):  # 10 MiB of it
         frames += decoder.feed(chunk)
@@ -339,6 +391,70 @@ def test_huge_declared_octet_count_is_never_buffered():
     assert decoder.discarded_bytes == 160 * 65536 - max_size
     assert decoder.truncated == 1
     assert decoder.finish() == []
+
+
+@pytest.mark.parametrize("chunking", ["whole", "bytewise"])
+def test_oversize_count_is_counted_when_its_header_is_read(chunking):
+    # Not when max_size bytes have come: until then the messages that follow are swallowed.
+    decoder = FrameDecoder("octet-counting", max_size=16)
+    header = b"100 "
+    for chunk in [header] if chunking == "whole" else bytewise(header):
+        assert decoder.feed(chunk) == []
+    assert (decoder.oversize, decoder.oversize_length, decoder.truncated) == (1, 100, 1)
+    assert decoder.feed(b"<13>" + b"m" * 96 + b"5 after") == [b"<13>" + b"m" * 12, b"after"]
+    assert (decoder.oversize, decoder.truncated, decoder.discarded_bytes) == (1, 1, 84)
+    assert decoder.invalid == 0
+
+
+# A count no sender means: an LF-framed line that starts with a number, here an epoch time.
+ABSURD = b"2000000000 <13>1 - h app - - - hi\n"
+AFTER = b"".join(octet(b"<13>1 - h app - - - after %d" % i) for i in range(3))
+
+
+def test_absurd_count_is_an_invalid_header_resynced_nothing_after_it_lost():
+    stream = ABSURD + AFTER
+    frames = assert_same_whatever_the_chunking(stream, framing="octet-counting")
+    assert frames == [ABSURD[:-1]] + [b"<13>1 - h app - - - after %d" % i for i in range(3)]
+    decoder = decode(stream)[1]  # auto: the first byte is a digit
+    assert (decoder.framing, decoder.invalid, decoder.oversize, decoder.truncated) == (
+        "octet-counting",
+        1,
+        0,
+        0,
+    )
+    error = decoder.error
+    assert error is not None and error.offset == 0
+    assert "MSG-LEN 2000000000 is over 1073741824" in error.reason
+    assert "max_size 65536" in error.reason
+
+
+def test_absurd_count_is_counted_when_its_header_is_read():
+    decoder = FrameDecoder(max_size=64)
+    assert decoder.feed(b"2000000000") == []
+    assert decoder.invalid == 0  # 10 digits: could still be a fine count of 2 billion
+    assert decoder.feed(b" <13>") == []  # now it is judged
+    assert decoder.invalid == 1
+    assert decoder.feed(b"hi\n") == [b"2000000000 <13>hi"]
+
+
+def test_absurd_count_with_on_error_close_closes_at_once():
+    decoder = FrameDecoder(max_size=64, on_error="close")
+    assert decoder.feed(b"5 hello" + ABSURD + AFTER) == [b"hello"]
+    assert decoder.closed and decoder.invalid == 1 and decoder.error is not None
+    assert decoder.error.offset == 7
+
+
+def test_just_over_the_skip_limit_is_invalid():
+    frames, decoder = decode(b"1073741825 x\n2 ok", max_size=4)
+    assert frames == [b"1073", b"ok"]  # the resync line, cut to max_size
+    assert (decoder.invalid, decoder.oversize, decoder.truncated) == (1, 0, 1)
+
+
+def test_absurd_count_under_a_larger_max_size_is_a_frame():
+    # only a count over max_size can be oversize
+    decoder = FrameDecoder("octet-counting", max_size=MAX_SKIPPED_MSG_LEN + 10)
+    assert decoder.feed(b"1073741825 abc") == []
+    assert (decoder.invalid, decoder.oversize, decoder.buffered) == (0, 0, 3)
 
 
 def test_longer_msg_len_is_invalid_and_bounded_too():
@@ -532,7 +648,9 @@ PIECES = st.one_of(
     st.binary(max_size=30).map(lambda m: m + b"\n"),
     st.binary(max_size=30).map(lambda m: m + b"\r\n"),
     st.binary(max_size=30).map(lambda m: m + b"\0"),
-    st.sampled_from([b"\n", b"\r\n", b"\r", b"\0", b" ", b"0", b"1", b"12345678901", b"99 "]),
+    st.sampled_from(
+        [b"\n", b"\r\n", b"\r", b"\0", b" ", b"0", b"1", b"12345678901", b"99 ", b"2000000000 "]
+    ),
     st.binary(max_size=20),
 )
 STREAMS = st.one_of(st.binary(max_size=300), st.lists(PIECES, max_size=12).map(b"".join))
@@ -609,3 +727,34 @@ def test_lf_round_trip(messages, trailer, data):
     frames, decoder = decode(stream, split_at(stream, cuts), framing="lf")
     assert frames == messages
     assert decoder.overhead_bytes == len(trailer) * len(messages)
+
+
+# auto on a connection that does not start with a digit: exactly LF framing of the same stream
+# with every NUL made an LF, whatever the chunking, counters included.  The streams are those
+# above (NUL trailers and NULs inside frames among them) behind a first byte that is not a digit.
+NON_TRANSPARENT = STREAMS.map(lambda s: b"<" + s)
+
+
+@given(chunked(NON_TRANSPARENT), MAX_SIZES)
+def test_auto_non_transparent_is_lf_framing_with_nul_as_lf(stream_and_chunks, max_size):
+    stream, chunks = stream_and_chunks
+    frames, decoder = decode(stream, chunks, max_size=max_size)
+    assert decoder.framing == "lf-or-nul"
+    lf_frames, lf_decoder = decode(stream.replace(b"\0", b"\n"), framing="lf", max_size=max_size)
+    assert frames == lf_frames
+    assert counters(decoder) == counters(lf_decoder)
+    assert all(b"\0" not in frame and b"\n" not in frame for frame in frames)
+
+
+@given(chunked(NON_TRANSPARENT), MAX_SIZES)
+def test_auto_non_transparent_is_accounted_for_and_bounded(stream_and_chunks, max_size):
+    _stream, chunks = stream_and_chunks
+    decoder = FrameDecoder(max_size=max_size)
+    frames: list[bytes] = []
+    for chunk in chunks:
+        frames += decoder.feed(chunk)
+        assert_accounted(decoder, frames)
+        assert decoder.buffered <= max_size + 1
+    frames += decoder.finish()
+    assert decoder.buffered == 0
+    assert_accounted(decoder, frames)

@@ -337,7 +337,8 @@ def send_chunks(s: socket.socket, total: int, chunk: bytes) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# octet counts: 10**12 (more digits than allowed) and 9 999 999 999 (allowed, never buffered)
+# octet counts: 10**12 (more digits than allowed), 2 000 000 000 (over 1 GiB: not believed) and
+# 999 999 999 (skipped by count, never buffered)
 
 
 def test_octet_count_of_10_to_the_12_is_malformed_resynced_and_nothing_held() -> None:
@@ -367,16 +368,19 @@ def test_octet_count_of_10_to_the_12_is_malformed_resynced_and_nothing_held() ->
         assert not h.logs.errors()
 
 
-def test_octet_count_of_9999999999_is_skipped_by_count_not_buffered() -> None:
+def test_octet_count_of_999999999_is_skipped_by_count_not_buffered() -> None:
     with Hostile("tcp:0:interface=127.0.0.1", format="raw") as h:
         good = GoodSender(h, "oc10")
         good.start()
-        sent = 20_000_000  # of the 9 999 999 999 announced
+        sent = 20_000_000  # of the 999 999 999 announced
         with peak_rss() as rss, DecoderWatch(h) as watch:
             with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
-                s.sendall(b"9999999999 <13>evil: ")
+                s.sendall(b"999999999 <13>evil: ")
+                # counted and logged when the header is read, not 65 536 bytes later
+                assert h.wait(lambda: h.stats().truncated == 1)
+                assert h.wait(lambda: len(h.logs.matching(r"over max-message-size")) == 1)
                 send_chunks(s, sent, b"y" * 65536)
-                assert h.wait(lambda: h.stats().bytes >= sent + 21 + good.count)
+                assert h.wait(lambda: h.stats().bytes >= sent + 20 + good.count)
         good.check()
         stats = h.stats()
         assert h.wait(lambda: stats.open_connections == 0)
@@ -384,6 +388,30 @@ def test_octet_count_of_9999999999_is_skipped_by_count_not_buffered() -> None:
         assert h.wait(lambda: h.output.others == 1) and h.output.lengths == [MAX_SIZE]
         assert watch.largest <= MAX_SIZE + 1, watch.largest
         assert rss.growth < RSS_BOUND, rss.growth
+        h.stop()
+        assert len(h.logs.matching(r"over max-message-size")) == 1
+        assert not h.logs.matching(r"truncated \d+ message")  # said once, by the line above
+        assert not h.logs.errors()
+
+
+def test_octet_count_of_2000000000_is_malformed_and_what_follows_is_delivered() -> None:
+    # An LF-framed sender whose line starts with an epoch time, or a broken one: the count
+    # is not believed, the line is delivered as such, and the frames after it too.
+    with Hostile("tcp:0:interface=127.0.0.1", format="raw") as h:
+        good = GoodSender(h, "oc2g")
+        good.start()
+        with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
+            s.sendall(b"2000000000 <13>1 - h app - - - hi\n")
+            assert h.wait(lambda: h.stats().malformed == 1)
+            assert h.wait(lambda: len(h.logs.matching(r"MSG-LEN 2000000000 is over")) == 1)
+            s.sendall(b"".join(b"%d %s" % (len(m), m) for m in (b"<13>after-1", b"<13>after-2")))
+        good.check()
+        assert h.wait(lambda: h.output.others == 3)
+        assert sorted(h.output.samples) == sorted(
+            [b"2000000000 <13>1 - h app - - - hi", b"<13>after-1", b"<13>after-2"]
+        )
+        h.stop()
+        assert len(h.logs.matching(r"invalid octet count")) == 1
         assert not h.logs.errors()
 
 
@@ -780,8 +808,9 @@ def test_invalid_utf8_and_nul_bytes_are_delivered_byte_for_byte(framing: str) ->
 
 
 def test_invalid_utf8_and_nul_bytes_parsed_values_keep_their_bytes() -> None:
-    # Parsed (format auto), every value is str when valid UTF-8, else the exact bytes.
-    with Hostile("tcp:0:interface=127.0.0.1") as h:
+    # Parsed (format auto), every value is str when valid UTF-8, else the exact bytes. LF
+    # framing: with auto, a NUL ends a frame as in syslog-ng's network().
+    with Hostile("tcp:0:interface=127.0.0.1", framing="lf") as h:
         good = GoodSender(h, "parsed", count=50)
         good.start()
         with socket.create_connection(("127.0.0.1", h.port()), timeout=WAIT) as s:
@@ -895,7 +924,7 @@ def test_daemon_octet_count_and_10_MB_without_delimiter(syslog_ng: Any) -> None:
             send_chunks(s, 10 * 1024 * 1024, b"z" * 65536)
             s.sendall(b"\n")
         with socket.create_connection(("127.0.0.1", case.port), timeout=WAIT) as s:
-            s.sendall(b"9999999999 <13>evil: ")
+            s.sendall(b"999999999 <13>evil: ")
             send_chunks(s, 10 * 1024 * 1024, b"y" * 65536)
         good.join(WAIT)
         assert good.error is None
@@ -907,9 +936,11 @@ def test_daemon_octet_count_and_10_MB_without_delimiter(syslog_ng: Any) -> None:
     assert counts["truncated"] == 2 and counts["received"] == 102
     assert counts["posted"] == 102 and counts["dropped"] == 0
     assert len(case.log_lines(r"invalid octet count")) == 1
-    # one line at the first, the second one held and flushed at stop: nothing unsaid
+    # the 10**12 line truncated, and the 999 999 999 count said by its own line (with its
+    # length) when its header was read: nothing unsaid, nothing said twice
     lines = case.log_lines(r"truncated \d+ message")
-    assert [int(re.search(r"truncated (\d+)", x).group(1)) for x in lines] == [1, 1]  # type: ignore[union-attr]
+    assert [int(re.search(r"truncated (\d+)", x).group(1)) for x in lines] == [1]  # type: ignore[union-attr]
+    assert len(case.log_lines(r"MSG-LEN 999999999")) == 1
 
 
 def test_daemon_slowloris_flood_and_tls_hello(syslog_ng: Any) -> None:
@@ -955,7 +986,8 @@ def test_daemon_slowloris_flood_and_tls_hello(syslog_ng: Any) -> None:
 
 
 def test_daemon_invalid_utf8_and_nul_bytes(syslog_ng: Any) -> None:
-    case = DaemonCase(syslog_ng, "tcp", {"format": "raw"})
+    # LF framing: with auto, a NUL ends a frame as in syslog-ng's network()
+    case = DaemonCase(syslog_ng, "tcp", {"format": "raw", "framing": "lf"})
     good = DaemonGoodSender(case, "dutf8", count=50)
     good.start()
     with socket.create_connection(("127.0.0.1", case.port), timeout=WAIT) as s:

@@ -218,6 +218,57 @@ def test_invalid_octet_count_is_counted_resynced_and_logged_once_per_interval() 
     assert not clock.getDelayedCalls()
 
 
+def test_oversize_octet_count_is_counted_and_logged_when_its_header_arrives() -> None:
+    # Not when max-message-size bytes have come: until then what follows is swallowed.
+    protocol, _, sink, stats = connect(options=ListenerOptions(max_message_size=64))
+    with capturedLogs() as events:
+        protocol.dataReceived(b"5 <13>a100 <13>start of a long one")
+        assert stats.truncated == 1
+        assert len(events) == 1
+        line = formatEvent(events[0])
+        for word in ("tcp:5514", "192.0.2.7", "MSG-LEN 100", "max-message-size(64)"):
+            assert word in line, line
+        protocol.dataReceived(b"x" * 77 + b"5 <13>b")
+    assert sink.frames == [b"<13>a", b"<13>start of a long one" + b"x" * 41, b"<13>b"]
+    assert (stats.truncated, stats.malformed) == (1, 0)
+    assert len(events) == 1  # no second line from the truncation itself
+
+
+def test_absurd_octet_count_is_malformed_logged_at_once_and_nothing_after_it_lost() -> None:
+    protocol, _, sink, stats = connect(options=ListenerOptions(max_message_size=64))
+    with capturedLogs() as events:
+        protocol.dataReceived(b"2000000000 <13>1 - h app - - - hi\n")
+        assert stats.malformed == 1
+        assert len(events) == 1
+        line = formatEvent(events[0])
+        for word in ("tcp:5514", "192.0.2.7", "MSG-LEN 2000000000", "max_size 64"):
+            assert word in line, line
+        protocol.dataReceived(b"15 <13>1 - h app -17 <13>1 - h app - -")
+    assert sink.frames == [
+        b"2000000000 <13>1 - h app - - - hi",
+        b"<13>1 - h app -",
+        b"<13>1 - h app - -",
+    ]
+    assert (stats.malformed, stats.truncated, stats.received) == (1, 0, 3)
+    assert len(events) == 1
+    assert not protocol.transport.disconnecting
+
+
+def test_oversize_counts_flushed_at_stop() -> None:
+    sink = FakeSink()
+    stats = ListenerStats(name="tcp:5514")
+    factory = SyslogStreamFactory(Clock(), sink, ListenerOptions(max_message_size=64), stats)
+    protocol = factory.buildProtocol(PEER)
+    protocol.makeConnection(StringTransport(hostAddress=HOST, peerAddress=PEER))
+    with capturedLogs() as events:
+        for data in (b"100 ", b"x" * 100 + b"200 ", b"y" * 200 + b"65 "):
+            protocol.dataReceived(data)
+        factory.flush_logs()
+    assert sink.frames == [b"x" * 64, b"y" * 64]
+    assert stats.truncated == 3
+    assert [(e["count"], e["length"]) for e in events] == [(1, 100), (2, 65)]
+
+
 def test_registered_on_connect_unregistered_on_disconnect() -> None:
     protocol, _, sink, _ = connect()
     assert sink.producers == [protocol]

@@ -80,6 +80,7 @@ class SyslogStreamProtocol(Protocol):
         self._origin: Origin | None = None
         self._truncated = 0  # decoder counters already added to the listener's stats
         self._invalid = 0
+        self._oversize = 0
 
     @property
     def progress(self) -> int:
@@ -227,12 +228,21 @@ class SyslogStreamProtocol(Protocol):
     def _count_decoder_events(self) -> None:
         decoder = self.decoder
         stats = self.factory.stats
+        # An octet count over max-message-size is in the decoder's truncated and oversize from
+        # the moment its header is read: counted in the listener's truncated now, and logged
+        # (once, with the declared length) by its own log rather than by the truncation one.
+        oversize = decoder.oversize - self._oversize
+        if oversize:
+            self._oversize = decoder.oversize
+            peer = self.transport.getPeer() if self.transport else None  # type: ignore[attr-defined]
+            for _ in range(oversize):
+                self.factory.oversize_counts(peer=peer, length=decoder.oversize_length)
         truncated = decoder.truncated - self._truncated
         if truncated:
             stats.truncated += truncated
             self._truncated = decoder.truncated
             peer = self.transport.getPeer() if self.transport else None  # type: ignore[attr-defined]
-            for _ in range(truncated):
+            for _ in range(truncated - oversize):
                 self.factory.truncations(peer=peer)
         invalid = decoder.invalid - self._invalid
         if invalid:
@@ -311,6 +321,14 @@ class SyslogStreamFactory(Factory):
             listener=stats.name,
             max_size=options.max_message_size,
         )
+        self.oversize_counts = RateLimitedLog(
+            reactor,
+            "{listener}: {count} octet count(s) over max-message-size({max_size}){span};"
+            " each message is cut to that size and the rest of its count skipped,"
+            " whatever the sender sends meanwhile; last from {peer}: MSG-LEN {length}",
+            listener=stats.name,
+            max_size=options.max_message_size,
+        )
         self.framing_errors = RateLimitedLog(
             reactor,
             "{listener}: {count} invalid octet count(s){span}; last from"
@@ -331,5 +349,6 @@ class SyslogStreamFactory(Factory):
     def flush_logs(self) -> None:
         self.tls_on_plain.flush()
         self.truncations.flush()
+        self.oversize_counts.flush()
         self.framing_errors.flush()
         self.sink_errors.flush()
