@@ -641,6 +641,7 @@ _LISTENER_OPTIONS = {
     "tls_cert_file": str,
     "tls_ca_file": str,
     "tls_peer_verify": str,
+    "tls_reload_interval": "float",
     "so_rcvbuf": "int",
     "udp_split_lines": "bool",
     "http_path": str,
