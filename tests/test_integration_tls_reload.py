@@ -89,6 +89,17 @@ def test_daemon_reload_takes_a_rotated_certificate(syslog_ng, daemon_dir):  # no
         "before the rotation",
         "new connection, new certificate",
     ]
+
+    # a broken certificate file, then a reload: the new instance keeps what the previous took
+    errors = d.stderr().count("not reloaded")
+    pki.server_cert.write_bytes(b"-----BEGIN CERTIFICATE-----\ntruncated")
+    d.reload()
+    assert _new_connection_serial(port, pki.ca, second) == second
+    out.wait(3)
+    lines = [x for x in d.stderr().splitlines() if "not reloaded" in x]
+    assert len(lines) == errors + 1, d.stderr()
+    inner = daemon_dir[1]
+    assert f"option tls-cert-file('{inner}/server.pem')" in lines[-1], lines[-1]
     assert d.stop() == 0
 
 

@@ -261,6 +261,23 @@ def test_a_bad_file_at_start_up_is_still_an_error_naming_the_option(certs: Certs
     assert info.value.option == "tls-cert-file"
 
 
+def test_a_new_instance_keeps_what_the_previous_one_took(certs: Certs) -> None:
+    # a daemon reload: a new source instance makes the same listener again, in the same process
+    spec = parse_spec(SPEC)
+    before = make_listener(spec, reactor, FakeSink(), options(certs))
+    taken = before.tls.current
+    certs.server_cert.write_bytes(b"garbage")
+    with capturedLogs() as events:
+        after = make_listener(spec, reactor, FakeSink(), options(certs))
+    assert after.tls.current is taken and after.tls.failures == 1
+    errors = [e for e in events if "not reloaded" in e.get("log_format", "")]
+    assert len(errors) == 1
+    assert f"option tls-cert-file('{certs.server_cert}')" in errors[0]["error"]
+    # another listener (another spec) with the same files has nothing to keep: an error
+    with pytest.raises(OptionError):
+        make_listener(parse_spec("ssl:0:interface=127.0.0.2"), reactor, FakeSink(), options(certs))
+
+
 def test_tls_reload_interval_option() -> None:
     opts = SourceOptions.from_options({"tls-reload-interval": "30"})
     assert opts.listener.tls_reload_interval == 30

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from cryptography import x509
@@ -227,6 +227,12 @@ def _stamp(path: str) -> _Stamp:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+#: the settings each TLS configuration last took, by :class:`ReloadableTLS` key: what a new
+#: source instance (a daemon reload) keeps when the files went bad meanwhile. One entry per
+#: listener configuration the process has seen.
+_last_taken: dict[Hashable, ssl.CertificateOptions] = {}
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class ReloadableTLS:
     """A listener's TLS server settings, which can be replaced while it serves.
@@ -240,6 +246,10 @@ class ReloadableTLS:
         :class:`~syslogsrc.options.OptionError` (naming the option and the file) when one
         does not load.
     :param files: every file ``build`` reads, to tell when one changed.
+    :param key: what identifies this listener's TLS configuration across source instances
+        (a daemon reload makes new ones in the same process): when the files do not load at
+        creation, the settings last taken under the same key, if any, are kept (and the error
+        logged); without any, the error propagates, as at start-up.
     """
 
     def __init__(
@@ -249,15 +259,25 @@ class ReloadableTLS:
         *,
         name: str = "tls",
         reactor: IReactorTime | None = None,
+        key: Hashable | None = None,
     ) -> None:
         self._build = build
         self.files = files
         self.name = name
         self._reactor = reactor
-        self._stamps = self._stamp_files()  # before reading: a change meanwhile is seen later
-        self.current = build()  # errors at start-up propagate: the listener is not made
+        self._key = key
         self.reloads = 0  #: times new settings were taken
         self.failures = 0  #: reloads that kept the previous settings
+        self._stamps = self._stamp_files()  # before reading: a change meanwhile is seen later
+        try:
+            self.current = build()
+        except OptionError as e:
+            previous = _last_taken.get(key) if key is not None else None
+            if previous is None:
+                raise  # start-up: the listener is not made, the error names the option
+            self.current = previous
+            self._failed(e)
+        self._taken()
         self._seen = self._stamps  # the stamps of the previous poll
         self._loop: task.LoopingCall | None = None
 
@@ -279,6 +299,7 @@ class ReloadableTLS:
             files.append(options.tls_cert_file)
         if options.peer_verify != "none":
             files.append(options.tls_ca_file)
+        unique = tuple(dict.fromkeys(f for f in files if f is not None))
         return cls(
             lambda: server_tls_options(
                 options,
@@ -287,9 +308,10 @@ class ReloadableTLS:
                 extra_cert_chain=extra_cert_chain,
                 dh_parameters=dh_parameters,
             ),
-            tuple(dict.fromkeys(f for f in files if f is not None)),
+            unique,
             name=name,
             reactor=reactor,
+            key=(name, unique, options.peer_verify),
         )
 
     # -- IOpenSSLServerConnectionCreator ----------------------------------------------------
@@ -307,16 +329,11 @@ class ReloadableTLS:
         try:
             new = self._build()
         except OptionError as e:
-            self.failures += 1
             self._stamps = self._seen = stamps  # a poll retries when a file changes again
-            _log.error(
-                "{listener}: TLS files not reloaded, new connections keep the previous"
-                " certificate: {error}",
-                listener=self.name,
-                error=str(e),
-            )
+            self._failed(e)
             return False
         self.current = new
+        self._taken()
         self._stamps = self._seen = stamps
         self.reloads += 1
         _log.info(
@@ -325,6 +342,19 @@ class ReloadableTLS:
             certificate=describe(new),
         )
         return True
+
+    def _failed(self, error: OptionError) -> None:
+        self.failures += 1
+        _log.error(
+            "{listener}: TLS files not reloaded, new connections keep the previous"
+            " certificate: {error}",
+            listener=self.name,
+            error=str(error),
+        )
+
+    def _taken(self) -> None:
+        if self._key is not None:
+            _last_taken[self._key] = self.current
 
     def poll(self) -> bool:
         """Reload if a file changed and has not changed since the previous poll (a rotation
