@@ -24,7 +24,7 @@ import os
 import socket
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet import tcp, udp
@@ -58,6 +58,9 @@ from syslogsrc.parsing import FORMATS
 from syslogsrc.protocols._tracking import ConnectionTracker
 from syslogsrc.protocols.datagram import SyslogDatagramProtocol
 from syslogsrc.protocols.stream import SyslogStreamFactory
+
+if TYPE_CHECKING:
+    from syslogsrc.protocols.tls import ReloadableTLS
 
 __all__ = [
     "KINDS",
@@ -463,6 +466,11 @@ class IListener(Interface):
     def start() -> Deferred:
         """Start listening; the Deferred fires with the listener."""
 
+    def reload_tls() -> bool | None:
+        """Read this listener's TLS files again for new connections (established ones keep
+        theirs): True if taken, False if they did not load (logged; the previous ones stay),
+        None for a listener without TLS."""
+
     def stop() -> Deferred:
         """Stop listening and close every connection (gracefully, then aborted after a short
         grace); the Deferred fires with None when all are closed."""
@@ -490,6 +498,9 @@ class Listener:
     def stop(self) -> Deferred[None]:
         raise NotImplementedError
 
+    def reload_tls(self) -> bool | None:
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} address={self.address}>"
 
@@ -505,11 +516,22 @@ class StreamListener(Listener):
         endpoint: IStreamServerEndpoint,
         tracker: ConnectionTracker,
         log_flushers: Sequence[Callable[[], None]] = (),
+        tls: ReloadableTLS | None = None,
+        tls_reload_interval: float = 0,
     ) -> None:
         super().__init__(spec, reactor, stats)
         self.endpoint = endpoint
         self.tracker = tracker
         self._log_flushers = log_flushers
+        #: ssl, https: the TLS settings new connections get (see :meth:`reload_tls`)
+        self.tls = tls
+        self._tls_reload_interval = tls_reload_interval
+
+    def reload_tls(self) -> bool | None:
+        """ssl, https: read the key, certificate, chain and CA files again. The listener that
+        made them is not needed: a listener handed over to a new source instance (a daemon
+        reload) calls this to take the files as they are now."""
+        return None if self.tls is None else self.tls.reload()
 
     def start(self) -> Deferred[Listener]:
         if self._port is not None:
@@ -517,11 +539,15 @@ class StreamListener(Listener):
 
         def listening(port: IListeningPort) -> Listener:
             self._port = port
+            if self.tls is not None:
+                self.tls.start_polling(self._tls_reload_interval)
             return self
 
         return self.endpoint.listen(self.tracker).addCallback(listening)
 
     def stop(self) -> Deferred[None]:
+        if self.tls is not None:
+            self.tls.stop_polling()
         waits: list[Deferred[Any]] = [self.tracker.close_all()]
         if self._port is not None:
             waits.insert(0, maybeDeferred(self._port.stopListening))
@@ -638,17 +664,20 @@ def make_listener(
         )
         flushers.append(stream.flush_logs)
         factory = stream
+    tls = None
     if spec.kind in ("ssl", "https"):
-        from syslogsrc.protocols.tls import server_tls_options, tls_server_factory
+        from syslogsrc.protocols.tls import ReloadableTLS, tls_server_factory
 
-        tls_options = server_tls_options(
+        tls = ReloadableTLS.from_options(
             options,
+            name=spec.text,
+            reactor=reactor,
             private_key=spec.private_key,
             cert_key=spec.cert_key,
             extra_cert_chain=spec.extra_cert_chain,
             dh_parameters=spec.dh_parameters,
         )
-        factory, watch = tls_server_factory(reactor, factory, tls_options, stats)
+        factory, watch = tls_server_factory(reactor, factory, tls, stats)
         flushers.append(watch.flush_logs)
     tracker = ConnectionTracker(reactor, factory, options, stats)
     endpoint = _stream_endpoint(spec, reactor)
@@ -657,7 +686,9 @@ def make_listener(
         # nginx (proxy_protocol) send it in clear before the TLS handshake. (Twisted's own
         # haproxy:ssl: would expect it inside TLS.)
         endpoint = proxyEndpoint(endpoint)
-    return StreamListener(spec, reactor, stats, endpoint, tracker, flushers)
+    return StreamListener(
+        spec, reactor, stats, endpoint, tracker, flushers, tls, options.tls_reload_interval
+    )
 
 
 def _stream_endpoint(spec: ListenSpec, reactor: Any) -> IStreamServerEndpoint:

@@ -71,6 +71,10 @@ class ListenerOptions:
     #: TLS client certificates: none, optional (verified if sent) or required.
     #: Default: required when a CA file is given, else none.
     tls_peer_verify: str | None = attrs.field(default=None)
+    #: TLS: seconds between looks at the key, certificate and CA files; a changed set is taken
+    #: for new connections once it stood still for one interval. 0 = never (SIGHUP and the
+    #: daemon's reload still re-read them).
+    tls_reload_interval: float = attrs.field(default=0, validator=_at_least(0))
     #: SO_RCVBUF of datagram sockets, bytes. 4 MiB loses nothing of a 5k msg/s burst.
     so_rcvbuf: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(0))
     #: a datagram holding several LF-separated messages is split (else one message per datagram).

@@ -137,9 +137,9 @@ class SourceService(service.Service):
         init_source(source, driver, self.options)
         source.attach(reactor)
         self._stats = _StatsLogger(lambda: source.listener_stats, self.stats_interval, reactor)
-        if hasattr(self.output, "reopen") and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             self._previous_hup = signal.signal(
-                signal.SIGHUP, lambda *_: reactor.callFromThread(self._reopen)
+                signal.SIGHUP, lambda *_: reactor.callFromThread(self._hup)
             )
         super().startService()
 
@@ -150,9 +150,21 @@ class SourceService(service.Service):
             parent.setComponent(ILogObserver, textFileLogObserver(sys.stderr))
         super().setServiceParent(parent)
 
-    def _reopen(self) -> None:
-        _log.info("SIGHUP: reopening the output")
-        self.output.reopen()  # type: ignore[attr-defined]
+    def _hup(self) -> None:
+        """SIGHUP: reopen the output (logrotate) and re-read the TLS files (certificate
+        rotation); neither closes a connection."""
+        if hasattr(self.output, "reopen"):
+            _log.info("SIGHUP: reopening the output")
+            self.output.reopen()
+        reload_tls = getattr(self.source, "reload_tls", None)
+        if reload_tls is not None:
+            results = reload_tls()
+            if results:
+                _log.info(
+                    "SIGHUP: TLS files of {taken} of {total} listener(s) reloaded",
+                    taken=sum(results),
+                    total=len(results),
+                )
 
     @defer.inlineCallbacks
     def stopService(self) -> Any:
@@ -302,6 +314,7 @@ _FLAG_HELP = {
     "tls-cert-file": "PEM certificate for ssl:/https: listeners",
     "tls-ca-file": "PEM CA bundle that client certificates must chain to",
     "tls-peer-verify": "client certificates: none, optional, required",
+    "tls-reload-interval": "seconds between looks for changed TLS files (0: only on SIGHUP)",
     "so-rcvbuf": "SO_RCVBUF of datagram sockets, bytes",
     "udp-split-lines": "split LF-separated messages in one datagram (yes/no)",
     "http-path": "HTTP path prefix that accepts POSTs",
@@ -326,6 +339,7 @@ def _defaults() -> dict[str, str | None]:
         "tls-cert-file": None,
         "tls-ca-file": None,
         "tls-peer-verify": None,
+        "tls-reload-interval": str(lo.tls_reload_interval),
         "so-rcvbuf": str(lo.so_rcvbuf),
         "udp-split-lines": "no",
         "http-path": lo.http_path,

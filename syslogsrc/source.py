@@ -358,6 +358,21 @@ class TwistedSource(LogSource):
             _, origin = self._held.popleft()
             origin.listener.dropped += 1
 
+    def reload_tls(self) -> list[bool]:
+        """Read the key, certificate and CA files of every ``ssl:``/``https:`` listener again,
+        in the reactor's thread: new connections get the new certificate, established ones keep
+        theirs. One result per TLS listener: False where the new files did not load (logged,
+        naming the file and the option; that listener keeps its previous ones). twistd calls
+        this on SIGHUP; inside syslog-ng a reload makes a new instance, whose listeners read the
+        files when they are made."""
+        results = []
+        for listener in self._listeners:
+            reload = getattr(listener, "reload_tls", None)
+            result = reload() if reload is not None else None
+            if result is not None:
+                results.append(result)
+        return results
+
     @property
     def listener_stats(self) -> list[ListenerStats]:
         """The counters of every listener, current or last run."""
@@ -641,6 +656,7 @@ _LISTENER_OPTIONS = {
     "tls_cert_file": str,
     "tls_ca_file": str,
     "tls_peer_verify": str,
+    "tls_reload_interval": "float",
     "so_rcvbuf": "int",
     "udp_split_lines": "bool",
     "http_path": str,

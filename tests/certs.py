@@ -8,6 +8,9 @@
     client.key / client.pem     a client certificate issued by ca.pem
     other-ca.pem                an unrelated CA
     other-client.key / .pem     a client certificate issued by other-ca.pem (must be refused)
+    ca.key, other-ca.key        the CAs' keys, for :func:`reissue_server`
+
+``reissue_server(certs)`` replaces the server's key and certificate (certificate rotation).
 
 EC P-256 keys: generating them takes milliseconds, so every test session makes fresh ones.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from pathlib import Path
 
 import attrs
@@ -24,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Certs", "make_certs"]
+__all__ = ["Certs", "make_certs", "reissue_server"]
 
 
 @attrs.frozen
@@ -39,6 +43,8 @@ class Certs:
     other_ca: Path
     other_client_key: Path
     other_client_cert: Path
+    ca_key: Path
+    other_ca_key: Path
 
 
 def _name(common_name: str) -> x509.Name:
@@ -152,6 +158,8 @@ def make_certs(directory: Path) -> Certs:
         "other-ca.pem": _cert_pem(other_ca_cert),
         "other-client.key": _key_pem(other_key),
         "other-client.pem": _cert_pem(other_cert),
+        "ca.key": _key_pem(ca_key),
+        "other-ca.key": _key_pem(other_ca_key),
     }
     for name, content in files.items():
         (directory / name).write_bytes(content)
@@ -166,4 +174,26 @@ def make_certs(directory: Path) -> Certs:
         other_ca=directory / "other-ca.pem",
         other_client_key=directory / "other-client.key",
         other_client_cert=directory / "other-client.pem",
+        ca_key=directory / "ca.key",
+        other_ca_key=directory / "other-ca.key",
     )
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Write ``path`` as a rotation tool does: a new file renamed over the old one."""
+    new = path.with_name(path.name + ".new")
+    new.write_bytes(content)
+    os.replace(new, path)
+
+
+def reissue_server(certs: Certs, common_name: str = "localhost") -> x509.Certificate:
+    """A new server key and certificate from the same CA, written over server.key,
+    server.pem and server-combined.pem (each replaced by a rename). Returns the certificate."""
+    ca_key = serialization.load_pem_private_key(certs.ca_key.read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(certs.ca.read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key, cert = _leaf(common_name, ca_key, ca_cert, server=True)
+    _replace(certs.server_key, _key_pem(key))
+    _replace(certs.server_cert, _cert_pem(cert))
+    _replace(certs.server_combined, _key_pem(key) + _cert_pem(cert))
+    return cert

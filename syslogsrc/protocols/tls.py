@@ -17,19 +17,35 @@ as ``reactor.listenSSL`` uses). A connection whose handshake fails (no client ce
 one is required, a certificate from another CA, plain text on the TLS port...) is closed, counted
 in ``stats.refused`` and logged, at most once per 10 s per listener. A connection closed before
 any handshake byte arrived (a port probe, a load balancer health check) is not a refusal.
+
+:class:`ReloadableTLS` is what the TLS layer asks for each new connection's ``SSL.Connection``:
+it holds the listener's current ``CertificateOptions`` and swaps it for one built from the files
+as they are now on :meth:`ReloadableTLS.reload` (SIGHUP in twistd, a handed-over listener) or,
+with ``tls-reload-interval``, when the files change. A connection keeps the context it was made
+with, so established connections are untouched; a new set of files that does not load (missing,
+garbage, a key that does not match the certificate, a CA file without certificates) is logged,
+naming the file and the option, and the previous context stays.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from OpenSSL import SSL, crypto
-from twisted.internet import ssl
-from twisted.internet.interfaces import IHandshakeListener, IProtocolFactory, IReactorTime
+from twisted.internet import ssl, task
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+    IReactorTime,
+)
+from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -40,7 +56,15 @@ from syslogsrc.interfaces import ListenerStats
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.protocols._tracking import RateLimitedLog
 
-__all__ = ["HandshakeWatch", "HandshakeWatchFactory", "server_tls_options", "tls_server_factory"]
+__all__ = [
+    "HandshakeWatch",
+    "HandshakeWatchFactory",
+    "ReloadableTLS",
+    "server_tls_options",
+    "tls_server_factory",
+]
+
+_log = Logger(namespace="syslogsrc.tls")
 
 
 def _read(path: str, option: str, what: str) -> bytes:
@@ -191,10 +215,193 @@ class HandshakeWatchFactory(WrappingFactory):
         self.failures.flush()
 
 
+#: what a file is now, as far as a change goes: (device, inode, size, mtime), None if missing
+_Stamp = tuple[int, int, int, int] | None
+
+
+def _stamp(path: str) -> _Stamp:
+    try:
+        st = os.stat(path)  # follows symlinks: certbot's live/ links change target
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+#: the settings each TLS configuration last took, by :class:`ReloadableTLS` key: what a new
+#: source instance (a daemon reload) keeps when the files went bad meanwhile. One entry per
+#: listener configuration the process has seen.
+_last_taken: dict[Hashable, ssl.CertificateOptions] = {}
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableTLS:
+    """A listener's TLS server settings, which can be replaced while it serves.
+
+    Each new connection gets an ``SSL.Connection`` on the context of :attr:`current`;
+    :meth:`reload` builds new settings from the same files (read again) and swaps them in one
+    assignment, in the reactor's thread. Connections already made keep the context they were
+    made with (OpenSSL counts its references), so they go on as they were.
+
+    :param build: makes the settings from the files as they are now; raises
+        :class:`~syslogsrc.options.OptionError` (naming the option and the file) when one
+        does not load.
+    :param files: every file ``build`` reads, to tell when one changed.
+    :param key: what identifies this listener's TLS configuration across source instances
+        (a daemon reload makes new ones in the same process): when the files do not load at
+        creation, the settings last taken under the same key, if any, are kept (and the error
+        logged); without any, the error propagates, as at start-up.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], ssl.CertificateOptions],
+        files: tuple[str, ...],
+        *,
+        name: str = "tls",
+        reactor: IReactorTime | None = None,
+        key: Hashable | None = None,
+    ) -> None:
+        self._build = build
+        self.files = files
+        self.name = name
+        self._reactor = reactor
+        self._key = key
+        self.reloads = 0  #: times new settings were taken
+        self.failures = 0  #: reloads that kept the previous settings
+        self._stamps = self._stamp_files()  # before reading: a change meanwhile is seen later
+        try:
+            self.current = build()
+        except OptionError as e:
+            previous = _last_taken.get(key) if key is not None else None
+            if previous is None:
+                raise  # start-up: the listener is not made, the error names the option
+            self.current = previous
+            self._failed(e)
+        self._taken()
+        self._seen = self._stamps  # the stamps of the previous poll
+        self._loop: task.LoopingCall | None = None
+
+    @classmethod
+    def from_options(
+        cls,
+        options: ListenerOptions,
+        *,
+        name: str = "tls",
+        reactor: IReactorTime | None = None,
+        private_key: str | None = None,
+        cert_key: str | None = None,
+        extra_cert_chain: str | None = None,
+        dh_parameters: str | None = None,
+    ) -> ReloadableTLS:
+        """The settings :func:`server_tls_options` makes for these arguments, reloadable."""
+        files = [private_key or options.tls_key_file, cert_key, extra_cert_chain, dh_parameters]
+        if private_key is None:
+            files.append(options.tls_cert_file)
+        if options.peer_verify != "none":
+            files.append(options.tls_ca_file)
+        unique = tuple(dict.fromkeys(f for f in files if f is not None))
+        return cls(
+            lambda: server_tls_options(
+                options,
+                private_key=private_key,
+                cert_key=cert_key,
+                extra_cert_chain=extra_cert_chain,
+                dh_parameters=dh_parameters,
+            ),
+            unique,
+            name=name,
+            reactor=reactor,
+            key=(name, unique, options.peer_verify),
+        )
+
+    # -- IOpenSSLServerConnectionCreator ----------------------------------------------------
+    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        return SSL.Connection(self.current.getContext(), None)
+
+    # -- reloading ----------------------------------------------------------------------------
+    def _stamp_files(self) -> tuple[_Stamp, ...]:
+        return tuple(_stamp(f) for f in self.files)
+
+    def reload(self) -> bool:
+        """Read the files again; True if new connections now get the new settings. On an error
+        the previous settings stay, and the error (option and file) is logged."""
+        stamps = self._stamp_files()
+        try:
+            new = self._build()
+        except OptionError as e:
+            self._stamps = self._seen = stamps  # a poll retries when a file changes again
+            self._failed(e)
+            return False
+        self.current = new
+        self._taken()
+        self._stamps = self._seen = stamps
+        self.reloads += 1
+        _log.info(
+            "{listener}: TLS files reloaded; new connections get {certificate}",
+            listener=self.name,
+            certificate=describe(new),
+        )
+        return True
+
+    def _failed(self, error: OptionError) -> None:
+        self.failures += 1
+        _log.error(
+            "{listener}: TLS files not reloaded, new connections keep the previous"
+            " certificate: {error}",
+            listener=self.name,
+            error=str(error),
+        )
+
+    def _taken(self) -> None:
+        if self._key is not None:
+            _last_taken[self._key] = self.current
+
+    def poll(self) -> bool:
+        """Reload if a file changed and has not changed since the previous poll (a rotation
+        writes several files: the settings are taken once they all stand still). True if it
+        reloaded."""
+        stamps = self._stamp_files()
+        settled = stamps == self._seen
+        self._seen = stamps
+        if stamps == self._stamps or not settled:
+            return False
+        return self.reload()
+
+    def start_polling(self, interval: float) -> None:
+        """Call :meth:`poll` every ``interval`` seconds on the reactor (0: never)."""
+        if interval <= 0 or self._loop is not None:
+            return
+        assert self._reactor is not None, "polling needs the reactor"
+        self._loop = task.LoopingCall(self.poll)
+        self._loop.clock = self._reactor
+        self._loop.start(interval, now=False).addErrback(
+            lambda f: _log.failure("{listener}: TLS file poll", f, listener=self.name)
+        )
+
+    def stop_polling(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+
+def describe(tls_options: ssl.CertificateOptions) -> str:
+    """``subject CN=localhost, serial 0x1f.., valid until 2026-01-02T03:04:05Z``"""
+    cert = tls_options.certificate
+    if isinstance(cert, crypto.X509):
+        cert = cert.to_cryptography()
+    if not isinstance(cert, x509.Certificate):  # pragma: no cover - always one of the two
+        return "the new certificate"
+    until = cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"subject {cert.subject.rfc4514_string()}, serial {cert.serial_number:#x},"
+        f" valid until {until}"
+    )
+
+
 def tls_server_factory(
     reactor: IReactorTime,
     wrapped: IProtocolFactory,
-    tls_options: ssl.CertificateOptions,
+    tls_options: ssl.CertificateOptions | ReloadableTLS,
     stats: ListenerStats,
 ) -> tuple[TLSMemoryBIOFactory, HandshakeWatchFactory]:
     """Wrap ``wrapped`` with server-side TLS. Returns the factory to listen with, and the
