@@ -55,7 +55,7 @@ IDLE_TIMEOUT = 120.0
 LISTENER_COUNTERS: dict[str, str] = {
     "received": "Messages (frames) read from the network.",
     "posted": "Messages handed to the daemon or the output.",
-    "bytes": "Payload bytes read.",
+    "bytes": "Bytes read (streams: after TLS and PROXY, framing included; datagrams: their bytes).",
     "truncated": "Messages cut at max-message-size.",
     "malformed": "Frames that failed framing or parsing (delivered, tagged).",
     "refused": "Connections refused (max-connections, TLS failures).",
