@@ -321,6 +321,8 @@ _FLAG_HELP = {
     "http-token": "bearer token HTTP clients must send (none: no auth)",
     "http-max-body": "largest HTTP body after decompression, bytes",
     "http-headers": "HTTP request headers kept as http.header.<name> pairs (comma-separated)",
+    "metrics": "serve Prometheus metrics at /metrics on this Twisted endpoint, e.g."
+    " tcp:9100:interface=127.0.0.1 (off by default; without interface= every address)",
 }
 
 
@@ -346,6 +348,7 @@ def _defaults() -> dict[str, str | None]:
         "http-token": None,
         "http-max-body": str(lo.http_max_body),
         "http-headers": None,
+        "metrics": None,
     }
 
 

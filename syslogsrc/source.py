@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import threading
+import time
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -60,6 +61,7 @@ _ZERO = dt.timedelta(0)
 #: FEATURES is frozen, so this is decided once.
 _DAEMON_3X = FEATURES.in_daemon and not FEATURES.typed_values
 _IN_DAEMON = FEATURES.in_daemon
+_monotonic = time.monotonic  # the clock of suspended time (tests replace it)
 
 #: pairs that carry what we know of a message's origin when the daemon has no API for it
 TAGS_PAIR = "syslogsrc.tags"
@@ -230,6 +232,14 @@ class TwistedSource(LogSource):
         self._held: collections.deque[tuple[Any, Origin]] = collections.deque()
         self._resume_from = 0
         self._stopping: defer.Deferred[Any] | None = None
+        # time spent suspended: two clock readings per suspension, none per message
+        self._suspended_since = 0.0
+        self._suspended_total = 0.0
+        #: a Twisted stream endpoint string to serve Prometheus metrics on (``/metrics``),
+        #: started and stopped with the listeners; None: no metrics endpoint
+        self.metrics_spec: str | None = None
+        self._metrics_registry: Any = None
+        self._metrics_listener: Any = None
         self.logger = Logger()
         self.paused = False  # IMessageSink: True while suspended
         self.transport_name: str | None = None
@@ -325,7 +335,51 @@ class TwistedSource(LogSource):
             d = defer.maybeDeferred(listener.start)
             d.addErrback(self._listener_failed, listener)
             started.append(d)
+        if self.metrics_spec is not None:
+            started.append(self._start_metrics(reactor, self.metrics_spec))
         return defer.gatherResults(started).addCallback(lambda _: list(self._listeners))
+
+    def _start_metrics(self, reactor: Any, spec: str) -> defer.Deferred[Any]:
+        from syslogsrc.metrics import MetricsListener
+
+        listener = self._metrics_listener = MetricsListener(spec, reactor, self.metrics_registry)
+
+        def failed(failure: Failure) -> None:
+            self.logger.error(
+                f"syslogsrc: cannot serve metrics on {spec}: {failure.getErrorMessage()}"
+            )
+            if self._metrics_listener is listener:
+                self._metrics_listener = None
+
+        return defer.maybeDeferred(listener.start).addErrback(failed)
+
+    @property
+    def metrics_registry(self) -> Any:
+        """This source's own ``prometheus_client`` ``CollectorRegistry`` (made on first use),
+        whose collector reads :attr:`listener_stats` at scrape time; see
+        :mod:`syslogsrc.metrics`. Serve it with the ``metrics`` option or any exporter."""
+        if self._metrics_registry is None:
+            from syslogsrc.metrics import SourceCollector, new_registry
+
+            self._metrics_registry = new_registry(
+                SourceCollector(
+                    self._current_listeners, lambda: self._suspended, self.suspended_seconds
+                )
+            )
+        return self._metrics_registry
+
+    @property
+    def metrics_address(self) -> Any:
+        """The bound address of the metrics endpoint while it serves, else None."""
+        listener = self._metrics_listener
+        return listener.address if listener is not None else None
+
+    def suspended_seconds(self) -> float:
+        """Seconds this source has spent suspended, in all (the current suspension too)."""
+        total = self._suspended_total
+        if self._suspended:
+            total += _monotonic() - self._suspended_since
+        return total
 
     def _listener_failed(self, failure: Failure, listener: Any) -> None:
         name = getattr(listener, "name", repr(listener))
@@ -339,6 +393,9 @@ class TwistedSource(LogSource):
             return _chain(self._stopping)
         listeners, self._listeners = self._listeners, []
         stops = [defer.maybeDeferred(listener.stop) for listener in listeners]
+        metrics, self._metrics_listener = self._metrics_listener, None
+        if metrics is not None:
+            stops.append(defer.maybeDeferred(metrics.stop))
         for d in stops:
             d.addErrback(self._log_failure, "closing a listener")
         stopping = self._stopping = defer.DeferredList(stops, consumeErrors=True)
@@ -376,8 +433,10 @@ class TwistedSource(LogSource):
     @property
     def listener_stats(self) -> list[ListenerStats]:
         """The counters of every listener, current or last run."""
-        listeners = self._listeners or getattr(self, "_stopped_listeners", [])
-        return [listener.stats for listener in listeners]
+        return [listener.stats for listener in self._current_listeners()]
+
+    def _current_listeners(self) -> list[Any]:
+        return self._listeners or getattr(self, "_stopped_listeners", [])
 
     def _log_summary(self) -> None:
         for stats in self.listener_stats:
@@ -411,6 +470,8 @@ class TwistedSource(LogSource):
         self._pause_all()
 
     def _pause_all(self) -> None:
+        if not self._suspended:
+            self._suspended_since = _monotonic()
         self._suspended = True
         self.paused = True
         for producer in list(self._producers):
@@ -433,6 +494,7 @@ class TwistedSource(LogSource):
         if posts is not None and posts < self._suspended_in:
             return  # rule 1: a stale wakeup
         self._suspended = False
+        self._suspended_total += _monotonic() - self._suspended_since
         self.paused = False
         if self._held and not self._post_held():
             return
@@ -682,6 +744,9 @@ class SourceOptions:
     parser: str = "syslogsrc"
     #: time zone of stamps without an offset (default: the local one)
     time_zone: dt.tzinfo | None = None
+    #: serve Prometheus metrics at /metrics on this Twisted stream endpoint, e.g.
+    #: ``tcp:9100:interface=127.0.0.1``; None (the default): no metrics endpoint
+    metrics: str | None = None
     listener: ListenerOptions = attrs.Factory(ListenerOptions)
 
     @classmethod
@@ -706,6 +771,10 @@ class SourceOptions:
                 kwargs["parser"] = value
             elif key == "time_zone":
                 kwargs["time_zone"] = parse_time_zone(str(value))
+            elif key == "metrics":
+                from syslogsrc.metrics import check_metrics_spec
+
+                kwargs["metrics"] = check_metrics_spec(str(value).strip())
             elif key in _LISTENER_OPTIONS:
                 kind = _LISTENER_OPTIONS[key]
                 if kind == "int":
@@ -761,6 +830,7 @@ class SyslogSource(TwistedSource):
         self._format = self.options.format
         self._time_zone = self.options.time_zone
         self._native = self.options.parser == "native"
+        self.metrics_spec = self.options.metrics
 
     def listeners(self, reactor: Any) -> list[Any]:
         from syslogsrc.listen import make_listener
