@@ -151,8 +151,11 @@ def test_reloads_under_load_deliver_what_was_accepted_and_leak_nothing() -> None
         posted = h.host.stats["posted"]
         got = output.good.get("reload", [])
         # everything the source accepted was delivered, once; what was lost was in the kernel
-        # buffers of connections closed by a reload (counted as "in flight")
-        assert len(got) == posted == len(set(got))
+        # buffers of connections closed by a reload (counted as "in flight"). A reload that
+        # closes a connection in the middle of a line delivers the part it read: that message
+        # is no longer a whole good-reload-N line, and is among the others.
+        assert len(got) + output.others == posted, (len(got), output.others, output.samples)
+        assert len(got) == len(set(got))
         assert flood.written - posted >= 0
         assert h.wait(lambda: _fds() <= fds + 2, timeout=5), (_fds(), fds)
         assert threading.active_count() <= threads + 1
