@@ -67,11 +67,12 @@ class LineSource(TwistedSource):
         options = ListenerOptions(framing="lf", max_message_size=8192)
         return [make_listener(self.spec, reactor, self, options)]
 
-    def build_message(self, frame: bytes, origin: Any, format=None, extra=None) -> Any:
+    def build_message(self, frame: bytes, origin: Any) -> Any:
+        # Called once per line, in order, with the connection's Origin (peer, transport, ...).
         if self.crash_on is not None and frame == self.crash_on:
             raise ValueError(f"LineSource was told to crash on {frame!r}")
         # The base class makes the message (MESSAGE = the frame) and adds where it came from.
-        msg = super().build_message(frame, origin, format, extra)
+        msg = super().build_message(frame, origin)
         msg["PROGRAM"] = "lines"
         msg["example.site"] = self.site
         msg["example.length"] = str(len(frame))

@@ -1,17 +1,23 @@
 """The seams between layers: what a protocol hands messages to, and what it says about them.
 
-Protocols (``syslogsrc.protocols``) never import a driver. They feed raw frames to an
-:class:`IMessageSink`; :class:`syslogsrc.source.TwistedSource` is one sink, an embedding
-application's callback is another. Parsing happens in the sink, because inside syslog-ng the
-sink may choose the daemon's own parser (``LogMessage.parse``).
+Protocols (``syslogsrc.protocols``) never import a driver. They hand the messages of one natural
+unit (one read of a stream, one datagram, one HTTP request) to an :class:`IMessageSink` in one
+call, with the :class:`Origin` they share; the sink says how many it took. Raw frames cross as
+``bytes`` and are parsed in the sink (inside syslog-ng the sink may choose the daemon's own
+parser); a message a protocol has already decoded (an HTTP JSON object) crosses as a
+:class:`~syslogsrc.parsing.ParsedMessage`, never re-encoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from syslogsrc.parsing import ParsedMessage
 
 __all__ = ["IMessageSink", "ListenerStats", "Origin"]
 
@@ -45,36 +51,41 @@ class ListenerStats:
 
 @attrs.frozen(slots=True)
 class Origin:
-    """Where a frame came from: stable for a connection, new for each datagram."""
+    """Where messages came from, computed once: for a connection, for a datagram, for an HTTP
+    request. Everything every message of it carries is here."""
 
     transport: str  #: "tcp", "tls", "unix", "udp", "unixgram", "http", "https"
     listener: ListenerStats
     peer_host: str | None = None  #: IP literal of the peer (None for unix sockets)
     peer_port: int | None = None
     local_port: int | None = None
+    #: the format raw frames are parsed with (a listener's ``format=``); None: the sink's own
+    format: str | None = None
+    #: name-value pairs every message of this origin carries (HTTP path, query, headers)
+    pairs: Mapping[str, str] | None = None
 
 
 class IMessageSink(Interface):
-    """Receives frames from protocols, in the reactor thread.
+    """Takes messages from protocols, in the reactor thread, a batch at a time.
 
-    Flow control: a sink pauses every registered producer (``pauseProducing``) when it cannot take
-    more, and resumes them later. A protocol must not call :meth:`post` while it is paused: frames
-    it has already read wait inside it and are posted, in order, after ``resumeProducing``.
+    Flow control: a sink pauses every registered producer (``pauseProducing``) when it cannot
+    take more, and resumes them later. A protocol does not post while it is paused: what it
+    has read waits inside it, in order, and is posted first after ``resumeProducing``.
     """
 
     paused = Attribute("True while the sink takes no messages (producers are paused).")
 
-    def post(
-        frame: bytes,
-        origin: Origin,
-        format: str | None = None,
-        extra: Mapping[str, str] | None = None,
-    ) -> None:
-        """Take one message. ``format`` overrides the sink's parser format (e.g. "json" for an
-        HTTP JSON body); ``extra`` are name-value pairs to add (HTTP query arguments, headers)."""
+    def post(messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
+        """Take the messages of one read, datagram or HTTP request, in order, as one batch.
 
-    def close_batch() -> None:
-        """End of one natural unit: a datagram, one read of a stream, one HTTP request."""
+        Returns how many were taken, from the first: all of them, or fewer when the sink paused
+        its producers on the way (the rest stays with the caller and is posted first after
+        the resume). A message the sink cannot handle (a ``build_message`` that raised) is
+        taken, counted in ``origin.listener.dropped`` and logged by the sink: ``post`` itself
+        does not raise for a bad message. ``bytes`` are raw frames, parsed with
+        ``origin.format`` or the sink's own format; a ``ParsedMessage`` is taken as it is.
+        ``origin.pairs`` are added to every message.
+        """
 
     def register_producer(producer: object) -> None:
         """Start pausing/resuming ``producer`` (an ``IPushProducer``) with the sink. If the sink is

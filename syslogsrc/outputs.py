@@ -18,18 +18,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import sys
+import time
 from typing import IO, Any, Protocol
 
-from syslogsrc.emulation import FACILITIES, SEVERITIES, LogMessage
+from syslogsrc.emulation import FACILITIES, SEVERITIES, LogMessage, _normal_ip
+from syslogsrc.interfaces import Origin
+from syslogsrc.parsing import ParsedMessage
+
+#: the pair that carries a parsed message's tags (as a source sets it)
+TAGS_PAIR = "syslogsrc.tags"
 
 __all__ = [
     "NON_UTF8_POLICIES",
     "JsonLinesOutput",
     "Output",
+    "Received",
     "TextOutput",
     "message_to_dict",
     "open_output",
+    "parsed_to_dict",
 ]
 
 #: What an output does with bytes that are not UTF-8: "escape" keeps them (``\\udcNN`` in JSON,
@@ -38,6 +47,12 @@ NON_UTF8_POLICIES = ("escape", "replace")
 
 
 class Output(Protocol):
+    """Where messages go. Two ways in: :meth:`render` a parsed message (twistd, SyslogService:
+    no ``LogMessage`` in between) and :meth:`write_rendered` whole batches of rendered
+    messages; or :meth:`write` one emulated ``LogMessage`` (``SourceHost``, any LogSource)."""
+
+    def render(self, message: ParsedMessage, origin: Origin) -> bytes: ...
+    def write_rendered(self, data: bytes, count: int) -> None: ...
     def write(self, msg: LogMessage) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
@@ -69,6 +84,79 @@ def message_to_dict(msg: LogMessage) -> dict[str, Any]:
         out["SOURCEIP"] = msg._source_ip
         if msg._source_port:
             out["SOURCEPORT"] = msg._source_port
+    return out
+
+
+class Received:
+    """How a parsed message's source-side names are filled, as syslog-ng (and the emulation's
+    driver) fills them: ``HOST_FROM`` is the sender's address (use-dns(no)), or ``hostname``
+    for senders without one; ``HOST`` becomes ``HOST_FROM`` unless ``keep_hostname`` and the
+    message has one."""
+
+    __slots__ = ("hostname", "keep_hostname")
+
+    def __init__(self, hostname: str | None = None, keep_hostname: bool = True) -> None:
+        self.hostname = hostname if hostname is not None else socket.gethostname()
+        self.keep_hostname = keep_hostname
+
+
+_UTC = dt.UTC
+#: the local UTC offset per minute (offsets change on minute boundaries, if ever)
+_local_offsets: dict[int, dt.timezone] = {}
+
+
+def _now_local() -> dt.datetime:
+    """Now, in the local UTC offset (a stampless message's stamp, as the daemon gives it)."""
+    when = time.time()
+    minute = int(when // 60)
+    tz = _local_offsets.get(minute)
+    if tz is None:
+        if len(_local_offsets) > 64:
+            _local_offsets.clear()
+        offset = dt.datetime.fromtimestamp(when).astimezone().utcoffset() or dt.timedelta(0)
+        tz = _local_offsets[minute] = dt.timezone(offset)
+    return dt.datetime.fromtimestamp(when, tz)
+
+
+def parsed_fields(
+    message: ParsedMessage, origin: Origin, received: Received
+) -> tuple[dict[str, Any], dt.datetime, str | None]:
+    """A parsed message's name-value pairs as syslog-ng would hold them once received
+    (message pairs, ``syslogsrc.tags``, the origin's pairs, ``TRANSPORT``, ``HOST_FROM``,
+    ``HOST``), its stamp (now, in the local offset, without one) and the sender's address."""
+    values: dict[str, Any] = dict(message.pairs)
+    if message.tags:
+        values[TAGS_PAIR] = ",".join(message.tags)
+    if origin.pairs:
+        values.update(origin.pairs)
+    values["TRANSPORT"] = origin.transport
+    source_ip = _normal_ip(origin.peer_host) if origin.peer_host is not None else None
+    host_from = source_ip or received.hostname
+    values["HOST_FROM"] = host_from
+    if not received.keep_hostname or not values.get("HOST"):
+        values["HOST"] = host_from
+    stamp = message.timestamp
+    return values, stamp if stamp is not None else _now_local(), source_ip
+
+
+def parsed_to_dict(message: ParsedMessage, origin: Origin, received: Received) -> dict[str, Any]:
+    """The JSON object of one parsed message: the same keys and values as
+    :func:`message_to_dict` gives for the ``LogMessage`` a source would build of it."""
+    values, stamp, source_ip = parsed_fields(message, origin, received)
+    out = {
+        name: value.decode("utf-8", "surrogateescape") if type(value) is bytes else value
+        for name, value in values.items()
+    }
+    pri = message.pri
+    fac, sev = divmod(pri, 8)
+    out["ISODATE"] = stamp.isoformat()
+    out["PRI"] = pri
+    out["FACILITY"] = FACILITIES[fac] if fac < len(FACILITIES) else str(fac)
+    out["SEVERITY"] = SEVERITIES[sev]
+    if source_ip is not None:
+        out["SOURCEIP"] = source_ip
+        if origin.peer_port:
+            out["SOURCEPORT"] = origin.peer_port
     return out
 
 
@@ -108,6 +196,8 @@ class _FileOutput:
         self.non_utf8 = non_utf8
         self._file: IO[bytes] = self._open()
         self.written = 0
+        #: how HOST_FROM and HOST of parsed messages are filled (see :class:`Received`)
+        self.received = Received()
 
     def _open(self) -> IO[bytes]:
         if not isinstance(self.path, str):
@@ -122,6 +212,11 @@ class _FileOutput:
     def write(self, msg: LogMessage) -> None:
         self._file.write(self._render(msg))
         self.written += 1
+
+    def write_rendered(self, data: bytes, count: int) -> None:
+        """Write ``count`` messages that :meth:`render` made, joined in ``data``."""
+        self._file.write(data)
+        self.written += count
 
     def flush(self) -> None:
         self._file.flush()
@@ -145,6 +240,12 @@ class JsonLinesOutput(_FileOutput):
             return _dump_replacing(message_to_dict(msg))
         return _dump(message_to_dict(msg))
 
+    def render(self, message: ParsedMessage, origin: Origin) -> bytes:
+        obj = parsed_to_dict(message, origin, self.received)
+        if self.non_utf8 == "replace":
+            return _dump_replacing(obj)
+        return _dump(obj)
+
 
 class TextOutput(_FileOutput):
     """syslog-ng's default file layout: ``$DATE $HOST $MSGHDR$MESSAGE``."""
@@ -166,6 +267,30 @@ class TextOutput(_FileOutput):
         if self.non_utf8 == "replace":
             return line.decode("utf-8", "replace").encode("utf-8")
         return line
+
+    def render(self, message: ParsedMessage, origin: Origin) -> bytes:
+        values, when, _ = parsed_fields(message, origin, self.received)
+        header = values.get("LEGACY_MSGHDR")
+        if header is None:
+            program = values.get("PROGRAM")
+            pid = values.get("PID")
+            header = ""
+            if program:
+                header = f"{_str(program)}[{_str(pid)}]: " if pid else f"{_str(program)}: "
+        stamp = f"{when:%b} {when.day:2d} {when:%H:%M:%S}"
+        line = f"{stamp} {_str(values.get('HOST', ''))} {_str(header)}"
+        data = line.encode("utf-8", "surrogateescape") + _bytes(values.get("MESSAGE", ""))
+        if self.non_utf8 == "replace":
+            return data.decode("utf-8", "replace").encode("utf-8") + b"\n"
+        return data + b"\n"
+
+
+def _str(value: str | bytes) -> str:
+    return value.decode("utf-8", "surrogateescape") if type(value) is bytes else value  # type: ignore[return-value]
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode("utf-8", "surrogateescape") if type(value) is str else value  # type: ignore[return-value]
 
 
 def open_output(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from time import time as _time
 
 from . import _abnf
 
-__all__ = ["FORMATS", "ParsedMessage", "parse"]
+__all__ = ["FORMATS", "ParsedMessage", "json_bytes", "json_number", "parse", "parse_json_object"]
 
 FORMATS = ("auto", "rfc5424", "rfc3164", "json", "raw")
 
@@ -705,14 +706,15 @@ _json_decoder = json.JSONDecoder(
     parse_float=_JsonNumber, parse_int=_JsonNumber, parse_constant=_JsonNumber
 )
 _json_string = json.encoder.encode_basestring  # quotes and escapes like json.dumps
+_json_string_ascii = json.encoder.encode_basestring_ascii  # json.dumps(ensure_ascii=True)
 
 
-def _json_text(value) -> str:
+def _json_text(value, string=_json_string) -> str:
     """Compact JSON text of a decoded value, numbers as they were written."""
     if isinstance(value, _JsonNumber):
         return str.__str__(value)
     if isinstance(value, str):
-        return _json_string(value)
+        return string(value)
     if value is True:
         return "true"
     if value is False:
@@ -720,8 +722,18 @@ def _json_text(value) -> str:
     if value is None:
         return "null"
     if isinstance(value, list):
-        return "[" + ",".join([_json_text(v) for v in value]) + "]"
-    return "{" + ",".join([_json_string(k) + ":" + _json_text(v) for k, v in value.items()]) + "}"
+        return "[" + ",".join([_json_text(v, string) for v in value]) + "]"
+    return "{" + ",".join([string(k) + ":" + _json_text(v, string) for k, v in value.items()]) + "}"
+
+
+def json_bytes(value) -> bytes:
+    """Compact JSON of a decoded value (numbers as :func:`json_number` strings), in UTF-8, as
+    ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` writes it; a lone surrogate
+    (from a ``\\ud800`` escape) cannot be UTF-8, and then the whole text is ASCII-escaped."""
+    try:
+        return _json_text(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return _json_text(value, _json_string_ascii).encode("ascii")
 
 
 def _bad_name(name: str) -> bool:
@@ -758,6 +770,26 @@ def _flatten(obj: dict, prefix: str, pairs: dict) -> bool:
         else:
             pairs[name] = "true" if value else "false"
     return complete
+
+
+def json_number(text: str) -> str:
+    """A JSON number as the text it is to keep (``parse_int``/``parse_float`` of a decoder
+    whose objects go to :func:`parse_json_object`)."""
+    return _JsonNumber(text)
+
+
+def parse_json_object(
+    obj: dict, text: Callable[[], str], *, default_pri: int = DEFAULT_PRI
+) -> ParsedMessage:
+    """A JSON object someone else decoded (numbers as :func:`json_number` strings): the same
+    message as ``parse(text().encode(), "json")``, without encoding and decoding it again.
+    ``text`` gives the object's JSON text; it is called only when a name cannot be a pair
+    (the whole object is then kept in MESSAGE, as :func:`parse` does)."""
+    pairs: dict = {}
+    if _flatten(obj, "", pairs):
+        return ParsedMessage(pairs, default_pri, None, (), "json")
+    pairs.setdefault("MESSAGE", text())
+    return ParsedMessage(pairs, default_pri, None, (TAG_JSON_BAD_NAME,), "json")
 
 
 def _parse_json(text: str):

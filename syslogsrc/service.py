@@ -1,13 +1,15 @@
 """syslogsrc without syslog-ng: the ``twistd syslogsrc`` service and the embedding API.
 
-Two services, one code path with the daemon:
+No ``LogMessage`` and no emulation on this path: protocols hand their batches to a sink of
+:mod:`syslogsrc.sinks`, which parses each frame once and hands the parsed message on.
 
 * :class:`SourceService` runs :class:`~syslogsrc.source.SyslogSource` *attached* to the reactor
-  that twistd (or an application) runs — no second reactor — with the emulation's driver in
-  front of an output. The output is bounded by the window (``log-iw-size``): a writer thread
-  writes and acknowledges each message; when the output cannot keep up the window empties, the
-  source is suspended, streams pause and HTTP answers 503, exactly as inside the daemon. At stop
-  the listeners close first, then everything accepted is written and flushed.
+  that twistd (or an application) runs — no second reactor — with an
+  :class:`~syslogsrc.sinks.OutputSink` as its sink: messages are rendered in the reactor's
+  thread and written by a writer thread, a batch at a time. When more than ``log-iw-size``
+  messages wait for the output, streams pause and HTTP answers 503, as inside the daemon. At
+  stop the listeners close first (what they still hold is taken), then everything taken is
+  written and flushed.
 * :class:`SyslogService` is for applications: ``SyslogService(listen=[...], sink=...)``, whose
   sink is a callable ``sink(message, origin)`` (a parsed :class:`~syslogsrc.parsing.ParsedMessage`
   and its :class:`~syslogsrc.interfaces.Origin`) or any
@@ -28,16 +30,14 @@ from twisted.logger import ILogObserver, textFileLogObserver
 from twisted.logger import Logger as TwistedLogger
 from twisted.python import usage
 from twisted.python.components import Componentized
-from zope.interface import implementer
 
-from syslogsrc import emulation
-from syslogsrc.emulation import SourceDriver
-from syslogsrc.host import _Consumer, init_source, persist_name_of
+from syslogsrc.host import SourceInitError, normalise_options
 from syslogsrc.interfaces import IMessageSink, Origin
 from syslogsrc.listen import make_listener, parse_listen
 from syslogsrc.options import ListenerOptions, OptionError
-from syslogsrc.outputs import NON_UTF8_POLICIES, Output, open_output
-from syslogsrc.parsing import FORMATS, ParsedMessage, parse
+from syslogsrc.outputs import NON_UTF8_POLICIES, Output, Received, open_output
+from syslogsrc.parsing import FORMATS, ParsedMessage
+from syslogsrc.sinks import CallbackSink, OutputSink
 from syslogsrc.source import DEFAULT_LISTEN, SourceOptions, SyslogSource
 
 __all__ = ["Options", "SourceService", "SyslogService", "makeService"]
@@ -81,12 +81,17 @@ class _StatsLogger:
 
 
 class SourceService(service.Service):
-    """Runs a ``SyslogSource`` (or any ``TwistedSource``) on the given reactor, into ``output``.
+    """Runs a :class:`~syslogsrc.source.SyslogSource` attached to the given reactor (no second
+    reactor, no thread for it), its messages parsed once and written to ``output``.
+
+    The source makes and manages the listeners (its options, TLS reloading, metrics, counters);
+    its sink is an :class:`~syslogsrc.sinks.OutputSink`, so no ``LogMessage`` is built: each
+    batch a protocol hands over is parsed, rendered and given to the output's writer thread.
 
     :param options: the source's ``options()``, as in a syslog-ng configuration.
     :param output: where messages go (see :mod:`syslogsrc.outputs`).
-    :param log_iw_size: how many messages may wait for the output before the source is
-        suspended.
+    :param log_iw_size: how many messages may wait for the output before the listeners pause.
+    :param keep_hostname: keep ``HOST`` from the message (else the sender's address).
     :param stats_interval: seconds between stats lines in the log; 0 = only the summary at stop.
     """
 
@@ -97,7 +102,6 @@ class SourceService(service.Service):
         options: Mapping[str, Any],
         output: Output,
         *,
-        source_class: type = SyslogSource,
         log_iw_size: int = 1000,
         keep_hostname: bool = True,
         stats_interval: float = 0,
@@ -105,13 +109,12 @@ class SourceService(service.Service):
     ) -> None:
         self.options = dict(options)
         self.output = output
-        self.source_class = source_class
         self.log_iw_size = log_iw_size
         self.keep_hostname = keep_hostname
         self.stats_interval = stats_interval
         self.reactor = reactor
-        self.source: Any = None
-        self._consumer: _Consumer | None = None
+        self.source: SyslogSource | None = None
+        self.sink: OutputSink | None = None
         self._stats: _StatsLogger | None = None
         self._previous_hup: Any = None
         #: twistd: log to stderr, not stdout (set by :func:`makeService` when messages go to
@@ -120,21 +123,18 @@ class SourceService(service.Service):
 
     def startService(self) -> None:
         reactor = self.reactor = _reactor_or_global(self.reactor)
-        source = self.source = self.source_class()
-        if emulation._persist_store is None:  # Persist works in memory, as in a host without
-            emulation._persist_store = emulation._PersistStore(None)  # a state directory
-        consumer = self._consumer = _Consumer(self.output, [])
-        driver = SourceDriver(
-            source,
-            log_iw_size=self.log_iw_size,
-            consumer=lambda msg: consumer.put(msg, driver),
-            on_batch=consumer.batch,
-            persist_name=persist_name_of(source, self.source_class, self.options),
-            keep_hostname=self.keep_hostname,
+        source = self.source = SyslogSource()
+        if not source.init(normalise_options(self.options)):
+            raise SourceInitError(f"syslogsrc: the options were refused: {self.options!r}")
+        self.output.received = Received(keep_hostname=self.keep_hostname)
+        sink = self.sink = OutputSink(
+            self.output,
+            reactor,
+            format=source.options.format,
+            time_zone=source.options.time_zone,
+            high_water=self.log_iw_size,
         )
-        driver.run_thread = threading.get_ident()  # the reactor's thread posts, as run() would
-        # the daemon's steps, as syslogsrc-host takes them (parse_options among them)
-        init_source(source, driver, self.options)
+        source.sink = sink
         source.attach(reactor)
         self._stats = _StatsLogger(lambda: source.listener_stats, self.stats_interval, reactor)
         if threading.current_thread() is threading.main_thread():
@@ -153,9 +153,9 @@ class SourceService(service.Service):
     def _hup(self) -> None:
         """SIGHUP: reopen the output (logrotate) and re-read the TLS files (certificate
         rotation); neither closes a connection."""
-        if hasattr(self.output, "reopen"):
+        if self.sink is not None and hasattr(self.output, "reopen"):
             _log.info("SIGHUP: reopening the output")
-            self.output.reopen()
+            self.sink.reopen()
         reload_tls = getattr(self.source, "reload_tls", None)
         if reload_tls is not None:
             results = reload_tls()
@@ -169,93 +169,22 @@ class SourceService(service.Service):
     @defer.inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()
-        if self.source is None:
+        if self.source is None or self.sink is None:
             return
         if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
+        # What the connections hold, and what they read while closing, is taken, not dropped
+        self.sink.drain()
         yield self.source.detach()
         if self._stats is not None:
             self._stats.stop()
-        consumer = self._consumer
-        if consumer is not None:
-            # everything accepted is written and flushed before the process exits
-            yield _in_thread(self.reactor, consumer.close)
+        # everything taken is written and flushed before the process exits
+        yield self.sink.close()
         self.source.deinit()
-
-
-def _in_thread(reactor: Any, fn: Callable[[], Any]) -> defer.Deferred[Any]:
-    """Run a blocking ``fn`` in a short-lived thread, without the reactor's thread pool."""
-    d: defer.Deferred[Any] = defer.Deferred()
-
-    def work() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:  # handed to the Deferred
-            reactor.callFromThread(d.errback, exc)
-        else:
-            reactor.callFromThread(d.callback, result)
-
-    threading.Thread(target=work, name="syslogsrc-flush", daemon=True).start()
-    return d
 
 
 # --------------------------------------------------------------------------------------------
 # embedding
-
-
-@implementer(IMessageSink)
-class CallbackSink:
-    """Parses each frame and hands ``(ParsedMessage, Origin)`` to a callable."""
-
-    def __init__(
-        self,
-        callback: Callable[[ParsedMessage, Origin], Any],
-        format: str = "auto",
-        time_zone: Any = None,
-    ) -> None:
-        self.callback = callback
-        self.format = format
-        self.time_zone = time_zone
-        self.paused = False
-        self.producers: list[Any] = []
-
-    def post(
-        self,
-        frame: bytes,
-        origin: Origin,
-        format: str | None = None,
-        extra: Mapping[str, str] | None = None,
-    ) -> None:
-        message = parse(frame, format or self.format, time_zone=self.time_zone)
-        if extra:
-            message.pairs.update(extra)
-        self.callback(message, origin)
-        origin.listener.posted += 1
-
-    def close_batch(self) -> None:
-        pass
-
-    def register_producer(self, producer: Any) -> None:
-        self.producers.append(producer)
-        if self.paused:
-            producer.pauseProducing()
-
-    def unregister_producer(self, producer: Any) -> None:
-        if producer in self.producers:
-            self.producers.remove(producer)
-
-    def pause(self) -> None:
-        """Stop taking messages (streams pause, HTTP answers 503) until :meth:`resume`."""
-        self.paused = True
-        for producer in list(self.producers):
-            producer.pauseProducing()
-
-    def resume(self) -> None:
-        self.paused = False
-        for producer in list(self.producers):
-            if self.paused:
-                break
-            producer.resumeProducing()
 
 
 class SyslogService(service.Service):

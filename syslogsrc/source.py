@@ -32,7 +32,7 @@ import datetime as dt
 import threading
 import time
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -45,12 +45,16 @@ from twisted.logger import (
     globalLogBeginner,
     globalLogPublisher,
 )
+from twisted.logger import (
+    Logger as TwistedLogger,
+)
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions, OptionError
-from syslogsrc.parsing import FORMATS, parse
+from syslogsrc.parsing import FORMATS, ParsedMessage, parse
+from syslogsrc.protocols._tracking import RateLimitedLog
 from syslogsrc.runtime import FEATURES, Logger, LogMessage, LogSource
 
 __all__ = ["SourceOptions", "SyslogSource", "TwistedSource"]
@@ -62,6 +66,11 @@ _ZERO = dt.timedelta(0)
 _DAEMON_3X = FEATURES.in_daemon and not FEATURES.typed_values
 _IN_DAEMON = FEATURES.in_daemon
 _monotonic = time.monotonic  # the clock of suspended time (tests replace it)
+# What the version gives, decided once for every message (FEATURES is frozen).
+_CLOSE_BATCH = FEATURES.close_batch
+_STALE_CLOCK = FEATURES.stale_receive_time
+_SET_SOURCE_IP = FEATURES.set_source_ipaddress
+_RAWMSG_SIZE = FEATURES.set_recvd_rawmsg_size
 
 #: pairs that carry what we know of a message's origin when the daemon has no API for it
 TAGS_PAIR = "syslogsrc.tags"
@@ -125,6 +134,11 @@ class _LogBridge:
 
 _bridge = _LogBridge()
 _logging_begun = False
+_twisted_log = TwistedLogger(namespace="syslogsrc.source")
+
+
+def _NoLog(*args: Any, **kwargs: Any) -> None:
+    """Before a reactor is attached there is nothing to report with."""
 
 
 def _begin_logging_once() -> None:
@@ -243,6 +257,12 @@ class TwistedSource(LogSource):
         self.logger = Logger()
         self.paused = False  # IMessageSink: True while suspended
         self.transport_name: str | None = None
+        self._check_next = False  # ask whether the daemon took the next post (after a resume)
+        self._transport_pair = True  # each message carries TRANSPORT (decided at attach)
+        #: where the listeners hand their messages: the source itself (inside the daemon, or
+        #: hosted), or another sink (twistd's :class:`~syslogsrc.sinks.OutputSink`)
+        self.sink: IMessageSink = self
+        self._build_errors: Any = _NoLog  # set for each reactor (attach)
 
     # -- configuration (main thread) --------------------------------------------------------
     def configure(self, options: dict[str, Any]) -> None:
@@ -325,8 +345,17 @@ class TwistedSource(LogSource):
             raise TypeError("attach() needs a reactor")
         self._reactor = reactor
         self._exit_requested = False
-        if FEATURES.set_transport_name and self.transport_name is not None:
+        if self.sink is self and FEATURES.set_transport_name and self.transport_name is not None:
             self.set_transport_name(self.transport_name)
+        # set_transport_name() gives every message its TRANSPORT; else each carries the pair
+        self._transport_pair = self.transport_name is None or not FEATURES.set_transport_name
+        self._build_errors = RateLimitedLog(
+            reactor,
+            "{listener}: building a message raised {count} time(s){span}; the message was"
+            " dropped (last from {peer})",
+            level=LogLevel.error,
+            logger=_twisted_log,
+        )
         self._listeners = list(self.listeners(reactor))
         started = []
         # A copy: a listener that fails at once (a UDP port in use) is removed from
@@ -411,6 +440,9 @@ class TwistedSource(LogSource):
         producers, self._producers = self._producers, []
         for producer in producers:
             producer.stopProducing()
+        flush = getattr(self._build_errors, "flush", None)
+        if flush is not None:
+            flush()
         while self._held:
             _, origin = self._held.popleft()
             origin.listener.dropped += 1
@@ -496,6 +528,8 @@ class TwistedSource(LogSource):
         self._suspended = False
         self._suspended_total += _monotonic() - self._suspended_since
         self.paused = False
+        # A stale wakeup can make the daemon drop the next post (rule 2): check that one.
+        self._check_next = True
         if self._held and not self._post_held():
             return
         producers = self._producers
@@ -546,53 +580,118 @@ class TwistedSource(LogSource):
         except ValueError:
             pass
 
-    def post(
-        self,
-        frame: bytes,
-        origin: Origin,
-        format: str | None = None,
-        extra: Mapping[str, str] | None = None,
-    ) -> None:
-        msg = self.build_message(frame, origin, format, extra)
-        self._post_checked(msg, origin)
+    def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
+        """Post the messages of one read / datagram / request as one batch (IMessageSink).
+
+        Per message: :meth:`build_message` and ``post_message()``, nothing else. Whether the
+        daemon took a message is asked only of the first post after a resume, the only one a
+        stale ``wakeup()`` can make the daemon drop (see *flow control* below)."""
+        if self._suspended:
+            return 0
+        build = self.build_message
+        post_message = self.post_message
+        stats = origin.listener
+        taken = posted = 0
+        try:
+            for message in messages:
+                taken += 1
+                try:
+                    msg = build(message, origin)
+                except Exception:
+                    stats.dropped += 1
+                    self._build_errors(Failure(), listener=stats.name, peer=origin.peer_host)
+                    continue
+                if self._check_next:
+                    self._check_next = False
+                    if not self._post_checked(msg, origin):
+                        break  # held: posted first at the next wakeup
+                    if self._suspended:
+                        break
+                    continue
+                self._posts += 1
+                post_message(msg)
+                posted += 1
+                if self._suspended:  # suspend() came from inside post_message()
+                    break
+        finally:
+            stats.posted += posted
+            if taken and _CLOSE_BATCH:
+                self.close_batch()
+        return taken
 
     def close_batch(self) -> None:  # type: ignore[override]
-        if FEATURES.close_batch:
+        if _CLOSE_BATCH:
             super().close_batch()
 
-    def build_message(
-        self,
-        frame: bytes,
-        origin: Origin,
-        format: str | None = None,
-        extra: Mapping[str, str] | None = None,
-    ) -> Any:
-        """Turn one frame into a ``LogMessage``. The default keeps the whole frame as MESSAGE;
-        :class:`SyslogSource` parses it."""
-        msg = LogMessage(frame)
-        self.annotate(msg, frame, origin, extra)
-        if FEATURES.stale_receive_time:
+    def build_message(self, message: bytes | ParsedMessage, origin: Origin) -> Any:
+        """Turn one message into a ``LogMessage``. The default keeps a raw frame whole as
+        MESSAGE, and takes a parsed message's pairs as they are; :class:`SyslogSource` parses
+        frames. ``origin.format`` is the listener's format, ``origin.pairs`` what every
+        message of the origin carries (:meth:`annotate` adds them)."""
+        if type(message) is not bytes:
+            return self.message_from(message, origin, len(message.pairs.get("MESSAGE", "")))
+        msg = LogMessage(message)
+        if _STALE_CLOCK:
             msg.set_timestamp(_now_for_daemon())
+        self.annotate(msg, origin, len(message))
         return msg
 
-    def annotate(
-        self, msg: Any, frame: bytes, origin: Origin, extra: Mapping[str, str] | None
-    ) -> None:
-        """What every message carries of its origin, with each version's means."""
-        if extra:
-            for name, value in extra.items():
+    def message_from(self, parsed: ParsedMessage, origin: Origin, size: int) -> Any:
+        """A ``LogMessage`` of a parsed message: its stamp (or now), pairs, PRI and tags, then
+        :meth:`annotate`. ``size`` is the frame's size (``$RAWMSG_SIZE`` where the daemon has
+        it)."""
+        if parsed.timestamp is not None:
+            msg = self._message_at(parsed.timestamp, parsed.format)
+        else:
+            msg = LogMessage()
+            if _STALE_CLOCK:
+                msg.set_timestamp(_now_for_daemon())
+        pairs = _sdata_last_first(parsed.pairs) if _IN_DAEMON else parsed.pairs.items()
+        for name, value in pairs:
+            msg[name] = value
+        msg.set_pri(parsed.pri)
+        if parsed.tags:
+            msg[TAGS_PAIR] = ",".join(parsed.tags)
+            if parsed.format == "raw" or "syslogsrc.rfc5424_fallback" in parsed.tags:
+                origin.listener.malformed += 1
+        self.annotate(msg, origin, size)
+        return msg
+
+    def _message_at(self, ts: dt.datetime, format: str) -> Any:
+        """A new ``LogMessage`` stamped ``ts`` (instant and offset)."""
+        offset = ts.utcoffset()
+        if offset is not None and offset < _ZERO:
+            parse_options = getattr(self, "parse_options", None)
+            if parse_options is not None:
+                msg = LogMessage.parse(_stamp_carrier(ts), parse_options)
+                # flags(no-parse) or another format() would leave the header in MESSAGE
+                if not _value(msg, "MESSAGE"):
+                    if _value(msg, "MSGFORMAT"):  # 4.7+ names the carrier's format
+                        msg["MSGFORMAT"] = format
+                    return msg
+        msg = LogMessage()
+        msg.set_timestamp(_stamp_for_daemon(ts))
+        return msg
+
+    def annotate(self, msg: Any, origin: Origin, size: int) -> None:
+        """What every message carries of its origin, by each version's means (decided once):
+        the origin's pairs, ``TRANSPORT`` unless ``set_transport_name()`` gives it, the
+        sender's address, the frame's size where the daemon keeps it."""
+        pairs = origin.pairs
+        if pairs:
+            for name, value in pairs.items():
                 msg[name] = value
-        if self.transport_name is None or not FEATURES.set_transport_name:
+        if self._transport_pair:
             msg["TRANSPORT"] = origin.transport
         host = origin.peer_host
         if host is not None:
-            if FEATURES.set_source_ipaddress:
+            if _SET_SOURCE_IP:
                 msg.set_source_ipaddress(host, origin.peer_port or 0)
             else:  # 3.x: $SOURCEIP is always 127.0.0.1 for Python sources
                 msg["PEERIP"] = host
                 msg["PEERPORT"] = str(origin.peer_port or 0)
-        if FEATURES.set_recvd_rawmsg_size:
-            msg.set_recvd_rawmsg_size(len(frame))
+        if _RAWMSG_SIZE:
+            msg.set_recvd_rawmsg_size(size)
 
 
 def _sdata_last_first(pairs: Mapping[str, str]) -> Iterable[tuple[str, str]]:
@@ -835,53 +934,19 @@ class SyslogSource(TwistedSource):
     def listeners(self, reactor: Any) -> list[Any]:
         from syslogsrc.listen import make_listener
 
-        return [make_listener(s, reactor, self, self.options.listener) for s in self._specs]
+        return [make_listener(s, reactor, self.sink, self.options.listener) for s in self._specs]
 
-    def build_message(
-        self,
-        frame: bytes,
-        origin: Origin,
-        format: str | None = None,
-        extra: Mapping[str, str] | None = None,
-    ) -> Any:
-        if self._native and format is None:
-            msg = LogMessage.parse(frame, self.parse_options)
+    def build_message(self, message: bytes | ParsedMessage, origin: Origin) -> Any:
+        if type(message) is not bytes:
+            return self.message_from(message, origin, len(message.pairs.get("MESSAGE", "")))
+        fmt = origin.format
+        if self._native and fmt is None:
+            msg = LogMessage.parse(message, self.parse_options)
             # The daemon stamps a message without a stamp with its cached clock, which is stale
             # in this thread: the stamp then equals RECVD, and is set to now.
-            if FEATURES.stale_receive_time and _value(msg, "ISODATE") == _value(msg, "R_ISODATE"):
+            if _STALE_CLOCK and _value(msg, "ISODATE") == _value(msg, "R_ISODATE"):
                 msg.set_timestamp(_now_for_daemon())
-            self.annotate(msg, frame, origin, extra)
+            self.annotate(msg, origin, len(message))
             return msg
-        parsed = parse(frame, format or self._format, time_zone=self._time_zone)
-        if parsed.timestamp is not None:
-            msg = self._message_at(parsed.timestamp, parsed.format)
-        else:
-            msg = LogMessage()
-            if FEATURES.stale_receive_time:
-                msg.set_timestamp(_now_for_daemon())
-        pairs = _sdata_last_first(parsed.pairs) if _IN_DAEMON else parsed.pairs.items()
-        for name, value in pairs:
-            msg[name] = value
-        msg.set_pri(parsed.pri)
-        if parsed.tags:
-            msg[TAGS_PAIR] = ",".join(parsed.tags)
-            if parsed.format == "raw" or "syslogsrc.rfc5424_fallback" in parsed.tags:
-                origin.listener.malformed += 1
-        self.annotate(msg, frame, origin, extra)
-        return msg
-
-    def _message_at(self, ts: dt.datetime, format: str) -> Any:
-        """A new ``LogMessage`` stamped ``ts`` (instant and offset)."""
-        offset = ts.utcoffset()
-        if offset is not None and offset < _ZERO:
-            parse_options = getattr(self, "parse_options", None)
-            if parse_options is not None:
-                msg = LogMessage.parse(_stamp_carrier(ts), parse_options)
-                # flags(no-parse) or another format() would leave the header in MESSAGE
-                if not _value(msg, "MESSAGE"):
-                    if _value(msg, "MSGFORMAT"):  # 4.7+ names the carrier's format
-                        msg["MSGFORMAT"] = format
-                    return msg
-        msg = LogMessage()
-        msg.set_timestamp(_stamp_for_daemon(ts))
-        return msg
+        parsed = parse(message, fmt or self._format, time_zone=self._time_zone)
+        return self.message_from(parsed, origin, len(message))

@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 from syslogsrc.framing import FRAMINGS, FrameDecoder
 from syslogsrc.interfaces import ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.parsing import FORMATS, MAX_NAME_BYTES, parse
+from syslogsrc.parsing import FORMATS, MAX_NAME_BYTES, ParsedMessage, parse
 from syslogsrc.protocols.http import HTTPIngestSite, _BodyReader, _MalformedBody, _split_body
 from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.source import SyslogSource
@@ -227,7 +227,8 @@ def test_fuzz_source_builds_a_message_from_anything(
 
     source.parse_options = ParseOptions("auto")
     stats = ListenerStats(name="tcp:5514")
-    msg = source.build_message(frame, Origin("tcp", stats, "192.0.2.1", 5, 5514), format)
+    origin = Origin("tcp", stats, "192.0.2.1", 5, 5514, format=format)
+    msg = source.build_message(frame, origin)
     assert msg is not None
 
 
@@ -316,15 +317,32 @@ BODIES = st.one_of(
 @given(MEDIA_TYPES, BODIES)
 def test_fuzz_http_split_body(media_type: str, body: bytes) -> None:
     try:
-        messages = _split_body(media_type, body)
+        messages, truncated = _split_body(media_type, body, 65536)
     except _MalformedBody as e:
         assert str(e)
         return
-    for frame, fmt in messages:
-        assert isinstance(frame, bytes) and frame.strip()
-        assert fmt in (None, "json")
-        if media_type in ("", "text/plain"):
-            assert frame in body  # a line, as sent
+    assert truncated == 0
+    for message in messages:
+        if isinstance(message, bytes):
+            assert message.strip()
+            if media_type in ("", "text/plain"):
+                assert message in body  # a line, as sent
+        else:  # a JSON object, parsed here once
+            assert message.format == "json"
+    if media_type == "application/x-ndjson":
+        # the same messages as before the objects were parsed in the protocol: each object
+        # decoded by json, re-encoded compact, and parsed again as a frame by the sink
+        objects = [m for m in messages if not isinstance(m, bytes)]
+        assert objects == [_as_before(line) for line in body.decode().split("\n") if line.strip()]
+
+
+def _as_before(line: str) -> ParsedMessage:
+    doc = json.loads(line)
+    try:
+        frame = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        frame = json.dumps(doc, separators=(",", ":")).encode("ascii")
+    return parse(frame, "json")
 
 
 @st.composite

@@ -199,12 +199,12 @@ class BatchRecorder(SyslogSource):
         self.open = 0
         return super().init(options)
 
-    def post(self, frame, origin, format=None, extra=None):
+    def build_message(self, frame, origin):
         if frame == b"report":
             report = {"batches": self.batches, "auto_close_batches": self.auto_close_batches}
             frame = b"<13>1 - - recorder - - - " + json.dumps(report).encode()
         self.open += 1
-        super().post(frame, origin, format, extra)
+        return super().build_message(frame, origin)
 
     def close_batch(self):
         super().close_batch()

@@ -254,7 +254,7 @@ def test_an_exception_in_user_code_is_logged_and_the_source_serves_on(syslog_ng)
     assert [r["MESSAGE"] for r in records] == ["before", "after", "on a new connection"]
     assert {(r["PROGRAM"], r["example"]["site"]) for r in records} == {("lines", "lab-1")}
     d.wait_for_stderr("ValueError: LineSource was told to crash on b'boom'")
-    assert "the sink raised 1 time(s)" in d.stderr()
+    assert "building a message raised 1 time(s)" in d.stderr()
     assert d.stop() == 0
     summary = stop_summary(d.stderr(), f"tcp:{port}:interface=127.0.0.1")
     assert (summary["received"], summary["posted"], summary["dropped"]) == (4, 3, 1)

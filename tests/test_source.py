@@ -33,8 +33,7 @@ class _Line(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         if line == b"boom":
             raise RuntimeError("boom in a protocol callback")
-        self.factory.sink.post(line, Origin("tcp", self.factory.stats, "127.0.0.1", 1))
-        self.factory.sink.close_batch()
+        self.factory.sink.post([line], Origin("tcp", self.factory.stats, "127.0.0.1", 1))
 
 
 class LineListener:

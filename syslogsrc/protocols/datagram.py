@@ -1,7 +1,7 @@
 """Syslog over datagrams (UDP over IPv4 and IPv6, unix datagram sockets such as /dev/log).
 
 One datagram is one message (RFC 5426), or, with ``options.udp_split_lines``, one message per
-LF-separated line of it. Each datagram ends a batch (``sink.close_batch()``).
+LF-separated line of it. Each datagram is one call to the sink, one batch.
 
 Flow control: :class:`SyslogDatagramProtocol` is an ``IPushProducer`` registered with the sink.
 Paused, it stops reading its socket (``port.stopReading()``) and datagrams wait in the kernel's
@@ -139,8 +139,8 @@ class SyslogDatagramProtocol(DatagramProtocol):
             self.maxPacketSize = max(UDP_MAX_PACKET, options.max_message_size + 1)
         self.max_size = options.max_message_size
         self.split_lines = options.udp_split_lines
-        #: messages read, waiting for the sink to resume us: (frame, origin, last of its datagram)
-        self.pending: deque[tuple[bytes, Origin, bool]] = deque()
+        #: datagrams read, waiting for the sink to resume us: (their messages, origin)
+        self.pending: deque[tuple[list[bytes], Origin]] = deque()
         self.paused = False
         self.stopped = False
         self.receive_buffer: int | None = None  #: SO_RCVBUF granted by the kernel
@@ -151,7 +151,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self.sink_errors = RateLimitedLog(
             reactor,
             "{listener}: the sink raised {count} time(s){span};"
-            " the message was dropped (last from {peer})",
+            " the messages it was given were dropped (last from {peer})",
             level=LogLevel.error,
             listener=stats.name,
         )
@@ -239,15 +239,15 @@ class SyslogDatagramProtocol(DatagramProtocol):
             stats.dropped += len(frames)
             return
         if isinstance(addr, tuple):
-            origin = Origin(self.transport_name, stats, addr[0], addr[1], self._local_port)
+            origin = Origin(
+                self.transport_name, stats, addr[0], addr[1], self._local_port, self.format
+            )
         else:  # a unix socket path, or None
-            origin = Origin(self.transport_name, stats, None, None, None)
-        last = len(frames) - 1
-        self.pending.extend((frame, origin, i == last) for i, frame in enumerate(frames))
-        if self.paused:
-            # The port reads on after a pause until its read budget is spent: keep those.
-            return
-        self._drain()
+            origin = Origin(self.transport_name, stats, None, None, None, self.format)
+        # The port reads on after a pause until its read budget is spent: those wait here.
+        self.pending.append((frames, origin))
+        if not self.paused:
+            self._drain()
 
     # IPushProducer, called by the sink
 
@@ -278,7 +278,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self.paused = True
         self._registered = False
         if self.pending:
-            self.stats.dropped += len(self.pending)
+            self.stats.dropped += sum(len(frames) for frames, _ in self.pending)
             self.pending.clear()
         if self._listening:
             self.transport.stopReading()
@@ -286,38 +286,29 @@ class SyslogDatagramProtocol(DatagramProtocol):
     # Posting
 
     def _drain(self) -> None:
-        """Post pending messages in order until none is left or the sink pauses us; one batch
-        per datagram (and one for the part of a datagram posted before a pause)."""
-        if self._draining or self.paused:
-            return
+        """Post what waits, one datagram (one batch) per call to the sink, until nothing waits
+        or the sink pauses us; the part of a datagram it did not take stays first in line."""
+        if self._draining:
+            return  # re-entered from inside sink.post (a resume): the loop below goes on
         sink = self.sink
-        fmt = self.format
         pending = self.pending
-        in_batch = False
         self._draining = True
         try:
-            while pending and not self.paused:
-                frame, origin, last = pending.popleft()
+            while pending and not (self.paused or self.stopped):
+                frames, origin = pending.popleft()
                 try:
-                    sink.post(frame, origin, fmt)
+                    taken = sink.post(frames, origin)
                 except Exception:
-                    self.stats.dropped += 1
+                    # A sink that raises has not said what it took: the datagram is lost.
+                    taken = len(frames)
+                    self.stats.dropped += taken
                     self.sink_errors(Failure(), peer=origin.peer_host)
-                else:
-                    in_batch = True
-                if last and in_batch:
-                    in_batch = False
-                    self._close_batch()
+                if taken < len(frames):
+                    pending.appendleft((frames[taken:], origin))
+                    if not self.paused:
+                        break  # a sink that takes less pauses us; wait for it all the same
         finally:
             self._draining = False
-        if in_batch:
-            self._close_batch()
-
-    def _close_batch(self) -> None:
-        try:
-            self.sink.close_batch()
-        except Exception:
-            self.sink_errors(Failure(), peer=None)
 
     def _set_receive_buffer(self, size: int) -> None:
         try:

@@ -37,12 +37,13 @@ from zope.interface import implementer
 
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
+from syslogsrc.parsing import ParsedMessage, json_bytes, json_number, parse, parse_json_object
 from syslogsrc.protocols._tracking import RateLimitedLogs
 
 __all__ = ["HTTPIngestSite"]
 
-#: One message: the frame and the format the sink parses it with (None: its configured one).
-_Message = tuple[bytes, str | None]
+#: One message: a raw frame the sink parses, or a JSON object parsed here.
+_Message = bytes | ParsedMessage
 
 #: Content-Encoding -> zlib wbits (gzip: gzip wrapper only; deflate: zlib wrapper, or gzip).
 _CODINGS = {
@@ -208,50 +209,89 @@ class _MalformedBody(ValueError):
     """The body does not hold what its Content-Type says; ``str()`` says where."""
 
 
-def _split_body(media_type: str, body: bytes) -> list[_Message]:
-    """All the messages of a body, or :class:`_MalformedBody` (and then none of them)."""
+def _split_body(media_type: str, body: bytes, max_size: int) -> tuple[list[_Message], int]:
+    """All the messages of a body, or :class:`_MalformedBody` (and then none of them), and how
+    many were cut to ``max_size``."""
     if media_type in _NDJSON_TYPES:
-        return _split_ndjson(body)
+        return _JsonMessages(max_size).ndjson(body)
     if media_type == "application/json" or media_type.endswith("+json"):
-        return _split_json(body)
-    return _split_lines(body)
+        return _JsonMessages(max_size).json(body)
+    return _split_lines(body, max_size)
 
 
-def _split_lines(body: bytes) -> list[_Message]:
+def _split_lines(body: bytes, max_size: int) -> tuple[list[_Message], int]:
     """LF-separated raw messages; a CR before the LF is dropped, blank lines are skipped."""
     lines = (line[:-1] if line.endswith(b"\r") else line for line in body.split(b"\n"))
-    return [(line, None) for line in lines if line.strip()]
+    messages: list[_Message] = [line for line in lines if line.strip()]
+    if len(body) <= max_size:  # no line can be longer
+        return messages, 0
+    return _truncate(messages, max_size)
 
 
-def _split_ndjson(body: bytes) -> list[_Message]:
-    messages: list[_Message] = []
-    for number, line in enumerate(_utf8(body).split("\n"), 1):
-        if line.strip():
-            doc = _load_json(line, f"line {number}")
-            if not isinstance(doc, dict):
-                raise _MalformedBody(f"line {number}: expected a JSON object, not {_kind(doc)}")
-            messages.append((_dump_json(doc), "json"))
-    return messages
+def _truncate(messages: list[_Message], max_size: int) -> tuple[list[_Message], int]:
+    """Raw frames cut to ``max_size``."""
+    truncated = 0
+    for i, message in enumerate(messages):
+        if type(message) is bytes and len(message) > max_size:
+            messages[i] = message[:max_size]
+            truncated += 1
+    return messages, truncated
 
 
-def _split_json(body: bytes) -> list[_Message]:
-    doc = _load_json(_utf8(body), "body")
-    if isinstance(doc, dict):
-        return [(_dump_json(doc), "json")]
-    if not isinstance(doc, list):
-        raise _MalformedBody(f"body: expected a JSON object or array, not {_kind(doc)}")
-    messages: list[_Message] = []
-    for index, element in enumerate(doc):
-        if isinstance(element, dict):
-            messages.append((_dump_json(element), "json"))
-        elif isinstance(element, str):
-            if element.strip():
-                messages.append((element.encode("utf-8", "replace"), None))
-        else:
-            raise _MalformedBody(
-                f"element {index}: expected an object or a string, not {_kind(element)}"
-            )
-    return messages
+#: Compact JSON, in UTF-8 bytes, is less than this many times longer than the text it was
+#: decoded from, in characters: a float grows at most 4.5 times ("1e15" is "1000000000000000.0"
+#: in Python's form), a character at most 4 (UTF-8); escapes only shrink.
+_JSON_GROWTH = 8
+
+
+class _JsonMessages:
+    """The messages of a JSON or NDJSON body. Each object is parsed here, once, into the
+    message its compact JSON text would give as a frame (``parse(text, "json")``); when that
+    text could be longer than ``max_size`` it is made, and cut like any frame."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.truncated = 0
+
+    def ndjson(self, body: bytes) -> tuple[list[_Message], int]:
+        messages: list[_Message] = []
+        for number, line in enumerate(_utf8(body).split("\n"), 1):
+            if line.strip():
+                doc = _load_json(line, f"line {number}")
+                if not isinstance(doc, dict):
+                    raise _MalformedBody(f"line {number}: expected a JSON object, not {_kind(doc)}")
+                messages.append(self.message(doc, len(line)))
+        return messages, self.truncated
+
+    def json(self, body: bytes) -> tuple[list[_Message], int]:
+        doc = _load_json(_utf8(body), "body")
+        if isinstance(doc, dict):
+            return [self.message(doc, len(body))], self.truncated
+        if not isinstance(doc, list):
+            raise _MalformedBody(f"body: expected a JSON object or array, not {_kind(doc)}")
+        messages: list[_Message] = []
+        for index, element in enumerate(doc):
+            if isinstance(element, dict):
+                messages.append(self.message(element, len(body)))
+            elif type(element) is str:  # not a number, which is kept as text too
+                if element.strip():
+                    messages.append(element.encode("utf-8", "replace"))
+            else:
+                raise _MalformedBody(
+                    f"element {index}: expected an object or a string, not {_kind(element)}"
+                )
+        messages, cut = _truncate(messages, self.max_size)  # the strings among them
+        return messages, self.truncated + cut
+
+    def message(self, doc: dict[str, Any], source_length: int) -> ParsedMessage:
+        max_size = self.max_size
+        if source_length * _JSON_GROWTH <= max_size:
+            return parse_json_object(doc, lambda: json_bytes(doc).decode("utf-8"))
+        frame = json_bytes(doc)
+        if len(frame) > max_size:
+            self.truncated += 1
+            frame = frame[:max_size]
+        return parse(frame, "json")
 
 
 def _utf8(body: bytes) -> str:
@@ -267,8 +307,27 @@ def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-#: what json.loads(text, parse_constant=_no_constants) builds at every call, built once
-_decode_json = json.JSONDecoder(parse_constant=_no_constants).decode
+def _float_text(text: str) -> str:
+    """A JSON float as the text Python's encoder writes for it (what the message keeps)."""
+    value = float(text)
+    if value != value:
+        return json_number("NaN")
+    if value in (_INFINITY, -_INFINITY):
+        return json_number("Infinity" if value > 0 else "-Infinity")
+    return json_number(float.__repr__(value))
+
+
+def _int_text(text: str) -> str:
+    return json_number(int.__repr__(int(text)))
+
+
+_INFINITY = float("inf")
+
+#: what json.loads(text, parse_constant=_no_constants, ...) builds at every call, built once;
+#: numbers are kept as text, in the form Python's encoder gives them
+_decode_json = json.JSONDecoder(
+    parse_constant=_no_constants, parse_float=_float_text, parse_int=_int_text
+).decode
 
 
 def _load_json(text: str, where: str) -> Any:
@@ -282,21 +341,14 @@ def _load_json(text: str, where: str) -> Any:
         raise _MalformedBody(f"{where}: invalid JSON: {e}") from None
 
 
-#: what json.dumps(doc, ensure_ascii=..., separators=(",", ":")) builds at every call
-_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_encode_json_ascii = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _dump_json(doc: dict[str, Any]) -> bytes:
-    try:
-        return _encode_json(doc).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a \\ud800 escape: keep it escaped
-        return _encode_json_ascii(doc).encode("ascii")
-
-
 def _kind(value: object) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
-    return "null" if value is None else names.get(type(value), "an array")
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string" if type(value) is str else "a number"  # numbers are kept as text
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def _header_text(headers: Headers, name: bytes) -> str:
@@ -315,13 +367,11 @@ class _Delivery:
         request: _IngestRequest,
         messages: Sequence[_Message],
         origin: Origin,
-        extra: dict[str, str],
         done: Callable[[_Delivery, Failure | None], None],
     ) -> None:
         self.request = request
         self.messages = messages
-        self.origin = origin
-        self.extra = extra
+        self.origin = origin  #: the request's, with its pairs (path, query, headers)
         self.done = done  #: called once: (self, None) when all are posted, else the failure
         self.position = 0  #: messages posted so far
 
@@ -404,18 +454,19 @@ class _IngestProducer:
         if delivery is None:
             return
         failure: Failure | None = None
-        posted = 0
         self._posting = True
         try:
+            # One call per request, and after a pause one per resume: each a batch, so a batch
+            # is never left open while waiting for a resume (in syslog-ng the resume needs the
+            # window to refill, which needs these messages to leave the batch).
             while delivery.remaining and not (self.paused or self.stopped):
-                frame, fmt = delivery.messages[delivery.position]
-                self._sink.post(frame, delivery.origin, format=fmt, extra=delivery.extra)
-                delivery.position += 1
-                posted += 1
-            # A batch is never left open while waiting for a resume: in syslog-ng the resume
-            # needs the window to refill, which needs these messages to leave the batch.
-            if posted:
-                self._sink.close_batch()
+                position = delivery.position
+                messages = delivery.messages
+                rest = messages[position:] if position else messages
+                taken = self._sink.post(rest, delivery.origin)
+                delivery.position += taken
+                if taken < len(rest) and not self.paused:
+                    break  # a sink that takes less pauses us; wait for it all the same
         except Exception:
             failure = Failure()
         finally:
@@ -591,7 +642,9 @@ class _IngestResource(Resource):
         self._stats.bytes += len(body)
         media_type = _header_text(request.requestHeaders, b"content-type")
         try:
-            messages = _split_body(media_type.partition(";")[0].strip().lower(), body)
+            messages, truncated = _split_body(
+                media_type.partition(";")[0].strip().lower(), body, self._options.max_message_size
+            )
         except _MalformedBody as e:
             self._refuse(request, _malformed(str(e)))
             return
@@ -600,16 +653,8 @@ class _IngestResource(Resource):
             self._refuse(request, _STOPPING if self._producer.stopped else _FLOW_CONTROLLED)
             return
         self._stats.received += len(messages)
-        messages = [self._truncated(message) for message in messages]
-        origin, pairs = self._origin(request), _pairs(request, self._options)
-        self._producer.deliver(_Delivery(request, messages, origin, pairs, self._done))
-
-    def _truncated(self, message: _Message) -> _Message:
-        frame, format = message
-        if len(frame) <= self._options.max_message_size:
-            return message
-        self._stats.truncated += 1
-        return frame[: self._options.max_message_size], format
+        self._stats.truncated += truncated
+        self._producer.deliver(_Delivery(request, messages, self._origin(request), self._done))
 
     def _done(self, delivery: _Delivery, failure: Failure | None) -> None:
         request = delivery.request
@@ -650,6 +695,7 @@ class _IngestResource(Resource):
             peer_host=getattr(peer, "host", None),
             peer_port=getattr(peer, "port", None),
             local_port=getattr(local, "port", None),
+            pairs=_pairs(request, self._options),
         )
 
 

@@ -1,8 +1,9 @@
 """Syslog over a byte stream (TCP, TLS, unix stream sockets): RFC 6587 frames to a sink.
 
 One :class:`SyslogStreamProtocol` per connection cuts the bytes into frames with a
-:class:`~syslogsrc.framing.FrameDecoder` and posts each frame to the listener's
-:class:`~syslogsrc.interfaces.IMessageSink`.
+:class:`~syslogsrc.framing.FrameDecoder` and hands the frames of each read to the listener's
+:class:`~syslogsrc.interfaces.IMessageSink` in one call (one batch), with the connection's
+:class:`~syslogsrc.interfaces.Origin`, computed once.
 
 With ``auto`` framing, a connection to a plain (not TLS) listener that starts with a TLS
 handshake record (0x16 0x03, a ClientHello: a TLS client pointed at the wrong port) is closed at
@@ -12,13 +13,12 @@ binary hello would otherwise be posted as a few lines of junk.
 Flow control is the heart of it. The protocol is an ``IPushProducer`` registered with the sink.
 When the sink pauses it (syslog-ng's ``suspend()``, which can arrive synchronously from inside
 ``sink.post``), the protocol stops reading from its transport and posts nothing more: the frames
-it has already decoded wait, in order, in a pending queue, and are posted first when the sink
-resumes it. Nothing read from the network is lost, and nothing is posted while paused.
+the sink did not take wait, in order, and are posted first when the sink resumes it. Nothing
+read from the network is lost, and nothing is posted while paused.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
@@ -41,9 +41,12 @@ _log = Logger(namespace="syslogsrc.listen")
 _TLS_HANDSHAKE = b"\x16\x03"
 
 
-def origin_of(transport: object, name: str, stats: ListenerStats) -> Origin:
+def origin_of(
+    transport: object, name: str, stats: ListenerStats, format: str | None = None
+) -> Origin:
     """The :class:`Origin` of a connection: its peer's IP and port (those of the PROXY header
-    when behind ``haproxy:``), its local port; no host or port for unix sockets."""
+    when behind ``haproxy:``), its local port; no host or port for unix sockets; the listener's
+    ``format``."""
     peer = transport.getPeer()  # type: ignore[attr-defined]
     try:
         host = transport.getHost()  # type: ignore[attr-defined]
@@ -55,6 +58,7 @@ def origin_of(transport: object, name: str, stats: ListenerStats) -> Origin:
         peer_host=getattr(peer, "host", None),
         peer_port=getattr(peer, "port", None),
         local_port=getattr(host, "port", None),
+        format=format,
     )
 
 
@@ -67,10 +71,10 @@ class SyslogStreamProtocol(Protocol):
     def __init__(self, factory: SyslogStreamFactory) -> None:
         self.factory = factory
         self.decoder = factory.decoder_factory()
-        #: frames read, waiting for the sink to resume us. A deque from the first frames on (an
-        #: empty one is 760 bytes, most of the RSS of a connection that waits idle), and again
-        #: an empty tuple once drained.
-        self.pending: deque[bytes] | tuple[()] = ()
+        #: frames read, waiting for the sink to resume us, in order: the frames of the read
+        #: the sink did not take (an empty tuple, not a list, while there are none: most
+        #: connections never have any)
+        self.pending: list[bytes] | tuple[()] = ()
         self.paused = False  #: paused by the sink: nothing is posted, the transport is not read
         self.stopped = False  #: the sink stopped for good (stopProducing)
         self._draining = False
@@ -101,26 +105,22 @@ class SyslogStreamProtocol(Protocol):
         if self._refused:
             return
         if self._origin is None:
-            # Now, not in _drain: the first frame may be posted only by connectionLost, when
+            # Now, not in _post: the first frame may be posted only by connectionLost, when
             # the socket is gone (and getHost() with it). Not at connectionMade either: behind
             # haproxy: the peer is known once the PROXY header has been read, before our data.
             if data[:2] == _TLS_HANDSHAKE and self.factory.refuse_tls:
                 self._refuse_tls()
                 return
             self._origin = origin_of(
-                self.transport, self.factory.transport_name, self.factory.stats
+                self.transport, self.factory.transport_name, stats, self.factory.format
             )
-        frames = self.decoder.feed(data)
         decoder = self.decoder
+        frames = decoder.feed(data)
         if decoder.truncated != self._truncated or decoder.invalid != self._invalid:
             self._count_decoder_events()
         if frames:
             stats.received += len(frames)
-            if self.stopped:
-                stats.dropped += len(frames)
-                return
-            self._queue(frames)
-            self._drain()
+            self._take(frames)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._connected = False
@@ -128,11 +128,7 @@ class SyslogStreamProtocol(Protocol):
         self._count_decoder_events()
         if frames:
             self.factory.stats.received += len(frames)
-            if self.stopped:
-                self.factory.stats.dropped += len(frames)
-            else:
-                self._queue(frames)
-                self._drain()
+            self._take(frames)
         # With frames still pending (paused), stay registered: resumeProducing posts them.
         if not self.pending:
             self._unregister()
@@ -168,56 +164,49 @@ class SyslogStreamProtocol(Protocol):
         self._registered = False
         if self.pending:
             self.factory.stats.dropped += len(self.pending)
-            self.pending.clear()
+            self.pending = ()
         if self._connected:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     # Posting
 
-    def _queue(self, frames: list[bytes]) -> None:
-        pending = self.pending
-        if isinstance(pending, deque):
-            pending.extend(frames)
-        else:
-            self.pending = deque(frames)
+    def _take(self, frames: list[bytes]) -> None:
+        """Frames just read: posted now, after those already waiting."""
+        if self.stopped:
+            self.factory.stats.dropped += len(frames)
+            return
+        self.pending = [*self.pending, *frames] if self.pending else frames
+        self._drain()
 
     def _drain(self) -> None:
-        """Post pending frames, in order, until none is left or the sink pauses us; then close
-        the batch of what was posted."""
-        if self._draining or self.paused:
-            # Re-entered from inside sink.post (a resume after a pause): the loop running
-            # further up the stack carries on.
-            return
+        """Post what waits, one batch per call to the sink, until nothing waits or the sink
+        pauses us; what it did not take stays first in line."""
+        if self._draining:
+            return  # re-entered from inside sink.post (a resume): the loop below goes on
+        sink = self.factory.sink
         origin = self._origin
         if origin is None:  # pragma: no cover - set by the first dataReceived
             origin = self._origin = origin_of(
-                self.transport, self.factory.transport_name, self.factory.stats
+                self.transport, self.factory.transport_name, self.factory.stats, self.factory.format
             )
-        sink = self.factory.sink
-        fmt = self.factory.format
-        pending = self.pending
-        posted = 0
         self._draining = True
         try:
-            # The sink may pause us from inside post(): look at the flag before every frame.
-            while pending and not self.paused:
-                frame = pending.popleft()
+            while self.pending and not (self.paused or self.stopped):
+                frames, self.pending = self.pending, ()
                 try:
-                    sink.post(frame, origin, fmt)
+                    taken = sink.post(frames, origin)
                 except Exception:
-                    self.factory.stats.dropped += 1
+                    # A sink that raises has not said what it took: the batch is lost.
+                    taken = len(frames)
+                    self.factory.stats.dropped += taken
                     self.factory.sink_errors(Failure(), peer=origin.peer_host)
-                else:
-                    posted += 1
+                if taken < len(frames):
+                    rest = frames[taken:]
+                    self.pending = [*rest, *self.pending] if self.pending else rest
+                    if not self.paused:
+                        break  # a sink that takes less pauses us; wait for it all the same
         finally:
             self._draining = False
-        if not pending:
-            self.pending = ()
-        if posted:
-            try:
-                sink.close_batch()
-            except Exception:
-                self.factory.sink_errors(Failure(), peer=origin.peer_host)
 
     def _refuse_tls(self) -> None:
         self._refused = True
@@ -338,7 +327,7 @@ class SyslogStreamFactory(Factory):
         self.sink_errors = RateLimitedLog(
             reactor,
             "{listener}: the sink raised {count} time(s){span};"
-            " the message was dropped (last from {peer})",
+            " the messages it was given were dropped (last from {peer})",
             level=LogLevel.error,
             listener=stats.name,
         )

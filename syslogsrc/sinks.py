@@ -1,0 +1,319 @@
+"""Sinks outside syslog-ng: parsed messages straight to a callable or an output, in batches.
+
+Inside syslog-ng the sink is the source itself (:class:`~syslogsrc.source.TwistedSource`), the
+only code that builds a ``LogMessage``. Outside it no ``LogMessage`` is needed: these sinks take
+what a protocol hands them (one read, one datagram, one HTTP request), parse each raw frame
+once into a :class:`~syslogsrc.parsing.ParsedMessage` (a message a protocol already parsed is
+taken as it is) and hand it on.
+
+- :class:`CallbackSink` calls ``callback(message, origin)`` for each message (embedding:
+  :class:`~syslogsrc.service.SyslogService`).
+- :class:`OutputSink` renders each message for an :class:`~syslogsrc.outputs.Output` in the
+  reactor's thread and gives the writer thread one ``bytes`` per batch: flow control is a
+  high-water mark of messages handed to the writer and not yet written. Above it every producer
+  pauses (streams stop reading, HTTP answers 503), and they resume once the writer is down to
+  half of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from syslogsrc.interfaces import IMessageSink, Origin
+from syslogsrc.outputs import Output
+from syslogsrc.parsing import ParsedMessage, parse
+from syslogsrc.protocols._tracking import RateLimitedLog
+
+__all__ = ["CallbackSink", "OutputSink", "ProducerSet"]
+
+_log = Logger(namespace="syslogsrc.sinks")
+
+
+class ProducerSet:
+    """The producers of a sink, paused and resumed together. A resume starts with a different
+    producer each time, so that one busy connection cannot take all the room every time."""
+
+    def __init__(self) -> None:
+        self.producers: list[Any] = []
+        self.paused = False
+        self._next = 0
+
+    def register(self, producer: Any) -> None:
+        self.producers.append(producer)
+        if self.paused:
+            producer.pauseProducing()
+
+    def unregister(self, producer: Any) -> None:
+        try:
+            self.producers.remove(producer)
+        except ValueError:
+            pass
+
+    def pause(self) -> None:
+        self.paused = True
+        for producer in list(self.producers):
+            producer.pauseProducing()
+
+    def resume(self, still_paused: Callable[[], bool] | None = None) -> None:
+        """Resume every producer, unless ``still_paused()`` says the sink paused again on the
+        way (the producers after that one stay paused)."""
+        self.paused = False
+        producers = self.producers
+        if not producers:
+            return
+        start = self._next % len(producers)
+        self._next += 1
+        for producer in producers[start:] + producers[:start]:
+            if self.paused or (still_paused is not None and still_paused()):
+                break
+            producer.resumeProducing()
+
+    def stop(self) -> None:
+        """Stop every producer for good (they count what they still hold as dropped)."""
+        producers, self.producers = self.producers, []
+        for producer in producers:
+            producer.stopProducing()
+
+
+class _ParsingSink:
+    """Parses raw frames (``origin.format``, else the sink's ``format``) and adds the origin's
+    pairs; the producers' registry. Subclasses say what happens to each parsed message."""
+
+    def __init__(self, format: str = "auto", time_zone: dt.tzinfo | None = None) -> None:
+        self.format = format
+        self.time_zone = time_zone
+        self._producers = ProducerSet()
+
+    @property
+    def paused(self) -> bool:
+        return self._producers.paused
+
+    def parsed(self, message: bytes | ParsedMessage, origin: Origin) -> ParsedMessage:
+        """One message of ``origin``, parsed, with the origin's pairs."""
+        if type(message) is bytes:
+            parsed = parse(message, origin.format or self.format, time_zone=self.time_zone)
+        else:
+            parsed = message  # type: ignore[assignment]
+        if parsed.tags and (parsed.format == "raw" or "syslogsrc.rfc5424_fallback" in parsed.tags):
+            origin.listener.malformed += 1
+        return parsed
+
+    def register_producer(self, producer: Any) -> None:
+        self._producers.register(producer)
+
+    def unregister_producer(self, producer: Any) -> None:
+        self._producers.unregister(producer)
+
+    def pause(self) -> None:
+        """Stop taking messages (streams pause, HTTP answers 503) until :meth:`resume`."""
+        self._producers.pause()
+
+    def resume(self) -> None:
+        self._producers.resume()
+
+
+@implementer(IMessageSink)
+class CallbackSink(_ParsingSink):
+    """Parses each frame and hands ``(ParsedMessage, Origin)`` to a callable. The callable may
+    call :meth:`pause` (and later :meth:`resume`, from the reactor's thread): the messages of
+    the batch after the one it was given wait in their protocol. ``origin.pairs`` are in
+    ``message.pairs``."""
+
+    def __init__(
+        self,
+        callback: Callable[[ParsedMessage, Origin], Any],
+        format: str = "auto",
+        time_zone: dt.tzinfo | None = None,
+    ) -> None:
+        super().__init__(format, time_zone)
+        self.callback = callback
+
+    def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
+        callback = self.callback
+        pairs = origin.pairs
+        taken = 0
+        stats = origin.listener
+        for message in messages:
+            if self._producers.paused:
+                break
+            taken += 1
+            parsed = self.parsed(message, origin)
+            if pairs:
+                parsed = ParsedMessage(
+                    {**parsed.pairs, **pairs},
+                    parsed.pri,
+                    parsed.timestamp,
+                    parsed.tags,
+                    parsed.format,
+                )
+            try:
+                callback(parsed, origin)
+            except Exception:
+                stats.dropped += 1
+                _log.failure("the sink's callback failed; the message was dropped")
+                continue
+            stats.posted += 1
+        return taken
+
+
+class _Writer:
+    """The output's own thread (file writes block): it writes whole rendered batches, flushes
+    when nothing more waits, and tells the reactor how many messages each write took."""
+
+    _STOP = object()
+
+    def __init__(self, output: Output, reactor: IReactorThreads, written: Callable[[int], None]):
+        self.output = output
+        self.reactor = reactor
+        self.written = written
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="syslogsrc-output", daemon=True)
+        self.thread.start()
+
+    def write(self, data: bytes, count: int) -> None:
+        self.queue.put((data, count))
+
+    def call(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` in the writer's thread, after what was queued before it (reopen)."""
+        self.queue.put((fn, -1))
+
+    def _loop(self) -> None:
+        q = self.queue
+        output = self.output
+        while True:
+            item = q.get()
+            if item is self._STOP:
+                break
+            data, count = item
+            try:
+                if count < 0:
+                    data()
+                    continue
+                output.write_rendered(data, count)
+                if q.empty():
+                    output.flush()
+            except BaseException as exc:  # keep counting: a broken output must not hang us
+                if self.error is None:
+                    _log.failure("the output failed; messages are being lost", Failure())
+                self.error = exc
+            if count > 0:
+                self.reactor.callFromThread(self.written, count)
+        output.flush()
+
+    def close(self) -> None:
+        """Write what waits, flush, close the output (blocks: call it in a thread)."""
+        self.queue.put(self._STOP)
+        self.thread.join()
+        self.output.close()
+
+
+@implementer(IMessageSink)
+class OutputSink(_ParsingSink):
+    """Parsed messages into an output, a batch per call, through a writer thread.
+
+    :param output: an :class:`~syslogsrc.outputs.Output` (JSON lines or text).
+    :param high_water: messages handed to the writer and not written yet above which the
+        producers pause (``--log-iw-size`` of twistd); they resume at half of it.
+    """
+
+    def __init__(
+        self,
+        output: Output,
+        reactor: Any,
+        *,
+        format: str = "auto",
+        time_zone: dt.tzinfo | None = None,
+        high_water: int = 1000,
+    ) -> None:
+        super().__init__(format, time_zone)
+        if high_water < 1:
+            raise ValueError(f"high_water must be >= 1, not {high_water}")
+        self.output = output
+        self.reactor = reactor
+        self.high_water = high_water
+        self.low_water = high_water // 2
+        self.in_flight = 0  #: messages handed to the writer, not written yet
+        self.suspends = 0  #: times the producers were paused for the output
+        self._writer = _Writer(output, reactor, self._written)
+        self._render_errors = RateLimitedLog(
+            reactor,
+            "{listener}: rendering a message for the output raised {count} time(s){span};"
+            " the message was dropped",
+            level=LogLevel.error,
+            logger=_log,
+        )
+        self._stopping = False
+
+    def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
+        if self._producers.paused:
+            return 0
+        render = self.output.render
+        parsed = self.parsed
+        stats = origin.listener
+        lines = []
+        for message in messages:
+            one = parsed(message, origin)
+            try:
+                lines.append(render(one, origin))
+            except Exception:
+                stats.dropped += 1
+                self._render_errors(Failure(), listener=stats.name)
+        count = len(lines)
+        if count:  # the renderer takes the origin's pairs from the origin
+            stats.posted += count
+            self.in_flight += count
+            self._writer.write(b"".join(lines), count)
+            if self.in_flight >= self.high_water and not self._stopping:
+                self.suspends += 1
+                self._producers.pause()
+        return len(messages)
+
+    def _written(self, count: int) -> None:
+        self.in_flight -= count
+        if self._producers.paused and self.in_flight <= self.low_water:
+            self._producers.resume(lambda: self._producers.paused)
+
+    def reopen(self) -> None:
+        """Reopen the output's file (log rotation), in the writer's thread, between writes."""
+        reopen = getattr(self.output, "reopen", None)
+        if reopen is not None:
+            self._writer.call(reopen)
+
+    def drain(self) -> None:
+        """The listeners are stopping: take everything still read from now on, so that what
+        connections hold is written rather than dropped."""
+        self._stopping = True
+        if self._producers.paused:
+            self._producers.resume()
+
+    def close(self) -> defer.Deferred[None]:
+        """Write and flush everything taken, close the output; fires when done."""
+        self._producers.stop()
+        return _in_thread(self.reactor, self._writer.close)
+
+
+def _in_thread(reactor: IReactorTime, fn: Callable[[], Any]) -> defer.Deferred[Any]:
+    """Run a blocking ``fn`` in a short-lived thread, without the reactor's thread pool."""
+    d: defer.Deferred[Any] = defer.Deferred()
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the Deferred
+            reactor.callFromThread(d.errback, exc)  # type: ignore[attr-defined]
+        else:
+            reactor.callFromThread(d.callback, result)  # type: ignore[attr-defined]
+
+    threading.Thread(target=work, name="syslogsrc-flush", daemon=True).start()
+    return d
