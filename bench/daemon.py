@@ -22,6 +22,10 @@ Scenarios, each in every daemon:
 * ``udp``: RFC 3164 datagrams at full rate and at 100k msg/s, the same ``so-rcvbuf`` on both
   sides (4 MiB, net.core.rmem_max here; ``ss -m`` shows what each socket got).
 * ``tls``: RFC 3164 over TLS (EC P-256 certificate, TLS 1.3), 1 connection.
+* ``hand``: LF-framed TCP (RFC 3164, and RFC 5424 with ``loggen -P -F``), 1 and 10 connections,
+  against the source a user would write by hand instead (``HANDWRITTEN``: a 30-line Twisted
+  ``LineOnlyReceiver`` posting ``LogMessage.parse(line)``, a batch closed per read): the ratios
+  of this scenario are against it, not against the native source.
 
 Every ratio is against the tuned native source of the same daemon, connections and format,
 measured in the same round; the rounds are interleaved, and the median of the per-round ratios
@@ -63,6 +67,13 @@ TLS_SOURCES = [
     ("syslogsrc", "SyslogSource, parser syslogsrc"),
     ("syslogsrc-native", "SyslogSource, parser native"),
 ]
+# against the source a user would write by hand (HANDWRITTEN below): LF-framed TCP, both formats
+HAND_SOURCES = [
+    ("handwritten", "hand-written Twisted source"),
+    ("syslogsrc-native", "SyslogSource, parser native"),
+    ("syslogsrc", "SyslogSource, parser syslogsrc"),
+    ("native-tuned", "native tuned"),
+]
 
 
 def source_config(
@@ -70,6 +81,12 @@ def source_config(
 ) -> str:
     """The ``source s { ... };`` statement of one measurement."""
     addr = f"ip(127.0.0.1) port({port})"
+    if source == "handwritten":
+        flags = " flags(syslog-protocol)" if rfc5424 else ""
+        return (
+            f'python(class("syslogsrc_bench_handwritten.LineSource") options("port" "{port}")'
+            f" log-iw-size({WINDOW}){flags})"
+        )
     if source.startswith("native"):
         if transport == "udp":
             return f"network(transport(udp) {addr} so-rcvbuf({UDP_RCVBUF}))"
@@ -118,6 +135,7 @@ class Visible:
             self.host.mkdir(parents=True, exist_ok=True)
             self.inner = str(self.host)
         (self.host / "syslogsrc_bench_cost.py").write_text(COST_PROBE)
+        (self.host / "syslogsrc_bench_handwritten.py").write_text(HANDWRITTEN)
         self.code_inner: str | None = None
         if code is not None:
             shutil.copytree(
@@ -157,6 +175,7 @@ def measure(
     duration: float,
     workdir: Path,
     visible: Visible,
+    lf_framing: bool = False,
 ) -> dict[str, object]:
     kind = "udp" if transport == "udp" else "tcp"
     port = C.free_port(kind)
@@ -183,6 +202,7 @@ def measure(
             connections=connections,
             rate=rate,
             rfc5424=rfc5424,
+            lf_framing=lf_framing,
         )
 
         def size() -> int:
@@ -229,6 +249,52 @@ def measure(
     if rcvbuf:
         result["so_rcvbuf_granted"] = rcvbuf.get("rb")
     return result
+
+
+HANDWRITTEN = '''"""What a user writes by hand instead of syslogsrc: 30 lines of Twisted.
+
+Lines on a TCP port, each parsed by the daemon's parser and posted; the batch closed after each
+read where the daemon has batches. No flow control of its own: post_message() blocks when the
+window is full (the daemon's blocking mode).
+"""
+import syslogng
+from twisted.internet.epollreactor import EPollReactor
+from twisted.internet.protocol import Factory
+from twisted.protocols.basic import LineOnlyReceiver
+
+
+class Lines(LineOnlyReceiver):
+    delimiter = b"\\n"
+    MAX_LENGTH = 65536
+
+    def lineReceived(self, line):
+        source = self.factory.source
+        source.post_message(syslogng.LogMessage.parse(line, source.parse_options))
+
+    def dataReceived(self, data):
+        super().dataReceived(data)
+        if self.factory.batches:
+            self.factory.source.close_batch()
+
+
+class LineSource(syslogng.LogSource):
+    def init(self, options):
+        self.port = int(options["port"])
+        self.auto_close_batches = False
+        self.reactor = EPollReactor()
+        return True
+
+    def run(self):
+        factory = Factory.forProtocol(Lines)
+        factory.source, factory.batches = self, hasattr(self, "close_batch")
+        self.reactor.listenTCP(self.port, factory, interface="127.0.0.1")
+        self.reactor.run(installSignalHandlers=False)
+        if factory.batches:
+            self.close_batch()
+
+    def request_exit(self):
+        self.reactor.callFromThread(self.reactor.stop)
+'''
 
 
 COST_PROBE = '''"""Run inside syslog-ng by bench/daemon.py.
@@ -348,6 +414,21 @@ def cases(args) -> list[dict[str, object]]:
                         "sources": UDP_SOURCES,
                     }
                 )
+        elif scenario == "hand":
+            for conns in args.connections:
+                for rfc5424 in (False, True):
+                    out.append(
+                        {
+                            "scenario": "hand",
+                            "transport": "tcp",
+                            "connections": conns,
+                            "rfc5424": rfc5424,
+                            "lf_framing": True,
+                            "rate": None,
+                            "sources": HAND_SOURCES,
+                            "reference": "handwritten",
+                        }
+                    )
         elif scenario == "tls":
             out.append(
                 {
@@ -367,9 +448,12 @@ def cases(args) -> list[dict[str, object]]:
 
 def case_name(case: dict[str, object]) -> str:
     fmt = "rfc5424" if case["rfc5424"] else "rfc3164"
+    if case.get("lf_framing"):
+        fmt += " LF"
     rate = "full rate" if case["rate"] is None else f"{case['rate'] // 1000}k msg/s"
     conns = case["connections"]
-    return f"{case['transport']} {fmt} {conns} conn{'s' if conns > 1 else ''} {rate}"
+    vs = f" vs {case['reference']}" if case.get("reference") else ""
+    return f"{case['transport']} {fmt} {conns} conn{'s' if conns > 1 else ''} {rate}{vs}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,7 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10, help="seconds of loggen per run")
     ap.add_argument("--runs", type=int, default=3, help="rounds (at least 3 for the docs)")
     ap.add_argument("--daemons", default="", help="comma-separated names (default: all found)")
-    ap.add_argument("--scenarios", default="cost,tcp,udp,tls", help="any of cost, tcp, udp, tls")
+    ap.add_argument(
+        "--scenarios",
+        default="cost,hand,tcp,udp,tls",
+        help="any of cost, hand (against a hand-written source), tcp, udp, tls",
+    )
     ap.add_argument("--connections", default="1,10")
     ap.add_argument(
         "--sources", default="", help="only these sources (e.g. native-tuned,syslogsrc)"
@@ -457,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                             duration=args.duration,
                             workdir=workdir / d.name,
                             visible=visible[d.name],
+                            lf_framing=bool(case.get("lf_framing")),
                         )
                         entry["runs"][source].append(r)
                         loss = f" lost {r['loss_pct']:.1f}%" if r["lost"] else ""
@@ -501,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
 def summarise(results: dict[str, dict[str, object]]) -> None:
     for entry in results.values():
         runs = entry["runs"]
-        ref = [r["rate"] for r in runs.get("native-tuned", [])]
+        ref = [r["rate"] for r in runs.get(entry.get("reference") or "native-tuned", [])]
         entry["summary"] = {}
         for source, rs in runs.items():
             rates = [r["rate"] for r in rs]
@@ -529,7 +618,12 @@ def print_table(data: dict[str, object]) -> None:
                     source,
                     C.krate(s["rate"]["median"]),
                     f"{C.krate(s['rate']['min'])}-{C.krate(s['rate']['max'])}",
-                    C.spread(ratio) if ratio else "",
+                    (
+                        C.spread(ratio)
+                        + (f" x {entry['reference']}" if entry.get("reference") else "")
+                    )
+                    if ratio
+                    else "",
                     f"{loss:.1f}%" if loss else "0",
                     f"{s['cpu_us_per_msg']['median']:.1f}" if s["cpu_us_per_msg"]["median"] else "",
                 ]
@@ -543,7 +637,7 @@ def print_table(data: dict[str, object]) -> None:
                 "source",
                 "msg/s",
                 "range",
-                "x native tuned (range)",
+                "ratio (range): x native tuned, or x the source named",
                 "loss",
                 "daemon CPU us/msg",
             ],

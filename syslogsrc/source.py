@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import re
 import threading
 import time
 import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -694,6 +695,42 @@ class TwistedSource(LogSource):
             msg.set_recvd_rawmsg_size(size)
 
 
+# Frames whose stamp the daemon's parser surely reads, by the shape of their start: a BSD stamp
+# (RFC 3164), an ISO 8601 one (RFC 3164 as rsyslog sends it), an RFC 5424 header. Only the
+# shapes the daemon's parse options read are used (asked of the daemon once, at attach); any
+# other frame is checked the slow way.
+_PRI = rb"<\d{1,3}>"
+_TIME = rb"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+_DATE = rb"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T" + _TIME
+_MONTH = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_BSD = _MONTH + rb" (?: [1-9]|[12]\d|3[01]) " + _TIME + b" "
+_STAMP_SHAPES = {
+    b"<13>Jan  2 03:04:05 host prog: probe": _PRI + _BSD,
+    b"<13>2024-01-02T03:04:05+01:00 host prog: probe": _PRI + _DATE,
+    b"<13>1 2024-01-02T03:04:05+01:00 host prog - - - probe": _PRI + rb"1 " + _DATE,
+}
+
+
+def _no_stamp_known(frame: bytes) -> bool:
+    return False
+
+
+def _stamp_shapes_read(parse_options: Any) -> Callable[[bytes], bool]:
+    """A test of a frame's start: True for the shapes whose stamp the daemon reads with
+    ``parse_options`` (each probed once: its stamp differs from the receive time)."""
+    read = []
+    for probe, shape in _STAMP_SHAPES.items():
+        try:
+            msg = LogMessage.parse(probe, parse_options)
+            if _value(msg, "ISODATE") != _value(msg, "R_ISODATE"):
+                read.append(shape)
+        except Exception:  # a parse the daemon refuses: that shape is not known to be read
+            continue
+    if not read:
+        return _no_stamp_known
+    return re.compile(b"|".join(read)).match  # type: ignore[return-value]
+
+
 def _sdata_last_first(pairs: Mapping[str, str]) -> Iterable[tuple[str, str]]:
     """The items of ``pairs`` in the order that makes the daemon render ``$SDATA`` as sent.
 
@@ -930,6 +967,12 @@ class SyslogSource(TwistedSource):
         self._time_zone = self.options.time_zone
         self._native = self.options.parser == "native"
         self.metrics_spec = self.options.metrics
+        self._stamp_read: Any = _no_stamp_known  # set at the first native parse (attach)
+
+    def attach(self, reactor: Any) -> defer.Deferred[list[Any]]:
+        if self._native and _STALE_CLOCK and self.sink is self:
+            self._stamp_read = _stamp_shapes_read(self.parse_options)
+        return super().attach(reactor)
 
     def listeners(self, reactor: Any) -> list[Any]:
         from syslogsrc.listen import make_listener
@@ -943,8 +986,14 @@ class SyslogSource(TwistedSource):
         if self._native and fmt is None:
             msg = LogMessage.parse(message, self.parse_options)
             # The daemon stamps a message without a stamp with its cached clock, which is stale
-            # in this thread: the stamp then equals RECVD, and is set to now.
-            if _STALE_CLOCK and _value(msg, "ISODATE") == _value(msg, "R_ISODATE"):
+            # in this thread: the stamp then equals RECVD, and is set to now. (Asked only of
+            # frames whose stamp the daemon may not have read: two calls that each format a
+            # date, the costliest part of a message here.)
+            if (
+                _STALE_CLOCK
+                and not self._stamp_read(message)
+                and _value(msg, "ISODATE") == _value(msg, "R_ISODATE")
+            ):
                 msg.set_timestamp(_now_for_daemon())
             self.annotate(msg, origin, len(message))
             return msg

@@ -265,3 +265,29 @@ def test_stop_closes_idle_connections_at_once() -> None:
         t0 = time.monotonic()
         host.close()
         assert time.monotonic() - t0 < 3
+
+
+def test_the_stamp_shapes_a_native_parse_reads_are_asked_of_the_parser() -> None:
+    # With "parser" "native", only frames whose stamp the daemon's parser may not have read are
+    # checked against the stale clock; the shapes it reads are probed once, with its options.
+    from syslogsrc.emulation import ParseOptions
+    from syslogsrc.source import _stamp_shapes_read
+
+    read = _stamp_shapes_read(ParseOptions("auto"))
+    for frame in (
+        b"<13>Nov 24 06:00:00 h app: bsd",
+        b"<13>Dec  2 23:59:59 h app: bsd, a day padded",
+        b"<38>2024-03-05T14:02:11.5+01:00 web01 sshd[1]: iso",
+        b"<165>1 2003-10-11T22:14:15.003Z mymachine su - ID47 - rfc5424",
+    ):
+        assert read(frame), frame
+    for frame in (
+        b"<13>1 - h app - - - no stamp",
+        b"<13>stampless",
+        b"<13>May I ask something",
+        b"<13>Nov 32 06:00:00 h app: no such day",
+        b"<189>52: *Nov 24 06:00:00.123: %SYS-5-CONFIG_I: Cisco (checked the slow way)",
+        b"Nov 24 06:00:00 h app: no PRI",
+    ):
+        assert not read(frame), frame
+    assert not _stamp_shapes_read(ParseOptions("raw"))(b"<13>Nov 24 06:00:00 h app: raw")
