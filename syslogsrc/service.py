@@ -308,6 +308,9 @@ _FLAG_HELP = {
     "http-token": "bearer token HTTP clients must send (none: no auth)",
     "http-max-body": "largest HTTP body after decompression, bytes",
     "http-headers": "HTTP request headers kept as http.header.<name> pairs (comma-separated)",
+    "allow": "senders allowed: IPv4/IPv6 networks or addresses, comma-separated (default: all)",
+    "rate": "messages per second per sender (token bucket; default: no limit)",
+    "burst": "messages a sender may send at once beyond --rate (default: a second's worth)",
 }
 
 
@@ -332,6 +335,9 @@ def _defaults() -> dict[str, str | None]:
         "http-token": None,
         "http-max-body": str(lo.http_max_body),
         "http-headers": None,
+        "allow": None,
+        "rate": None,
+        "burst": None,
     }
 
 

@@ -609,6 +609,15 @@ def _as_float(option: str, value: Any) -> float:
         raise OptionError(option, value, "must be a number of seconds") from None
 
 
+def _as_number(option: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise OptionError(option, value, "must be a number")
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise OptionError(option, value, "must be a number") from None
+
+
 def _as_words(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(v) for v in value]
@@ -647,6 +656,9 @@ _LISTENER_OPTIONS = {
     "http_token": str,
     "http_max_body": "int",
     "http_headers": "words",
+    "allow": "words",
+    "rate": "number",
+    "burst": "int",
 }
 
 
@@ -696,6 +708,8 @@ class SourceOptions:
                     value = _as_int(name, value)
                 elif kind == "float":
                     value = _as_float(name, value)
+                elif kind == "number":
+                    value = _as_number(name, value)
                 elif kind == "bool":
                     value = _as_bool(name, value)
                 elif kind == "words":
