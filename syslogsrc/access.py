@@ -41,6 +41,7 @@ from syslogsrc.protocols._tracking import RateLimitedLog
 
 __all__ = [
     "MAX_SENDERS",
+    "MIN_WAIT",
     "AllowList",
     "ListenerAccess",
     "TokenBuckets",
@@ -49,8 +50,11 @@ __all__ = [
     "sender_host",
 ]
 
-#: Senders whose buckets one listener remembers (about 200 bytes each).
+#: Senders whose buckets one listener remembers (about 230 bytes each).
 MAX_SENDERS = 10_000
+#: The shortest wait for a token (seconds).
+MIN_WAIT = 0.001
+_EPSILON = 1e-6
 
 _MAPPED_PREFIX = b"\0" * 10 + b"\xff\xff"  # ::ffff:0:0/96, IPv4-mapped IPv6 addresses
 _MAPPED_NETWORK = ipaddress.IPv6Network("::ffff:0:0/96")
@@ -187,14 +191,22 @@ class TokenBuckets:
         """The tokens ``host`` holds now (negative: in debt)."""
         return self._bucket(host).tokens
 
+    def wait(self, tokens: float) -> float:
+        """Seconds until a sender holding ``tokens`` holds one: 0 if it does. Never less than
+        :data:`MIN_WAIT` otherwise (the refill is computed in floats: a timer set for the last
+        1e-12 of a token would fire at once, and again, without a token more)."""
+        if tokens >= 1 - _EPSILON:
+            return 0.0
+        return max(MIN_WAIT, (1 - tokens) / self.rate)
+
     def admit(self, host: str, cost: int = 1) -> float:
         """If ``host`` holds a token, charge it ``cost`` (it may go into debt) and return 0;
         else charge nothing and return the seconds until it holds one."""
         bucket = self._bucket(host)
-        if bucket.tokens >= 1:
+        wait = self.wait(bucket.tokens)
+        if not wait:
             bucket.tokens -= cost
-            return 0.0
-        return (1 - bucket.tokens) / self.rate
+        return wait
 
     def charge(self, host: str, cost: int) -> float:
         """Charge ``host`` for ``cost`` messages already taken; return the seconds until its
@@ -214,6 +226,14 @@ def sender_host(address: Any) -> str | None:
     if host[:7].lower() == "::ffff:" and "." in host:
         return host[7:]
     return host
+
+
+def _peer_text(peer: Any) -> str:
+    """``192.0.2.7:514``, ``[::1]:514`` for a Twisted address; anything else as it is."""
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    if host is None:
+        return str(peer)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _datagram_peer(addr: Any) -> str:
@@ -275,13 +295,13 @@ class ListenerAccess:
         if allow is None or allow.allows(host):
             return True
         self.stats.denied += 1
-        self.deny_log(peer=peer if peer is not None else host)
+        self.deny_log(peer=_peer_text(peer) if peer is not None else host)
         return False
 
     def limited(self, host: str | None, peer: object) -> None:
         """Count and log one time a sender went over its rate."""
         self.stats.rate_limited += 1
-        self.limit_log(peer=peer if peer is not None else host)
+        self.limit_log(peer=_peer_text(peer) if peer is not None else host)
 
     def admit_datagram(self, addr: Any) -> bool:
         """Whether a datagram from ``addr`` (``(host, port)``) is taken: in the allow list and

@@ -609,6 +609,16 @@ def _as_float(option: str, value: Any) -> float:
         raise OptionError(option, value, "must be a number of seconds") from None
 
 
+def _as_specs(value: Any) -> list[str]:
+    """The listen option: specs separated by whitespace (a ``\\`` escapes it); commas are
+    part of a spec (``allow=10.0.0.0/8,192.0.2.1``). A list (4.x typed values) is a list of
+    such texts."""
+    from syslogsrc.listen import _split_specs
+
+    items = value if isinstance(value, list | tuple) else [value]
+    return [spec for item in items for spec in _split_specs(str(item))]
+
+
 def _as_number(option: str, value: Any) -> float:
     if isinstance(value, bool):
         raise OptionError(option, value, "must be a number")
@@ -689,7 +699,7 @@ class SourceOptions:
         for key, value in opts.items():
             name = key.replace("_", "-")
             if key == "listen":
-                kwargs["listen"] = tuple(_as_words(value))
+                kwargs["listen"] = tuple(_as_specs(value))
                 if not kwargs["listen"]:
                     raise OptionError("listen", value, "needs at least one listener")
             elif key == "format":
@@ -745,7 +755,7 @@ class SyslogSource(TwistedSource):
         """Called by the daemon before ``init()``: a name from the listen option, so that two
         SyslogSources in one configuration do not collide (without it syslog-ng refuses to
         start: "conflicting persist-names", both being ``python-source(<class>)``)."""
-        listen = _as_words(options.get("listen", DEFAULT_LISTEN))
+        listen = _as_specs(options.get("listen", DEFAULT_LISTEN))
         return "syslogsrc(" + ",".join(listen) + ")"
 
     def configure(self, options: dict[str, Any]) -> None:

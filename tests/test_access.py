@@ -13,9 +13,11 @@ import tracemalloc
 import pytest
 from test_protocols_stream import PEER, FakeSink
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from syslogsrc.access import MAX_SENDERS, AllowList, ListenerAccess, TokenBuckets, parse_allow
 from syslogsrc.host import SourceHost, SourceInitError
@@ -250,6 +252,9 @@ def test_datagrams_denied_and_limited_are_counted_not_read() -> None:
 # --- stream connections: a pause of its own, composed with flow control -------------------
 
 
+MSG = b"<13>Dec  2 08:00:00 host app: a message\n"  # 40 bytes, like a short syslog line
+
+
 def _tracked(rate: float, burst: int, allow: str | None = None, *, proxied: bool = False):
     clock = Clock()
     stats = ListenerStats(name="tcp")
@@ -277,32 +282,51 @@ def _connect(tracker: ConnectionTracker, peer=PEER):
 def test_over_the_rate_a_connection_pauses_and_resumes_when_repaid() -> None:
     clock, stats, sink, tracker = _tracked(rate=10, burst=5)
     connection, transport = _connect(tracker)
-    connection.dataReceived(b"<13>m\n" * 5)
+    connection.dataReceived(MSG * 4)
     assert transport.producerState == "producing"  # within the burst
-    connection.dataReceived(b"<13>m\n" * 10)  # 10 in debt: 1 s at 10/s
-    assert len(sink.posts) == 15  # nothing read is held back or lost
+    connection.dataReceived(MSG * 16)  # one read: the burst's last token, then held
     assert transport.producerState == "paused"
     assert stats.rate_limited == 1
-    clock.advance(0.9)
-    assert transport.producerState == "paused"
-    clock.advance(0.1)
+    posted = len(sink.posts)
+    assert 5 <= posted < 8  # a slice of about the frames the tokens pay for, no more
+    for _ in range(10):
+        clock.advance(0.1)
+    assert 14 <= len(sink.posts) <= 17  # paced at 10/s: about 10 more in 1 s
+    for _ in range(10):
+        clock.advance(0.1)
+    assert [f for f, _ in sink.posts] == [MSG[:-1]] * 20  # all of it, once, in order
     assert transport.producerState == "producing"
+
+
+def test_held_bytes_are_delivered_at_the_end_of_the_connection() -> None:
+    clock, _stats, sink, tracker = _tracked(rate=1, burst=1)
+    connection, _transport = _connect(tracker)
+    connection.dataReceived(b"".join(b"<13>message number %d\n" % i for i in range(100)))
+    assert len(sink.posts) < 5
+    connection.connectionLost(Failure(ConnectionDone()))
+    assert [f for f, _ in sink.posts] == [b"<13>message number %d" % i for i in range(100)]
+    assert clock.getDelayedCalls() == []
 
 
 def test_rate_pause_and_flow_control_pause_compose() -> None:
     """Reading resumes only when neither the rate limit nor the sink holds it."""
-    clock, _stats, _sink, tracker = _tracked(rate=10, burst=1)
+    clock, _stats, sink, tracker = _tracked(rate=10, burst=1)
     connection, transport = _connect(tracker)
     protocol = connection.wrappedProtocol
-    connection.dataReceived(b"<13>m\n" * 11)  # 10 in debt: paused for 1 s
+    connection.dataReceived(MSG * 11)  # 1 token: one slice, the rest held
     assert transport.producerState == "paused"
     protocol.pauseProducing()  # the sink pauses too
     protocol.resumeProducing()  # and resumes before the debt is repaid
     assert transport.producerState == "paused"
     protocol.pauseProducing()  # the sink pauses again
-    clock.advance(1)  # the debt is repaid, the sink still holds it
-    assert transport.producerState == "paused"
-    protocol.resumeProducing()
+    posted = len(sink.posts)
+    clock.advance(5)  # the debt is repaid, the sink still holds it: nothing fed, not read
+    assert transport.producerState == "paused" and len(sink.posts) == posted
+    protocol.resumeProducing()  # held bytes go in first, up to the tokens refilled
+    assert transport.producerState == "paused"  # and the rest is held again (burst 1)
+    for _ in range(20):
+        clock.advance(0.1)
+    assert len(sink.posts) == 11
     assert transport.producerState == "producing"
 
 
@@ -310,14 +334,15 @@ def test_two_connections_of_one_sender_share_its_bucket() -> None:
     clock, _stats, _sink, tracker = _tracked(rate=10, burst=10)
     first, t1 = _connect(tracker)
     second, t2 = _connect(tracker, IPv4Address("TCP", PEER.host, PEER.port + 1))
-    first.dataReceived(b"<13>m\n" * 10)
-    second.dataReceived(b"<13>m\n" * 10)
-    assert (t1.producerState, t2.producerState) == ("producing", "paused")
-    first.dataReceived(b"<13>m\n" * 10)  # the sender is 20 in debt now
-    clock.advance(1)  # the second connection's pause was for 10: the debt is 10 more
+    first.dataReceived(MSG * 10)  # the whole burst
+    assert t1.producerState == "paused"
+    second.dataReceived(MSG)  # the same sender: no token left
     assert t2.producerState == "paused"
-    clock.advance(1)
-    assert (t1.producerState, t2.producerState) == ("producing", "producing")
+    clock.advance(0.1)
+    assert t1.producerState == "producing"  # the first one took the token
+    assert t2.producerState == "paused"
+    clock.advance(0.1)
+    assert t2.producerState == "producing"
 
 
 def test_denied_connection_is_refused_before_anything_is_read() -> None:

@@ -51,6 +51,12 @@ LOG_INTERVAL = 10.0
 #: with idle-timeout(60) a sender needs about 1 KiB/s to keep a message in flight.
 PROGRESS_BYTES = 65536
 
+#: Smallest slice of held bytes fed to a rate-limited connection's protocol at once.
+_MIN_SLICE = 64
+#: Bytes per frame assumed before a connection's first frame: small, so that the first slice
+#: of a rate-limited connection does not pass many more frames than the sender has tokens.
+_FIRST_FRAME_GUESS = 32
+
 _log = Logger(namespace="syslogsrc.listen")
 
 
@@ -227,6 +233,9 @@ class TrackedConnection(ProtocolWrapper):
         self._admitted = False  # the allow list has been applied, the sender is known
         self._denied = False
         self._sender: str | None = None  # the sender's IP (rate limit key)
+        self._held = b""  # bytes read, not yet given to the protocol inside (rate limit)
+        self._in_bytes = 0  # bytes and frames given to it: the bytes per frame of slices
+        self._in_frames = 0
         self._progress: int | None = None  # the inner protocol's progress at the last restart
         self._unproductive = 0  # bytes received since the last restart
         self.open = False  #: between makeConnection and connectionLost
@@ -264,15 +273,51 @@ class TrackedConnection(ProtocolWrapper):
         if buckets is None or self._sender is None:
             self._received(data)
             return
-        inner = _innermost(self.wrappedProtocol)
-        before = getattr(inner, "progress", 0)
-        self._received(data)
-        frames = getattr(inner, "progress", 0) - before
-        if frames > 0:
-            wait = buckets.charge(self._sender, frames)
-            if wait > 0 and not self._throttled and self.open and not self.closing:
-                access.limited(self._sender, self.getPeer())
-                self._throttle(wait)
+        self._held = self._held + data if self._held else data
+        if not self._throttled:
+            self._feed(access)
+
+    def _feed(self, access: ListenerAccess) -> None:
+        """Give the held bytes to the protocol inside, in slices of about as many frames as
+        the sender has tokens (from the bytes per frame seen so far), charging the frames each
+        slice decoded. When the sender holds less than a token, the rest is held here and the
+        connection paused until it holds one (nothing read is lost: the held bytes go in
+        first when reading resumes, or at the end of the connection). A read of 64 KiB of
+        small frames thus cannot pass a whole burst over the rate."""
+        buckets = access.buckets
+        sender = self._sender
+        assert buckets is not None and sender is not None
+        data, self._held = self._held, b""
+        view = memoryview(data)
+        offset = 0
+        while True:
+            if self._paused or self.wrappedProtocol is None:  # flow control holds it
+                self._held = data[offset:]
+                return
+            tokens = buckets.tokens(sender)
+            wait = buckets.wait(tokens)
+            if wait:
+                self._held = data[offset:]
+                if self.open and not self.closing:
+                    access.limited(sender, self.getPeer())
+                    self._throttle(wait)
+                return
+            if offset >= len(data):
+                return
+            per_frame = self._in_bytes / self._in_frames if self._in_frames else _FIRST_FRAME_GUESS
+            size = max(_MIN_SLICE, int(tokens * per_frame))
+            chunk = (
+                data if offset == 0 and size >= len(data) else bytes(view[offset : offset + size])
+            )
+            offset += len(chunk)
+            inner = _innermost(self.wrappedProtocol)
+            before = getattr(inner, "progress", 0)
+            self._received(chunk)
+            frames = getattr(inner, "progress", 0) - before
+            self._in_bytes += len(chunk)
+            self._in_frames += frames
+            if frames > 0:
+                buckets.charge(sender, frames)
 
     def _throttle(self, wait: float) -> None:
         """Stop reading for ``wait`` seconds (the sender is in debt); not idle time."""
@@ -283,21 +328,22 @@ class TrackedConnection(ProtocolWrapper):
 
     def _unthrottle(self) -> None:
         self._throttle_call = None
-        access = self.factory.access
-        if not self.open or self.closing or access is None or access.buckets is None:
-            self._throttled = False
-            return
-        assert self._sender is not None
-        tokens = access.buckets.tokens(self._sender)
-        if tokens < 0:  # charged meanwhile (another connection of the same sender)
-            self._throttle_call = self.factory.reactor.callLater(
-                -tokens / access.buckets.rate, self._unthrottle
-            )
-            return
         self._throttled = False
-        if not self._paused:  # flow control does not hold it either
-            self._start_idle_timer()
-            self.transport.resumeProducing()
+        if not self._paused:  # else flow control holds it: resumeProducing goes on
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        """Neither reason to pause holds: the held bytes first (which may pause again), then
+        the transport."""
+        access = self.factory.access
+        if not self.open or self.closing:
+            return
+        if self._held and access is not None:
+            self._feed(access)
+        if self._throttled or self._paused:
+            return
+        self._start_idle_timer()
+        self.transport.resumeProducing()
 
     def _received(self, data: bytes) -> None:
         if self._idle_call is None:  # no idle timeout, or paused, or closing
@@ -321,6 +367,9 @@ class TrackedConnection(ProtocolWrapper):
         if self._throttle_call is not None and self._throttle_call.active():
             self._throttle_call.cancel()
         self._throttle_call = None
+        if self._held:  # read from the network, held by the rate limit: not lost
+            held, self._held = self._held, b""
+            self._received(held)
         # The protocols inside first, then the tracker: ProtocolWrapper.connectionLost does it
         # the other way round, and unregistering the last connection fires close_all(), so a
         # listener's stop() (and the source's detach after it) finished before the innermost
@@ -348,8 +397,7 @@ class TrackedConnection(ProtocolWrapper):
         self._paused = False
         if self._throttled:  # the rate limit still holds: _unthrottle resumes
             return
-        self._start_idle_timer()
-        self.transport.resumeProducing()
+        self._resume_reading()
 
     def stopProducing(self) -> None:
         self.transport.stopProducing()

@@ -602,10 +602,10 @@ class _IngestResource(Resource):
         if buckets is None or host is None or not ingest or request.body.rejection is not None:
             self._route_open(request)
             return
-        tokens = buckets.tokens(host)
-        if tokens < 1:
+        wait = buckets.wait(buckets.tokens(host))
+        if wait:
             access.limited(host, _peer_text(peer))
-            _respond(request, _rate_limited((1 - tokens) / buckets.rate))
+            _respond(request, _rate_limited(wait))
             return
         # A request is let in while its sender holds a token, then charged all its messages
         # (it may go into debt, which its next requests wait out).
