@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+import math
 import os
 import socket
 import stat
@@ -52,6 +53,7 @@ from twisted.protocols.haproxy import proxyEndpoint
 from twisted.python.systemd import ListenFDs
 from zope.interface import Attribute, Interface, implementer
 
+from syslogsrc.access import AllowList, ListenerAccess, TokenBuckets, default_burst, parse_allow
 from syslogsrc.interfaces import IMessageSink, ListenerStats
 from syslogsrc.options import FRAMINGS, ListenerOptions, OptionError
 from syslogsrc.parsing import FORMATS
@@ -121,11 +123,26 @@ class ListenSpec:
     #: every kind but http/https: the format its messages are parsed with (``format=``); None:
     #: the source's ``format`` option
     format: str | None = None
+    #: kinds with a sender address: the networks senders must be in (``allow=``); None: the
+    #: source's ``allow`` option
+    allow: tuple[str, ...] | None = None
+    #: kinds with a sender address: messages per second per sender (``rate=``); None: the
+    #: source's ``rate`` option
+    rate: float | None = None
+    #: kinds with a sender address: messages at once beyond the rate (``burst=``); None: the
+    #: source's ``burst`` option, else a second's worth
+    burst: int | None = None
 
     @property
     def stream(self) -> bool:
         """True for connection-oriented kinds (tracked connections)."""
         return self.kind not in _DATAGRAM
+
+    @property
+    def addressed(self) -> bool:
+        """True when senders have an IP address: not unix sockets, unless behind haproxy:
+        (the PROXY header gives one)."""
+        return self.proxy or (self.kind != "unixgram" and self.transport != "unix")
 
 
 # --- The grammar: Twisted's endpoint description syntax ----------------------------------------
@@ -411,12 +428,22 @@ def _parse_spec(text: str) -> ListenSpec:
         usage = _usage(kind, parser)
         raise _Invalid(f"{e}; usage: {usage}") from None
     fields = {"transport": KINDS[kind], **parser(*args[1:], **kwargs), **common}
-    return ListenSpec(text=text, kind=kind, proxy=proxy, **fields)
+    spec = ListenSpec(text=text, kind=kind, proxy=proxy, **fields)
+    if not spec.addressed:
+        for name in _ACCESS_SETTINGS:
+            if getattr(spec, name) is not None:
+                raise _Invalid(
+                    f"{name}= applies to senders with an IP address; unix sockets have none"
+                    " (haproxy:unix: takes it, from the PROXY header)"
+                )
+    return spec
 
 
 #: Settings every kind they apply to takes, beside its own arguments: the per-listener form of
 #: a source option (the option is the default).
-_COMMON_SETTINGS = ("framing", "format")
+_COMMON_SETTINGS = ("framing", "format", "allow", "rate", "burst")
+#: Of those, the ones that need a sender address.
+_ACCESS_SETTINGS = ("allow", "rate", "burst")
 
 
 def _common_settings(kind: str, kwargs: dict[str, str]) -> Fields:
@@ -436,6 +463,26 @@ def _common_settings(kind: str, kwargs: dict[str, str]) -> Fields:
         if format not in FORMATS:
             raise _Invalid(f"bad format {format!r}: must be one of {', '.join(FORMATS)}")
         fields["format"] = format
+    allow = kwargs.pop("allow", None)
+    if allow is not None:
+        try:
+            fields["allow"] = parse_allow(allow)
+        except ValueError as e:
+            raise _Invalid(f"bad allow= {allow!r}: {e}") from None
+    rate = kwargs.pop("rate", None)
+    if rate is not None:
+        try:
+            value = float(rate)
+        except ValueError:
+            value = math.nan
+        if not (value > 0 and math.isfinite(value)):
+            raise _Invalid(f"bad rate= {rate!r}: must be a number of messages per second > 0")
+        fields["rate"] = value
+    burst = kwargs.pop("burst", None)
+    if burst is not None:
+        if not burst.isdigit() or int(burst) < 1:
+            raise _Invalid(f"bad burst= {burst!r}: must be a whole number >= 1")
+        fields["burst"] = int(burst)
     return fields
 
 
@@ -573,6 +620,7 @@ class DatagramListener(Listener):
     ) -> None:
         super().__init__(spec, reactor, stats)
         self.protocol = protocol
+        self.access: ListenerAccess | None = None  #: allow list and rate limit, if any
 
     def start(self) -> Deferred[Listener]:
         if self._port is not None:
@@ -617,6 +665,8 @@ class DatagramListener(Listener):
                 assert self.spec.path is not None
                 _remove_stale_socket(self.spec.path)
             self.protocol.flush_logs()
+            if self.access is not None:
+                self.access.flush_logs()
             return result
 
         return d.addBoth(stopped)
@@ -645,19 +695,29 @@ def make_listener(
     stats = ListenerStats(name=spec.text)
     if spec.framing is not None:
         options = attrs.evolve(options, framing=spec.framing)
+    http = spec.kind in ("http", "https")
+    what = "datagram" if not spec.stream else "request" if http else "connection"
+    access = _access(spec, reactor, options, stats, what)
     if not spec.stream:
         protocol = SyslogDatagramProtocol(
             reactor, sink, options, stats, spec.transport, format=spec.format
         )
-        return DatagramListener(spec, reactor, stats, protocol)
+        protocol.access = access  # asked first thing for each datagram
+        listener = DatagramListener(spec, reactor, stats, protocol)
+        listener.access = access
+        return listener
 
     flushers: list[Callable[[], None]] = []
+    if access is not None:
+        flushers.append(access.flush_logs)
     factory: IProtocolFactory
-    if spec.kind in ("http", "https"):
+    if http:
         # Imported here: the HTTP protocol is optional (and twisted.web is big).
         from syslogsrc.protocols.http import HTTPIngestSite
 
-        factory = HTTPIngestSite(reactor, sink, options, stats, transport=spec.transport)
+        factory = HTTPIngestSite(
+            reactor, sink, options, stats, transport=spec.transport, access=access
+        )
     else:
         stream = SyslogStreamFactory(
             reactor, sink, options, stats, spec.transport, format=spec.format
@@ -679,7 +739,10 @@ def make_listener(
         )
         factory, watch = tls_server_factory(reactor, factory, tls, stats)
         flushers.append(watch.flush_logs)
-    tracker = ConnectionTracker(reactor, factory, options, stats)
+    # HTTP answers a sender outside the allow list (403) or over its rate (429) itself.
+    tracker = ConnectionTracker(
+        reactor, factory, options, stats, access=None if http else access, proxied=spec.proxy
+    )
     endpoint = _stream_endpoint(spec, reactor)
     if spec.proxy:
         # The PROXY header is read first, outside the tracker and TLS: HAProxy (send-proxy) and
@@ -688,6 +751,28 @@ def make_listener(
         endpoint = proxyEndpoint(endpoint)
     return StreamListener(
         spec, reactor, stats, endpoint, tracker, flushers, tls, options.tls_reload_interval
+    )
+
+
+def _access(
+    spec: ListenSpec, reactor: Any, options: ListenerOptions, stats: ListenerStats, what: str
+) -> ListenerAccess | None:
+    """The listener's allow list and rate limit: the spec's, else the options'; None when
+    there are neither (or senders have no address: unix sockets)."""
+    if not spec.addressed:
+        return None
+    allow = spec.allow if spec.allow is not None else options.allow
+    rate = spec.rate if spec.rate is not None else options.rate
+    burst = spec.burst if spec.burst is not None else options.burst
+    buckets = None
+    if rate is not None:
+        buckets = TokenBuckets(reactor, rate, burst if burst is not None else default_burst(rate))
+    elif spec.burst is not None:
+        raise OptionError("listen", spec.text, "burst= needs a rate (rate= or the rate option)")
+    if not allow and buckets is None:
+        return None
+    return ListenerAccess(
+        reactor, stats, allow=AllowList(allow) if allow else None, buckets=buckets, what=what
     )
 
 

@@ -6,6 +6,7 @@ syslog-ng spelling with dashes, since that is what appears in their configuratio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,35 @@ def _at_least(low: float) -> Callable[[Any, attrs.Attribute, Any], None]:
             raise OptionError(_name(attribute), value, f"must be a number >= {low}")
 
     return check
+
+
+def _allow(value: Any) -> tuple[str, ...]:
+    """The ``allow`` option: networks as a text (commas or whitespace between) or a sequence;
+    empty: everyone."""
+    from syslogsrc.access import parse_allow  # here: access imports this module
+
+    if value is None or value == "" or value == ():
+        return ()
+    try:
+        return parse_allow(value)
+    except ValueError as e:
+        raise OptionError("allow", value, str(e)) from None
+
+
+def _optional_positive(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise OptionError(_name(attribute), value, "must be a number > 0")
+    if not math.isfinite(value):
+        raise OptionError(_name(attribute), value, "must be a finite number")
+
+
+def _optional_burst(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(_name(attribute), value, "must be a whole number >= 1")
 
 
 def _optional_str(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -87,6 +117,14 @@ class ListenerOptions:
     http_max_body: int = attrs.field(default=16 * 1024 * 1024, validator=_at_least(1))
     #: HTTP: request headers copied into name-value pairs (http.header.<name>).
     http_headers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: senders allowed, as IPv4/IPv6 networks or addresses (``10.0.0.0/8,::1``); the default
+    #: of listeners with an address (not unix sockets) that have no ``allow=``. Empty: everyone.
+    allow: tuple[str, ...] = attrs.field(default=(), converter=_allow)
+    #: messages per second per sender (token bucket), the default of listeners with an address
+    #: that have no ``rate=``; None: no limit.
+    rate: float | None = attrs.field(default=None, validator=_optional_positive)
+    #: messages a sender may send at once beyond its rate; None: a second's worth (ceil(rate)).
+    burst: int | None = attrs.field(default=None, validator=_optional_burst)
 
     def __attrs_post_init__(self) -> None:
         if self.tls_peer_verify is not None and self.tls_peer_verify not in PEER_VERIFY:

@@ -252,6 +252,9 @@ _FLAG_HELP = {
     "http-headers": "HTTP request headers kept as http.header.<name> pairs (comma-separated)",
     "metrics": "serve Prometheus metrics at /metrics on this Twisted endpoint, e.g."
     " tcp:9100:interface=127.0.0.1 (off by default; without interface= every address)",
+    "allow": "senders allowed: IPv4/IPv6 networks or addresses, comma-separated (default: all)",
+    "rate": "messages per second per sender (token bucket; default: no limit)",
+    "burst": "messages a sender may send at once beyond --rate (default: a second's worth)",
 }
 
 
@@ -278,6 +281,9 @@ def _defaults() -> dict[str, str | None]:
         "http-max-body": str(lo.http_max_body),
         "http-headers": None,
         "metrics": None,
+        "allow": None,
+        "rate": None,
+        "burst": None,
     }
 
 

@@ -822,6 +822,25 @@ def _as_float(option: str, value: Any) -> float:
         raise OptionError(option, value, "must be a number of seconds") from None
 
 
+def _as_specs(value: Any) -> list[str]:
+    """The listen option: specs separated by whitespace (a ``\\`` escapes it); commas are
+    part of a spec (``allow=10.0.0.0/8,192.0.2.1``). A list (4.x typed values) is a list of
+    such texts."""
+    from syslogsrc.listen import _split_specs
+
+    items = value if isinstance(value, list | tuple) else [value]
+    return [spec for item in items for spec in _split_specs(str(item))]
+
+
+def _as_number(option: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise OptionError(option, value, "must be a number")
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise OptionError(option, value, "must be a number") from None
+
+
 def _as_words(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(v) for v in value]
@@ -861,6 +880,9 @@ _LISTENER_OPTIONS = {
     "http_token": str,
     "http_max_body": "int",
     "http_headers": "words",
+    "allow": "words",
+    "rate": "number",
+    "burst": "int",
 }
 
 
@@ -894,7 +916,7 @@ class SourceOptions:
         for key, value in opts.items():
             name = key.replace("_", "-")
             if key == "listen":
-                kwargs["listen"] = tuple(_as_words(value))
+                kwargs["listen"] = tuple(_as_specs(value))
                 if not kwargs["listen"]:
                     raise OptionError("listen", value, "needs at least one listener")
             elif key == "format":
@@ -917,6 +939,8 @@ class SourceOptions:
                     value = _as_int(name, value)
                 elif kind == "float":
                     value = _as_float(name, value)
+                elif kind == "number":
+                    value = _as_number(name, value)
                 elif kind == "bool":
                     value = _as_bool(name, value)
                 elif kind == "words":
@@ -952,7 +976,7 @@ class SyslogSource(TwistedSource):
         """Called by the daemon before ``init()``: a name from the listen option, so that two
         SyslogSources in one configuration do not collide (without it syslog-ng refuses to
         start: "conflicting persist-names", both being ``python-source(<class>)``)."""
-        listen = _as_words(options.get("listen", DEFAULT_LISTEN))
+        listen = _as_specs(options.get("listen", DEFAULT_LISTEN))
         return "syslogsrc(" + ",".join(listen) + ")"
 
     def configure(self, options: dict[str, Any]) -> None:

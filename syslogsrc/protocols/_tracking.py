@@ -18,7 +18,7 @@ times a second (refusals, TLS failures, framing errors, sink errors) without flo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
@@ -29,6 +29,9 @@ from twisted.python.failure import Failure
 
 from syslogsrc.interfaces import ListenerStats
 from syslogsrc.options import ListenerOptions
+
+if TYPE_CHECKING:
+    from syslogsrc.access import ListenerAccess
 
 __all__ = [
     "CLOSE_GRACE",
@@ -47,6 +50,12 @@ LOG_INTERVAL = 10.0
 #: Bytes received that count as progress for the idle timeout even when they complete nothing:
 #: with idle-timeout(60) a sender needs about 1 KiB/s to keep a message in flight.
 PROGRESS_BYTES = 65536
+
+#: Smallest slice of held bytes fed to a rate-limited connection's protocol at once.
+_MIN_SLICE = 64
+#: Bytes per frame assumed before a connection's first frame: small, so that the first slice
+#: of a rate-limited connection does not pass many more frames than the sender has tokens.
+_FIRST_FRAME_GUESS = 32
 
 _log = Logger(namespace="syslogsrc.listen")
 
@@ -202,6 +211,14 @@ class TrackedConnection(ProtocolWrapper):
     complete frame or request) or after :data:`PROGRESS_BYTES` received since the last restart;
     bytes alone do not restart it. An inner protocol without ``progress`` restarts it on every
     read.
+
+    With a listener's allow list and rate limit (``factory.access``): behind ``haproxy:`` the
+    sender's address is known only once the PROXY header is read, so the allow list is applied
+    at the first bytes after it (before any of them reach TLS or the protocol); and after each
+    read, the frames it decoded (``progress``) are charged to the sender's token bucket. A
+    sender in debt has its connection paused (reading stops; TCP pushes back) until the debt
+    is repaid. That pause and the inner protocol's (flow control) are two reasons, kept apart:
+    reading resumes only when neither holds.
     """
 
     factory: ConnectionTracker
@@ -210,7 +227,15 @@ class TrackedConnection(ProtocolWrapper):
         super().__init__(factory, wrappedProtocol)
         self._idle_call: IDelayedCall | None = None
         self._abort_call: IDelayedCall | None = None
-        self._paused = False
+        self._paused = False  # paused by the protocol inside (flow control)
+        self._throttled = False  # paused by the rate limit
+        self._throttle_call: IDelayedCall | None = None
+        self._admitted = False  # the allow list has been applied, the sender is known
+        self._denied = False
+        self._sender: str | None = None  # the sender's IP (rate limit key)
+        self._held = b""  # bytes read, not yet given to the protocol inside (rate limit)
+        self._in_bytes = 0  # bytes and frames given to it: the bytes per frame of slices
+        self._in_frames = 0
         self._progress: int | None = None  # the inner protocol's progress at the last restart
         self._unproductive = 0  # bytes received since the last restart
         self.open = False  #: between makeConnection and connectionLost
@@ -223,6 +248,104 @@ class TrackedConnection(ProtocolWrapper):
         super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:
+        access = self.factory.access
+        if access is None:
+            self._received(data)
+        elif self._admitted:
+            self._received_limited(access, data)
+        elif not self._denied:
+            self._admit(access, data)
+
+    def _admit(self, access: ListenerAccess, data: bytes) -> None:
+        """The first bytes: behind haproxy: the first after the PROXY header, whose address
+        ``getPeer()`` now gives, and which the allow list is applied to."""
+        peer = self.getPeer()
+        self._sender = access.host_of(peer)
+        if self.factory.proxied and not access.allows(self._sender, peer):
+            self._denied = True
+            self.transport.loseConnection()
+            return
+        self._admitted = True
+        self._received_limited(access, data)
+
+    def _received_limited(self, access: ListenerAccess, data: bytes) -> None:
+        buckets = access.buckets
+        if buckets is None or self._sender is None:
+            self._received(data)
+            return
+        self._held = self._held + data if self._held else data
+        if not self._throttled:
+            self._feed(access)
+
+    def _feed(self, access: ListenerAccess) -> None:
+        """Give the held bytes to the protocol inside, in slices of about as many frames as
+        the sender has tokens (from the bytes per frame seen so far), charging the frames each
+        slice decoded. When the sender holds less than a token, the rest is held here and the
+        connection paused until it holds one (nothing read is lost: the held bytes go in
+        first when reading resumes, or at the end of the connection). A read of 64 KiB of
+        small frames thus cannot pass a whole burst over the rate."""
+        buckets = access.buckets
+        sender = self._sender
+        assert buckets is not None and sender is not None
+        data, self._held = self._held, b""
+        view = memoryview(data)
+        offset = 0
+        while True:
+            if self._paused or self.wrappedProtocol is None:  # flow control holds it
+                self._held = data[offset:]
+                return
+            tokens = buckets.tokens(sender)
+            wait = buckets.wait(tokens)
+            if wait:
+                self._held = data[offset:]
+                if self.open and not self.closing:
+                    access.limited(sender, self.getPeer())
+                    self._throttle(wait)
+                return
+            if offset >= len(data):
+                return
+            per_frame = self._in_bytes / self._in_frames if self._in_frames else _FIRST_FRAME_GUESS
+            size = max(_MIN_SLICE, int(tokens * per_frame))
+            chunk = (
+                data if offset == 0 and size >= len(data) else bytes(view[offset : offset + size])
+            )
+            offset += len(chunk)
+            inner = _innermost(self.wrappedProtocol)
+            before = getattr(inner, "progress", 0)
+            self._received(chunk)
+            frames = getattr(inner, "progress", 0) - before
+            self._in_bytes += len(chunk)
+            self._in_frames += frames
+            if frames > 0:
+                buckets.charge(sender, frames)
+
+    def _throttle(self, wait: float) -> None:
+        """Stop reading for ``wait`` seconds (the sender is in debt); not idle time."""
+        self._throttled = True
+        self._cancel_idle_timer()
+        self.transport.pauseProducing()
+        self._throttle_call = self.factory.reactor.callLater(wait, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self._throttle_call = None
+        self._throttled = False
+        if not self._paused:  # else flow control holds it: resumeProducing goes on
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        """Neither reason to pause holds: the held bytes first (which may pause again), then
+        the transport."""
+        access = self.factory.access
+        if not self.open or self.closing:
+            return
+        if self._held and access is not None:
+            self._feed(access)
+        if self._throttled or self._paused:
+            return
+        self._start_idle_timer()
+        self.transport.resumeProducing()
+
+    def _received(self, data: bytes) -> None:
         if self._idle_call is None:  # no idle timeout, or paused, or closing
             self.wrappedProtocol.dataReceived(data)
             return
@@ -241,6 +364,12 @@ class TrackedConnection(ProtocolWrapper):
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
+        if self._throttle_call is not None and self._throttle_call.active():
+            self._throttle_call.cancel()
+        self._throttle_call = None
+        if self._held:  # read from the network, held by the rate limit: not lost
+            held, self._held = self._held, b""
+            self._received(held)
         # The protocols inside first, then the tracker: ProtocolWrapper.connectionLost does it
         # the other way round, and unregistering the last connection fires close_all(), so a
         # listener's stop() (and the source's detach after it) finished before the innermost
@@ -266,8 +395,9 @@ class TrackedConnection(ProtocolWrapper):
 
     def resumeProducing(self) -> None:
         self._paused = False
-        self._start_idle_timer()
-        self.transport.resumeProducing()
+        if self._throttled:  # the rate limit still holds: _unthrottle resumes
+            return
+        self._resume_reading()
 
     def stopProducing(self) -> None:
         self.transport.stopProducing()
@@ -305,6 +435,7 @@ class TrackedConnection(ProtocolWrapper):
             timeout > 0
             and self.open
             and not self._paused
+            and not self._throttled
             and not self.closing
             and self._idle_call is None
         ):
@@ -359,10 +490,17 @@ class ConnectionTracker(WrappingFactory):
         stats: ListenerStats,
         *,
         close_grace: float = CLOSE_GRACE,
+        access: ListenerAccess | None = None,
+        proxied: bool = False,
     ) -> None:
         super().__init__(wrappedFactory)
         self.reactor = reactor
         self.stats = stats
+        #: the listener's allow list and rate limit (syslogsrc.access), or None
+        self.access = access
+        #: behind haproxy: the address given to buildProtocol is the proxy's; the sender's is
+        #: known after the PROXY header (TrackedConnection applies the allow list then)
+        self.proxied = proxied
         self.max_connections = options.max_connections
         self.idle_timeout = options.idle_timeout
         self.close_grace = close_grace
@@ -389,6 +527,13 @@ class ConnectionTracker(WrappingFactory):
     def buildProtocol(self, addr: IAddress) -> Protocol:
         if self._closing:
             return _Refused()
+        access = self.access
+        if (
+            access is not None
+            and not self.proxied
+            and not access.allows(access.host_of(addr), addr)
+        ):
+            return _Refused()  # before anything is read or any TLS handshake made
         if len(self.protocols) >= self.max_connections:
             self.stats.refused += 1
             self.refusals(peer=addr)

@@ -32,6 +32,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from syslogsrc.access import ListenerAccess
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.protocols._tracking import RateLimitedLog
@@ -117,6 +118,9 @@ class SyslogDatagramProtocol(DatagramProtocol):
 
     maxPacketSize = UDP_MAX_PACKET
     noisy = False
+    #: the listener's allow list and rate limit (set by the listener), asked before anything
+    #: else: a datagram it refuses is dropped, counted in ``denied`` or ``rate_limited`` only
+    access: ListenerAccess | None = None
 
     def __init__(
         self,
@@ -215,6 +219,9 @@ class SyslogDatagramProtocol(DatagramProtocol):
         return stats.kernel_drops
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
+        access = self.access
+        if access is not None and not access.admit_datagram(addr):
+            return
         stats = self.stats
         stats.bytes += len(data)
         if self.split_lines:

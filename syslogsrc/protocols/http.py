@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import io
 import json
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
@@ -35,6 +36,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
+from syslogsrc.access import ListenerAccess
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.parsing import ParsedMessage, json_bytes, json_number, parse, parse_json_object
@@ -82,6 +84,14 @@ def _malformed(error: str) -> _Reply:
 
 def _not_allowed(allow: bytes) -> _Reply:
     return _Reply(405, {"status": "method-not-allowed"}, ((b"Allow", allow),))
+
+
+_FORBIDDEN = _Reply(403, {"status": "forbidden"})
+
+
+def _rate_limited(wait: float) -> _Reply:
+    retry = b"%d" % max(1, math.ceil(wait))
+    return _Reply(429, {"status": "rate-limited"}, ((b"Retry-After", retry),))
 
 
 _UNAUTHORIZED = _Reply(401, {"status": "unauthorized"}, ((b"WWW-Authenticate", b"Bearer"),))
@@ -600,8 +610,10 @@ class _IngestResource(Resource):
         transport: str,
         producer: _IngestProducer,
         log: RateLimitedLogs,
+        access: ListenerAccess | None = None,
     ) -> None:
         super().__init__()
+        self._access = access
         self._sink = sink
         self._options = options
         self._stats = stats
@@ -622,6 +634,37 @@ class _IngestResource(Resource):
         return server.NOT_DONE_YET
 
     def _route(self, request: _IngestRequest) -> None:
+        access = self._access
+        if access is not None:
+            self._route_limited(request, access)
+        else:
+            self._route_open(request)
+
+    def _route_limited(self, request: _IngestRequest, access: ListenerAccess) -> None:
+        """The allow list (403 for every path) and the sender's rate (429 for ingest
+        requests), then the usual routing. ``access`` counts and logs its refusals."""
+        peer = request.getClientAddress()
+        host = access.host_of(peer)
+        if not access.allows(host, _peer_text(peer)):
+            _respond(request, _FORBIDDEN)
+            return
+        buckets = access.buckets
+        ingest = request.method == b"POST" and request.path != self._health
+        if buckets is None or host is None or not ingest or request.body.rejection is not None:
+            self._route_open(request)
+            return
+        wait = buckets.wait(buckets.tokens(host))
+        if wait:
+            access.limited(host, _peer_text(peer))
+            _respond(request, _rate_limited(wait))
+            return
+        # A request is let in while its sender holds a token, then charged all its messages
+        # (it may go into debt, which its next requests wait out).
+        received = self._stats.received
+        self._route_open(request)
+        buckets.charge(host, self._stats.received - received)
+
+    def _route_open(self, request: _IngestRequest) -> None:
         path, method = request.path, request.method
         if path == self._health:
             if method in (b"GET", b"HEAD"):
@@ -732,8 +775,11 @@ class HTTPIngestSite(server.Site):
     """An HTTP(S) listener's site: ``POST`` under ``options.http_path`` posts to ``sink``.
 
     Connection limits and idle timeouts are not enforced here: the listener wraps this site
-    in a connection tracker for that. The site registers its producer (:attr:`producer`) with
-    the sink when it starts listening (``startFactory``) and unregisters it when it stops.
+    in a connection tracker for that. ``access`` (syslogsrc.access) is the listener's allow
+    list and rate limit: a sender outside the list gets 403 for every request, one over its
+    rate gets 429 with ``Retry-After`` for a POST. The site registers its producer
+    (:attr:`producer`) with the sink when it starts listening (``startFactory``) and
+    unregisters it when it stops.
     No access log is written; the listener's counters are in ``stats``.
     """
 
@@ -747,6 +793,7 @@ class HTTPIngestSite(server.Site):
         stats: ListenerStats,
         *,
         transport: str = "http",
+        access: ListenerAccess | None = None,
     ) -> None:
         self.sink = sink
         self.options = options
@@ -754,7 +801,7 @@ class HTTPIngestSite(server.Site):
         self.transport_name = transport
         self.producer = _IngestProducer(sink)
         log = self.bad_requests = RateLimitedLogs(reactor, logger=Logger())
-        resource = _IngestResource(sink, options, stats, transport, self.producer, log)
+        resource = _IngestResource(sink, options, stats, transport, self.producer, log, access)
         super().__init__(
             resource,
             requestFactory=_IngestRequest,
