@@ -191,24 +191,39 @@ class _Writer:
     def _loop(self) -> None:
         q = self.queue
         output = self.output
-        while True:
-            item = q.get()
-            if item is self._STOP:
-                break
-            data, count = item
+        stop = False
+        while not stop:
+            # Everything that waits is written in one go and acknowledged with one call into
+            # the reactor (a wakeup of its thread): under load, one per many batches.
+            items = [q.get()]
+            while not q.empty():
+                items.append(q.get())
+            written = 0
+            for item in items:
+                if item is self._STOP:
+                    stop = True
+                    break
+                data, count = item
+                try:
+                    if count < 0:
+                        data()
+                        continue
+                    output.write_rendered(data, count)
+                except BaseException as exc:  # keep counting: a broken output must not hang us
+                    if self.error is None:
+                        _log.failure("the output failed; messages are being lost", Failure())
+                    self.error = exc
+                if count > 0:
+                    written += count
             try:
-                if count < 0:
-                    data()
-                    continue
-                output.write_rendered(data, count)
                 if q.empty():
                     output.flush()
-            except BaseException as exc:  # keep counting: a broken output must not hang us
+            except BaseException as exc:
                 if self.error is None:
                     _log.failure("the output failed; messages are being lost", Failure())
                 self.error = exc
-            if count > 0:
-                self.reactor.callFromThread(self.written, count)
+            if written:
+                self.reactor.callFromThread(self.written, written)
         output.flush()
 
     def close(self) -> None:
@@ -254,6 +269,9 @@ class OutputSink(_ParsingSink):
             logger=_log,
         )
         self._stopping = False
+        self._rendered: list[bytes] = []  # rendered this turn of the reactor, not handed over
+        self._rendered_count = 0
+        self._hand_over_scheduled = False
 
     def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
         if self._producers.paused:
@@ -273,11 +291,24 @@ class OutputSink(_ParsingSink):
         if count:  # the renderer takes the origin's pairs from the origin
             stats.posted += count
             self.in_flight += count
-            self._writer.write(b"".join(lines), count)
+            # Handed to the writer once per turn of the reactor (a UDP port reads up to 256
+            # datagrams in one turn, each its own batch), not once per batch.
+            self._rendered.extend(lines)
+            self._rendered_count += count
+            if not self._hand_over_scheduled:
+                self._hand_over_scheduled = True
+                self.reactor.callLater(0, self._hand_over)
             if self.in_flight >= self.high_water and not self._stopping:
                 self.suspends += 1
                 self._producers.pause()
         return len(messages)
+
+    def _hand_over(self) -> None:
+        self._hand_over_scheduled = False
+        if self._rendered_count:
+            data, count = b"".join(self._rendered), self._rendered_count
+            self._rendered, self._rendered_count = [], 0
+            self._writer.write(data, count)
 
     def _written(self, count: int) -> None:
         self.in_flight -= count
@@ -288,6 +319,7 @@ class OutputSink(_ParsingSink):
         """Reopen the output's file (log rotation), in the writer's thread, between writes."""
         reopen = getattr(self.output, "reopen", None)
         if reopen is not None:
+            self._hand_over()  # what was taken before the signal goes to the old file
             self._writer.call(reopen)
 
     def drain(self) -> None:
@@ -300,6 +332,7 @@ class OutputSink(_ParsingSink):
     def close(self) -> defer.Deferred[None]:
         """Write and flush everything taken, close the output; fires when done."""
         self._producers.stop()
+        self._hand_over()
         return _in_thread(self.reactor, self._writer.close)
 
 

@@ -104,6 +104,10 @@ def socket_drops(sock: socket.socket) -> int | None:
     return None
 
 
+#: senders whose Origin a datagram listener remembers (then it forgets them all and starts again)
+_ORIGINS_KEPT = 1024
+
+
 @implementer(IPushProducer)
 class SyslogDatagramProtocol(DatagramProtocol):
     """One datagram listener: datagrams in, messages to the sink, paused and resumed by it.
@@ -152,6 +156,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self._listening = False
         self._registered = False
         self._local_port: int | None = None
+        self._origins: dict[Any, Origin] = {}  # the Origin of each recent sender
         self.sink_errors = RateLimitedLog(
             reactor,
             "{listener}: the sink raised {count} time(s){span};"
@@ -236,25 +241,37 @@ class SyslogDatagramProtocol(DatagramProtocol):
             self.empty_datagrams(peer=_peer(addr))
             return
         max_size = self.max_size
-        for i, frame in enumerate(frames):
-            if len(frame) > max_size:
-                frames[i] = frame[:max_size]
-                stats.truncated += 1
-                self.truncations(peer=_peer(addr))
+        if len(data) > max_size:
+            for i, frame in enumerate(frames):
+                if len(frame) > max_size:
+                    frames[i] = frame[:max_size]
+                    stats.truncated += 1
+                    self.truncations(peer=_peer(addr))
         stats.received += len(frames)
         if self.stopped:
             stats.dropped += len(frames)
             return
-        if isinstance(addr, tuple):
-            origin = Origin(
-                self.transport_name, stats, addr[0], addr[1], self._local_port, self.format
-            )
-        else:  # a unix socket path, or None
-            origin = Origin(self.transport_name, stats, None, None, None, self.format)
-        # The port reads on after a pause until its read budget is spent: those wait here.
-        self.pending.append((frames, origin))
-        if not self.paused:
+        origin = self._origins.get(addr) if type(addr) is tuple else None
+        if origin is None:
+            origin = self._origin(addr)
+        if self.paused or self.pending or self._draining:
+            # The port reads on after a pause until its read budget is spent: those wait here.
+            self.pending.append((frames, origin))
             self._drain()
+            return
+        self._post(frames, origin)
+
+    def _origin(self, addr: Any) -> Origin:
+        """The Origin of a sender, remembered for the next datagrams (most come from a few)."""
+        stats = self.stats
+        if not isinstance(addr, tuple):  # a unix socket path, or None
+            return Origin(self.transport_name, stats, None, None, None, self.format)
+        origin = Origin(self.transport_name, stats, addr[0], addr[1], self._local_port, self.format)
+        origins = self._origins
+        if len(origins) >= _ORIGINS_KEPT:
+            origins.clear()
+        origins[addr] = origin
+        return origin
 
     # IPushProducer, called by the sink
 
@@ -291,6 +308,23 @@ class SyslogDatagramProtocol(DatagramProtocol):
             self.transport.stopReading()
 
     # Posting
+
+    def _post(self, frames: list[bytes], origin: Origin) -> None:
+        """Hand one datagram's messages to the sink; keep what it did not take, first."""
+        self._draining = True
+        try:
+            taken = self.sink.post(frames, origin)
+        except Exception:
+            # A sink that raises has not said what it took: the datagram is lost.
+            taken = len(frames)
+            self.stats.dropped += taken
+            self.sink_errors(Failure(), peer=origin.peer_host)
+        finally:
+            self._draining = False
+        if taken < len(frames):
+            self.pending.appendleft((frames[taken:], origin))
+        if self.pending and not self.paused:
+            self._drain()
 
     def _drain(self) -> None:
         """Post what waits, one datagram (one batch) per call to the sink, until nothing waits
