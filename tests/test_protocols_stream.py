@@ -643,3 +643,72 @@ def test_any_pause_pattern_posts_every_frame_once_in_order(
     assert sink.posted_while_paused == []
     assert all(len(batch) <= window for batch in sink.batches)
     assert stats.received == stats.posted == len(expected)
+
+
+# --- making room at max-connections -------------------------------------------------------
+
+
+class Counting(Inner):
+    """An inner protocol that says how many messages it completed (like the real ones)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.progress += data.count(b"\n")
+
+
+class CountingFactory(InnerFactory):
+    def buildProtocol(self, addr: object) -> Inner:
+        protocol = Counting()
+        self.built.append(protocol)
+        return protocol
+
+
+def _silent_flood_tracker() -> tuple[ConnectionTracker, Clock, ListenerStats]:
+    clock = Clock()
+    stats = ListenerStats(name="tcp:5514")
+    tracked = ConnectionTracker(
+        clock, CountingFactory(), ListenerOptions(max_connections=3), stats, close_grace=2.0
+    )
+    return tracked, clock, stats
+
+
+def test_at_the_limit_the_longest_silent_connection_makes_room() -> None:
+    tracked, clock, stats = _silent_flood_tracker()
+    talker, talker_transport = open_connection(tracked)
+    talker.dataReceived(b"<13>a message\n")  # completed one: never closed to make room
+    clock.advance(1)
+    _, first_silent = open_connection(tracked)
+    clock.advance(1)
+    _, second_silent = open_connection(tracked)
+    assert refused(tracked)  # the silent ones are younger than FIRST_MESSAGE_GRACE: refused
+    assert stats.refused == 1
+    clock.advance(1.5)  # the first silent one is 2.5 s old, the second 1.5 s
+    with capturedLogs() as events:
+        newcomer, _ = open_connection(tracked)
+    assert first_silent.disconnecting and not second_silent.disconnecting
+    assert not talker_transport.disconnecting
+    assert stats.timed_out == 1 and stats.refused == 1
+    assert [e["count"] for e in events if "to let a new one in" in e["log_format"]] == [1]
+    # the newcomer is served; the one closing no longer counts against the limit
+    newcomer.dataReceived(b"<13>hello\n")
+    assert tracked.wrappedFactory.built[-1].received == [b"<13>hello\n"]
+    clock.advance(2)  # the second silent one is now old enough: the next newcomer gets its slot
+    open_connection(tracked)
+    assert second_silent.disconnecting and stats.timed_out == 2
+
+
+def test_connections_that_completed_a_message_are_never_closed_to_make_room() -> None:
+    tracked, clock, stats = _silent_flood_tracker()
+    transports = []
+    for _ in range(3):
+        protocol, transport = open_connection(tracked)
+        protocol.dataReceived(b"<13>m\n")
+        transports.append(transport)
+    clock.advance(60)
+    assert refused(tracked)
+    assert not any(t.disconnecting for t in transports)
+    assert stats.timed_out == 0 and stats.refused == 1

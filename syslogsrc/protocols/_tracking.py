@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSE_GRACE",
+    "FIRST_MESSAGE_GRACE",
     "LOG_INTERVAL",
     "PROGRESS_BYTES",
     "ConnectionTracker",
@@ -45,6 +46,9 @@ __all__ = [
 
 #: Seconds a closing connection gets to say goodbye (flush, TLS close_notify) before it is aborted.
 CLOSE_GRACE = 2.0
+#: Seconds a new connection has to complete its first message before, at max-connections, it may
+#: be closed to make room for a newcomer (the longest-open such connection goes first).
+FIRST_MESSAGE_GRACE = 2.0
 #: Seconds between two log lines about the same recurring condition of one listener.
 LOG_INTERVAL = 10.0
 #: Bytes received that count as progress for the idle timeout even when they complete nothing:
@@ -240,14 +244,24 @@ class TrackedConnection(ProtocolWrapper):
         self._unproductive = 0  # bytes received since the last restart
         self.open = False  #: between makeConnection and connectionLost
         self.closing = False  #: close() was called
+        self.opened_at = 0.0  #: when the connection was made (the tracker's clock)
+        self.bytes_in = 0  #: bytes received
+
+    def completed_nothing(self) -> bool:
+        """True while the protocol inside has completed no message (no frame, no request)
+        and fewer than :data:`PROGRESS_BYTES` have arrived."""
+        progress = getattr(_innermost(self.wrappedProtocol), "progress", None)
+        return progress == 0 and self.bytes_in < PROGRESS_BYTES
 
     def makeConnection(self, transport: Any) -> None:
         # The timer starts before the inner protocol runs: it may pause us at once (sink paused).
         self.open = True
+        self.opened_at = self.factory.reactor.seconds()
         self._start_idle_timer()
         super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         access = self.factory.access
         if access is None:
             self._received(data)
@@ -472,8 +486,11 @@ class ConnectionTracker(WrappingFactory):
     """Wraps the protocol factory of one stream listener and tracks its connections.
 
     - ``stats.open_connections`` is the number of connections open now;
-    - past ``options.max_connections`` a new connection is closed at once, before any byte is
-      read or TLS handshake made, counted in ``stats.refused`` and logged (rate-limited);
+    - at ``options.max_connections`` the longest-open connection that has completed no
+      message in ``first_message_grace`` seconds is closed to make room for a new one (counted
+      in ``stats.timed_out``, logged); without such a connection the new one is closed at once,
+      before any byte is read or TLS handshake made, counted in ``stats.refused`` and logged
+      (rate-limited);
     - a connection that receives nothing for ``options.idle_timeout`` seconds (0 = never) is
       closed; time paused by flow control does not count;
     - :meth:`close_all` closes every connection and fires when the last one is gone.
@@ -490,6 +507,7 @@ class ConnectionTracker(WrappingFactory):
         stats: ListenerStats,
         *,
         close_grace: float = CLOSE_GRACE,
+        first_message_grace: float = FIRST_MESSAGE_GRACE,
         access: ListenerAccess | None = None,
         proxied: bool = False,
     ) -> None:
@@ -511,6 +529,17 @@ class ConnectionTracker(WrappingFactory):
             " max-connections({max_connections}) reached; last from {peer}",
             listener=stats.name,
             max_connections=self.max_connections,
+        )
+        self.first_message_grace = first_message_grace
+        self.made_room = RateLimitedLog(
+            reactor,
+            "{listener}: at max-connections({max_connections}), closed {count} connection(s){span}"
+            " that completed no message in {grace}s, to let a new one in; last {peer}, open"
+            " {age}s, for {new}",
+            level=LogLevel.info,
+            listener=stats.name,
+            max_connections=self.max_connections,
+            grace=first_message_grace,
         )
         self.timeouts = RateLimitedLog(
             reactor,
@@ -534,7 +563,7 @@ class ConnectionTracker(WrappingFactory):
             and not access.allows(access.host_of(addr), addr)
         ):
             return _Refused()  # before anything is read or any TLS handshake made
-        if len(self.protocols) >= self.max_connections:
+        if len(self.protocols) >= self.max_connections and not self._make_room(addr):
             self.stats.refused += 1
             self.refusals(peer=addr)
             return _Refused()
@@ -542,6 +571,33 @@ class ConnectionTracker(WrappingFactory):
         if inner is None:
             return _Refused()
         return self.protocol(self, inner)
+
+    def _make_room(self, addr: IAddress) -> bool:
+        """At max-connections: close the longest-open connection that has completed no
+        message in :data:`FIRST_MESSAGE_GRACE` seconds, so that connections that never send
+        cannot lock everyone else out. False when there is none (the newcomer is refused).
+        Connections closing already do not count against the limit."""
+        now = self.reactor.seconds()
+        live = 0
+        victim: TrackedConnection | None = None
+        for connection in self.protocols:
+            if connection.closing:
+                continue
+            live += 1
+            if (
+                now - connection.opened_at >= self.first_message_grace
+                and (victim is None or connection.opened_at < victim.opened_at)
+                and connection.completed_nothing()
+            ):
+                victim = connection
+        if live < self.max_connections:
+            return True
+        if victim is None:
+            return False
+        self.stats.timed_out += 1
+        self.made_room(peer=victim.getPeer(), new=addr, age=round(now - victim.opened_at, 1))
+        victim.close()
+        return True
 
     def registerProtocol(self, p: TrackedConnection) -> None:
         super().registerProtocol(p)
@@ -570,3 +626,4 @@ class ConnectionTracker(WrappingFactory):
     def flush_logs(self) -> None:
         self.refusals.flush()
         self.timeouts.flush()
+        self.made_room.flush()
