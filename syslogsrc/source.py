@@ -56,6 +56,7 @@ from zope.interface import implementer
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.parsing import FORMATS, ParsedMessage, parse
+from syslogsrc.producers import ProducerSet
 from syslogsrc.protocols._tracking import RateLimitedLog
 from syslogsrc.runtime import FEATURES, Logger, LogMessage, LogSource
 
@@ -241,12 +242,11 @@ class TwistedSource(LogSource):
         self._reactor: Any = None  # the reactor we run or are attached to
         self._own_reactor = False
         self._listeners: list[Any] = []
-        self._producers: list[Any] = []
+        self._producers = ProducerSet()
         self._suspended = False
         self._posts = 0  # post_message() calls started, and the one the daemon last suspended in:
         self._suspended_in = 0  # together they tell stale wakeups apart
         self._held: collections.deque[tuple[Any, Origin]] = collections.deque()
-        self._resume_from = 0
         self._stopping: defer.Deferred[Any] | None = None
         # time spent suspended: two clock readings per suspension, none per message
         self._suspended_since = 0.0
@@ -439,9 +439,7 @@ class TwistedSource(LogSource):
         # Connections still holding frames (read while we were suspended) can no longer post
         # them: stopping them for good counts those frames as dropped instead of losing them
         # silently.
-        producers, self._producers = self._producers, []
-        for producer in producers:
-            producer.stopProducing()
+        self._producers.stop()
         flush = getattr(self._build_errors, "flush", None)
         if flush is not None:
             flush()
@@ -508,8 +506,7 @@ class TwistedSource(LogSource):
             self._suspended_since = _monotonic()
         self._suspended = True
         self.paused = True
-        for producer in list(self._producers):
-            producer.pauseProducing()
+        self._producers.pause()
 
     def wakeup(self) -> None:
         """The window has room again. Called from the thread that acknowledged (the daemon's
@@ -534,17 +531,9 @@ class TwistedSource(LogSource):
         self._check_next = True
         if self._held and not self._post_held():
             return
-        producers = self._producers
-        if not producers:
-            return
-        # Start with a different producer each time, so one busy connection cannot take the
-        # whole window after every wakeup.
-        start = self._resume_from % len(producers)
-        self._resume_from += 1
-        for producer in producers[start:] + producers[:start]:
-            if self._suspended:
-                break  # a producer's backlog filled the window again; the rest stay paused
-            producer.resumeProducing()
+        # A different producer first each time, so one busy connection cannot take the whole
+        # window after every wakeup; a backlog that fills the window again stops the round.
+        self._producers.resume(lambda: self._suspended)
 
     def _post_held(self) -> bool:
         """Post the messages the daemon dropped, in order; False if they did not all go."""
@@ -572,15 +561,10 @@ class TwistedSource(LogSource):
 
     # -- IMessageSink --------------------------------------------------------------------------
     def register_producer(self, producer: Any) -> None:
-        self._producers.append(producer)
-        if self._suspended:
-            producer.pauseProducing()
+        self._producers.register(producer)
 
     def unregister_producer(self, producer: Any) -> None:
-        try:
-            self._producers.remove(producer)
-        except ValueError:
-            pass
+        self._producers.unregister(producer)
 
     def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
         """Post the messages of one read / datagram / request as one batch (IMessageSink).
