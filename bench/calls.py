@@ -150,6 +150,8 @@ def _source_path(fmt: str, n: int, parser: str, version: str) -> Counting:
         src._transport_pair = version == "3.38"
         if version == "4.8":
             src.set_transport_name("tcp")
+        if hasattr(src, "_uses_source_ip_api"):
+            src._set_source_ip = False  # the daemons' default: set_source_ipaddress() leaks
         listener = make_listener(parse_spec("tcp:5514"), clock, src, src.options.listener)
         factory = listener.tracker.wrappedFactory
         protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40000))

@@ -7,9 +7,10 @@ local offset. Both parsers, ours (``"parser" "syslogsrc"``) and the daemon's (``
 must give the same HOST, PROGRAM, PID, MSGID, SDATA, MESSAGE, FACILITY/SEVERITY and ISODATE
 (instant, microseconds and offset).
 
-What each daemon adds: 4.8 ``$TRANSPORT`` (``set_transport_name``) and ``$SOURCEIP``
-(``set_source_ipaddress``); 3.38 has neither API, so the sender's address is in the PEERIP and
-PEERPORT pairs and ``$SOURCEIP`` is the daemon's default, 127.0.0.1.
+What each daemon adds: 4.8 ``$TRANSPORT`` (``set_transport_name``) and, with ``source-ip
+saddr``, ``$SOURCEIP`` (``set_source_ipaddress``, which leaks, so not by default); by default, and
+always on 3.38 (neither API), the sender's address is in the PEERIP and PEERPORT pairs and
+``$SOURCEIP`` is the daemon's default, 127.0.0.1 on 3.38.
 """
 
 from __future__ import annotations
@@ -125,12 +126,17 @@ def _absent(record: dict, key: str) -> bool:
     return record.get(key, "") == ""
 
 
-@pytest.mark.parametrize("parser", ["syslogsrc", "native"])
-def test_fields_and_stamps_match_what_was_sent(syslog_ng, parser):
+@pytest.mark.parametrize(
+    ("parser", "source_ip"), [("syslogsrc", "pairs"), ("native", "pairs"), ("native", "saddr")]
+)
+def test_fields_and_stamps_match_what_was_sent(syslog_ng, parser, source_ip):
     port = free_port()
+    options = {"parser": parser}
+    if source_ip != "pairs":  # the default
+        options["source-ip"] = source_ip
     config = (
         PRELUDE
-        + syslogsrc_source("s_src", f"tcp:{port}:interface=127.0.0.1", {"parser": parser})
+        + syslogsrc_source("s_src", f"tcp:{port}:interface=127.0.0.1", options)
         + json_file("d_json", "out.json")
         + log_path(["s_src"], ["d_json"])
     )
@@ -172,11 +178,17 @@ def test_fields_and_stamps_match_what_was_sent(syslog_ng, parser):
 
     # where it came from
     for record in records:
-        if syslog_ng.version >= (4, 8):
+        if syslog_ng.version >= (4, 8) and source_ip == "saddr":
             assert record["TRANSPORT"] == "tcp"  # set_transport_name()
             assert record["SOURCEIP"] == SENDER  # set_source_ipaddress()
             assert record["HOST_FROM"] == SENDER  # the daemon's own, from that address
             assert "PEERIP" not in record
+        elif syslog_ng.version >= (4, 8):
+            # the default: set_source_ipaddress() leaks, the address is in pairs
+            assert record["TRANSPORT"] == "tcp"  # set_transport_name()
+            assert record["PEERIP"] == SENDER
+            assert int(record["PEERPORT"]) in client_ports
+            assert record.get("SOURCEIP") != SENDER
         else:
             assert record["TRANSPORT"] == "tcp"  # a plain pair
             assert record["PEERIP"] == SENDER

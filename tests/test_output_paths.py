@@ -45,6 +45,7 @@ class Emulated:
         self.source.parse_options = ParseOptions("auto")
         self.driver.auto_close_batches = bool(self.source.auto_close_batches)
         self.source._transport_pair = self.source.transport_name is None
+        self.source._set_source_ip = self.source._uses_source_ip_api()  # as attach() does
         if self.source.transport_name is not None:
             self.source.set_transport_name(self.source.transport_name)
 

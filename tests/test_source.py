@@ -291,3 +291,30 @@ def test_the_stamp_shapes_a_native_parse_reads_are_asked_of_the_parser() -> None
     ):
         assert not read(frame), frame
     assert not _stamp_shapes_read(ParseOptions("raw"))(b"<13>Nov 24 06:00:00 h app: raw")
+
+
+@pytest.mark.parametrize(("mode", "peer_pairs"), [(None, True), ("pairs", True), ("saddr", False)])
+def test_source_ip_pairs_by_default_the_leaking_api_only_when_asked(
+    mode: str | None, peer_pairs: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LogMessage.set_source_ipaddress() leaks in every daemon that has it: not by default
+    import syslogsrc.source as source_module
+    from syslogsrc.emulation import ParseOptions
+
+    source = SyslogSource()
+    options = {"listen": "tcp:5514"} if mode is None else {"listen": "tcp:5514", "source-ip": mode}
+    assert source.init(options)
+    source.parse_options = ParseOptions("auto")
+    monkeypatch.setattr(source_module, "_SOURCE_IP_LEAKS", True)  # as in the daemons
+    source._set_source_ip = source._uses_source_ip_api()  # what attach() decides
+    origin = Origin("tcp", ListenerStats("tcp:5514"), "192.0.2.7", 40000, 5514)
+    for native in (False, True):
+        source._native = native
+        msg = source.builder(origin)(b"<13>Nov 24 06:00:00 h app: m")
+        assert ("PEERIP" in msg._values) is peer_pairs
+        assert (msg._source_ip == "192.0.2.7") is not peer_pairs
+
+
+def test_a_bad_source_ip_fails_init_naming_it() -> None:
+    source = SyslogSource()
+    assert not source.init({"listen": "tcp:5514", "source-ip": "both"})
