@@ -603,12 +603,32 @@ class RunningDaemon:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                stacks = self.backtraces()  # where it hangs, before it is gone
                 self._kill()
                 raise DaemonError(
                     f"{self.name} (pid {self.pid}) did not stop within {timeout}s; killed",
-                    self.stderr(),
+                    self.stderr() + "\n--- threads of the hung daemon (gdb) ---\n" + stacks,
                 ) from None
         return self.process.returncode
+
+    def backtraces(self, timeout: float = 30) -> str:
+        """Every thread's C backtrace (gdb, if installed): what a hung daemon waits for."""
+        gdb = shutil.which("gdb")
+        if gdb is None:
+            return "(no gdb)"
+        try:
+            done = subprocess.run(
+                [gdb, "-p", str(self.pid), "-batch", "-ex", "thread apply all bt 30"],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"(gdb failed: {exc!r})"
+        return "\n".join(
+            line for line in done.stdout.splitlines() if line.startswith(("#", "Thread"))
+        )
 
     def close(self, timeout: float = 20) -> int:
         """stop(), then move a state dir kept outside the workdir into it (so nothing is left in

@@ -19,10 +19,11 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
-from daemons import DaemonStartError
+from daemons import DaemonError, DaemonStartError
 
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 if CHECKOUT not in sys.path:  # the daemon imports tests.agreement_sources: so must we
@@ -344,11 +345,26 @@ FROM_4X = {
 }
 
 
+#: Scenarios in which the daemon itself was seen to hang at random: (daemon name, scenario).
+#: host-3.38 with a ConsecutiveAckTracker: about 1 full CI run in 10 under load, the scenario's
+#: run() thread posts nothing for 20 s and the daemon then ignores SIGTERM; 90 runs of the test
+#: alone (half of them with both cores busy) did not reproduce it. The scenario uses the daemon's
+#: API only (no syslogsrc code): one retry, and the first hang's thread backtraces (gdb) go to
+#: the test's warnings so the cause can be found.
+DAEMON_HANGS = {("host-3.38", "ConsecutiveAcks")}
+
+
 @pytest.mark.parametrize("name", COMMON + NEWER)
 def test_agreement(name, syslog_ng, tmp_path_factory):
     if name in FROM_4X and syslog_ng.version < FROM_4X[name][0]:
         pytest.skip(f"{syslog_ng.name}: {FROM_4X[name][1]}")
-    daemon = run_in_daemon(syslog_ng, name)
+    try:
+        daemon = run_in_daemon(syslog_ng, name)
+    except DaemonError as exc:
+        if (syslog_ng.name, name) not in DAEMON_HANGS:
+            raise
+        warnings.warn(f"{syslog_ng.name} hung in {name}; retried once: {exc}", stacklevel=1)
+        daemon = run_in_daemon(syslog_ng, name)
     if daemon.obs.get("supported") is False:
         pytest.skip(f"{syslog_ng.name} ({syslog_ng.daemon.full_version}) has no {name} API")
     emulated = run_in_emulation(name, tmp_path_factory)
