@@ -254,12 +254,10 @@ class SyslogDatagramProtocol(DatagramProtocol):
         origin = self._origins.get(addr) if type(addr) is tuple else None
         if origin is None:
             origin = self._origin(addr)
-        if self.paused or self.pending or self._draining:
-            # The port reads on after a pause until its read budget is spent: those wait here.
-            self.pending.append((frames, origin))
+        # The port reads on after a pause until its read budget is spent: those wait here.
+        self.pending.append((frames, origin))
+        if not self.paused:
             self._drain()
-            return
-        self._post(frames, origin)
 
     def _origin(self, addr: Any) -> Origin:
         """The Origin of a sender, remembered for the next datagrams (most come from a few)."""
@@ -308,23 +306,6 @@ class SyslogDatagramProtocol(DatagramProtocol):
             self.transport.stopReading()
 
     # Posting
-
-    def _post(self, frames: list[bytes], origin: Origin) -> None:
-        """Hand one datagram's messages to the sink; keep what it did not take, first."""
-        self._draining = True
-        try:
-            taken = self.sink.post(frames, origin)
-        except Exception:
-            # A sink that raises has not said what it took: the datagram is lost.
-            taken = len(frames)
-            self.stats.dropped += taken
-            self.sink_errors(Failure(), peer=origin.peer_host)
-        finally:
-            self._draining = False
-        if taken < len(frames):
-            self.pending.appendleft((frames[taken:], origin))
-        if self.pending and not self.paused:
-            self._drain()
 
     def _drain(self) -> None:
         """Post what waits, one datagram (one batch) per call to the sink, until nothing waits
