@@ -21,6 +21,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 from syslogsrc.emulation import FACILITIES, SEVERITIES, LogMessage, _normal_ip
@@ -251,42 +252,39 @@ class TextOutput(_FileOutput):
     """syslog-ng's default file layout: ``$DATE $HOST $MSGHDR$MESSAGE``."""
 
     def _render(self, msg: LogMessage) -> bytes:
-        values = msg._values
-        header = values.get("LEGACY_MSGHDR")
-        if header is None:
-            program = values.get("PROGRAM")
-            pid = values.get("PID")
-            header = b""
-            if program:
-                header = program + (b"[" + pid + b"]" if pid else b"") + b": "
-        when = msg.timestamp()
-        # syslog-ng pads the day with a space ("Jan  5"), as RFC 3164 does; %d would give "05"
-        stamp = f"{when:%b} {when.day:2d} {when:%H:%M:%S}".encode()
-        host = values.get("HOST", b"")
-        line = b"%s %s %s%s\n" % (stamp, host, header, values.get("MESSAGE", b""))
-        if self.non_utf8 == "replace":
-            return line.decode("utf-8", "replace").encode("utf-8")
-        return line
+        return self._line(msg._values.get, msg.timestamp())
 
     def render(self, message: ParsedMessage, origin: Origin) -> bytes:
         values, when, _ = parsed_fields(message, origin, self.received)
-        header = values.get("LEGACY_MSGHDR")
+
+        def get(name: str) -> bytes | None:
+            value = values.get(name)
+            return None if value is None else _bytes(value)
+
+        return self._line(get, when)
+
+    def _line(self, get: Callable[[str], Any], when: dt.datetime) -> bytes:
+        """The layout of a message whose values (bytes) ``get`` gives."""
+        header = get("LEGACY_MSGHDR")
         if header is None:
-            program = values.get("PROGRAM")
-            pid = values.get("PID")
-            header = ""
+            program = get("PROGRAM")
+            pid = get("PID")
+            header = b""
             if program:
-                header = f"{_str(program)}[{_str(pid)}]: " if pid else f"{_str(program)}: "
-        stamp = f"{when:%b} {when.day:2d} {when:%H:%M:%S}"
-        line = f"{stamp} {_str(values.get('HOST', ''))} {_str(header)}"
-        data = line.encode("utf-8", "surrogateescape") + _bytes(values.get("MESSAGE", ""))
+                header = program + (b"[" + pid + b"]" if pid else b"") + b": "
+        # syslog-ng pads the day with a space ("Jan  5"), as RFC 3164 does; %d would give "05"
+        stamp = f"{when:%b} {when.day:2d} {when:%H:%M:%S}".encode()
+        host = get("HOST")
+        message = get("MESSAGE")
+        line = b"%s %s %s%s\n" % (
+            stamp,
+            b"" if host is None else host,
+            header,
+            b"" if message is None else message,
+        )
         if self.non_utf8 == "replace":
-            return data.decode("utf-8", "replace").encode("utf-8") + b"\n"
-        return data + b"\n"
-
-
-def _str(value: str | bytes) -> str:
-    return value.decode("utf-8", "surrogateescape") if type(value) is bytes else value  # type: ignore[return-value]
+            return line.decode("utf-8", "replace").encode("utf-8")
+        return line
 
 
 def _bytes(value: str | bytes) -> bytes:
