@@ -15,7 +15,15 @@ from time import time as _time
 
 from . import _abnf
 
-__all__ = ["FORMATS", "ParsedMessage", "json_bytes", "json_number", "parse", "parse_json_object"]
+__all__ = [
+    "FORMATS",
+    "ParsedMessage",
+    "json_bytes",
+    "json_number",
+    "malformed",
+    "parse",
+    "parse_json_object",
+]
 
 FORMATS = ("auto", "rfc5424", "rfc3164", "json", "raw")
 
@@ -770,6 +778,13 @@ def _flatten(obj: dict, prefix: str, pairs: dict) -> bool:
         else:
             pairs[name] = "true" if value else "false"
     return complete
+
+
+def malformed(message: ParsedMessage) -> bool:
+    """True when ``message`` is a frame its format did not fit: kept raw by the fallback, or
+    read by the lenient RFC 5424 parser (a listener counts these in ``malformed``)."""
+    tags = message.tags
+    return bool(tags) and (message.format == "raw" or TAG_RFC5424_FALLBACK in tags)
 
 
 def json_number(text: str) -> str:

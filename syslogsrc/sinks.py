@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from syslogsrc.interfaces import IMessageSink, Origin
 from syslogsrc.outputs import Output
-from syslogsrc.parsing import ParsedMessage, parse
+from syslogsrc.parsing import ParsedMessage, malformed, parse
 from syslogsrc.producers import ProducerSet
 from syslogsrc.protocols._tracking import RateLimitedLog
 
@@ -59,7 +59,7 @@ class _ParsingSink:
             parsed = parse(message, origin.format or self.format, time_zone=self.time_zone)
         else:
             parsed = message  # type: ignore[assignment]
-        if parsed.tags and (parsed.format == "raw" or "syslogsrc.rfc5424_fallback" in parsed.tags):
+        if parsed.tags and malformed(parsed):
             origin.listener.malformed += 1
         return parsed
 

@@ -55,7 +55,7 @@ from zope.interface import implementer
 
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions, OptionError
-from syslogsrc.parsing import FORMATS, ParsedMessage, parse
+from syslogsrc.parsing import FORMATS, ParsedMessage, malformed, parse
 from syslogsrc.producers import ProducerSet
 from syslogsrc.protocols._tracking import RateLimitedLog
 from syslogsrc.runtime import FEATURES, Logger, LogMessage, LogSource
@@ -665,7 +665,7 @@ class TwistedSource(LogSource):
         msg.set_pri(parsed.pri)
         if parsed.tags:
             msg[TAGS_PAIR] = ",".join(parsed.tags)
-            if parsed.format == "raw" or "syslogsrc.rfc5424_fallback" in parsed.tags:
+            if malformed(parsed):
                 origin.listener.malformed += 1
         self.annotate(msg, origin, size)
         return msg
@@ -721,6 +721,14 @@ _STAMP_SHAPES = {
     b"<13>2024-01-02T03:04:05+01:00 host prog: probe": _PRI + _DATE,
     b"<13>1 2024-01-02T03:04:05+01:00 host prog - - - probe": _PRI + rb"1 " + _DATE,
 }
+
+
+def _restamp_if_stampless(msg: Any) -> None:
+    """The daemon stamps a message without a stamp with its cached clock, which is stale in a
+    Python source's thread: such a stamp equals RECVD, and is set to now. (Two lookups that
+    each format a date, the costliest part of a natively parsed message: see _STAMP_SHAPES.)"""
+    if _value(msg, "ISODATE") == _value(msg, "R_ISODATE"):
+        msg.set_timestamp(_now_for_daemon())
 
 
 def _no_stamp_known(frame: bytes) -> bool:
@@ -1055,12 +1063,8 @@ class SyslogSource(TwistedSource):
             if type(frame) is not bytes:
                 return message_from(frame, origin, len(frame.pairs.get("MESSAGE", "")))
             msg = parse(frame, parse_options)
-            if (
-                _STALE_CLOCK
-                and not stamp_read(frame)
-                and _value(msg, "ISODATE") == _value(msg, "R_ISODATE")
-            ):
-                msg.set_timestamp(_now_for_daemon())
+            if _STALE_CLOCK and not stamp_read(frame):
+                _restamp_if_stampless(msg)
             if pairs:
                 for name, value in pairs.items():
                     msg[name] = value
@@ -1083,16 +1087,9 @@ class SyslogSource(TwistedSource):
         fmt = origin.format
         if self._native and fmt is None:
             msg = LogMessage.parse(message, self.parse_options)
-            # The daemon stamps a message without a stamp with its cached clock, which is stale
-            # in this thread: the stamp then equals RECVD, and is set to now. (Asked only of
-            # frames whose stamp the daemon may not have read: two calls that each format a
-            # date, the costliest part of a message here.)
-            if (
-                _STALE_CLOCK
-                and not self._stamp_read(message)
-                and _value(msg, "ISODATE") == _value(msg, "R_ISODATE")
-            ):
-                msg.set_timestamp(_now_for_daemon())
+            # asked only of frames whose stamp the daemon may not have read
+            if _STALE_CLOCK and not self._stamp_read(message):
+                _restamp_if_stampless(msg)
             self.annotate(msg, origin, len(message))
             return msg
         parsed = parse(message, fmt or self._format, time_zone=self._time_zone)
