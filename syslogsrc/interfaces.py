@@ -63,6 +63,9 @@ class Origin:
     format: str | None = None
     #: name-value pairs every message of this origin carries (HTTP path, query, headers)
     pairs: Mapping[str, str] | None = None
+    #: what a sink or an output computes once per origin rather than per message (e.g. the
+    #: constant part of a rendered line), keyed by the object that computed it
+    memo: dict = attrs.field(factory=dict, eq=False, repr=False)
 
 
 class IMessageSink(Interface):

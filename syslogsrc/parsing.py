@@ -225,7 +225,7 @@ def _parse_rfc5424_strict(text: str, clean: bool, tags: list):
         tags.append(TAG_MISSING_TIMESTAMP)
     else:
         try:
-            timestamp = _fromisoformat(stamp)
+            timestamp = _rfc3339(stamp)
         except ValueError:  # e.g. February 30th, which the ABNF lets through
             return None
     pairs = {}
@@ -437,8 +437,39 @@ def _iso_stamp(text: str, pos: int, time_zone):
     return None if stamp is None else (stamp, m.end())
 
 
+# The last stamp read and its datetime, per kind of stamp: under load most messages carry the
+# stamp of the message before them (stamps have a resolution of a second, or a sender's clock
+# of milliseconds), and then the same datetime object is reused. A tuple, replaced whole, so
+# that threads never see a stamp with another stamp's value. Outputs rely on the identity
+# (one isoformat() per distinct stamp, see outputs.py).
+_last_iso: tuple = ("", None, None)  # (text, time_zone, datetime)
+_last_bsd: tuple = ("", None, 0, None)  # (text, time_zone, today's ordinal, datetime)
+
+
+def _rfc3339(stamp: str) -> datetime.datetime:
+    """An RFC 3339 stamp (with its offset) -> aware datetime; ValueError if impossible."""
+    global _last_iso
+    last = _last_iso
+    if last[0] == stamp:
+        return last[2]
+    when = _fromisoformat(stamp)
+    _last_iso = (stamp, None, when)
+    return when
+
+
 def _iso_datetime(whole, year, month, day, hour, minute, second, frac, offset, time_zone):
     """The parts of an ISO 8601 stamp (``_abnf.ISO_STAMP``'s groups) -> aware datetime or None."""
+    global _last_iso
+    last = _last_iso
+    if last[0] == whole and last[1] is time_zone:
+        return last[2]
+    when = _iso_datetime_new(whole, year, month, day, hour, minute, second, frac, offset, time_zone)
+    if when is not None:
+        _last_iso = (whole, time_zone, when)
+    return when
+
+
+def _iso_datetime_new(whole, year, month, day, hour, minute, second, frac, offset, time_zone):
     if offset is not None and (frac is None or (0 < len(frac) <= 6 and "." in whole)):
         try:  # the common RFC 3339 case: the C parser is fastest
             return _fromisoformat(whole)
@@ -499,6 +530,27 @@ def _nearest_year(month: int, day: int, now: datetime.datetime | None) -> int:
         _year_cache.clear()
     _year_cache[key] = best
     return best
+
+
+def _bsd_datetime(whole, month, day, hour, minute, second, time_zone, now):
+    """A BSD stamp's parts (``Mmm dd hh:mm:ss``, no fraction) -> aware datetime in the year
+    nearest to ``now`` (None: today), or None when no year has that date."""
+    global _last_bsd
+    if now is None:
+        today = _today()[1]
+        last = _last_bsd
+        if last[0] == whole and last[1] is time_zone and last[2] == today:
+            return last[3]
+    try:
+        month = _MONTHS[month.lower()]
+        day = int(day)
+        year = _nearest_year(month, day, now)
+        when = _stamp(year, month, day, int(hour), int(minute), int(second), 0, time_zone)
+    except ValueError:
+        return None
+    if now is None:
+        _last_bsd = (whole, time_zone, today, when)
+    return when
 
 
 def _wall_clock(year, month, day, hour, minute, second, time_zone):
@@ -600,16 +652,10 @@ def _parse_rfc3164(text: str, tags: list, time_zone, now, default_pri: int):
         prival, month, day, hour, minute, second, host, program, pid = m.groups()
         pri = int(prival)
         if pri <= 191:
-            try:
-                month = _MONTHS[month.lower()]
-                day = int(day)
-                year = _nearest_year(month, day, now)
-                timestamp = _stamp(
-                    year, month, day, int(hour), int(minute), int(second), 0, time_zone
-                )
-            except ValueError:
-                pass  # not a date after all: take the long way
-            else:
+            timestamp = _bsd_datetime(
+                text[m.start(2) : m.end(6)], month, day, hour, minute, second, time_zone, now
+            )
+            if timestamp is not None:  # else not a date after all: take the long way
                 end = m.end()
                 pairs = {"HOST": host, "PROGRAM": program}
                 if pid:

@@ -231,24 +231,27 @@ class OutputSink(_ParsingSink):
     def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
         if self._producers.paused:
             return 0
-        render = self.output.render
-        parsed = self.parsed
         stats = origin.listener
-        lines = []
-        for message in messages:
-            one = parsed(message, origin)
-            try:
-                lines.append(render(one, origin))
-            except Exception:
-                stats.dropped += 1
-                self._render_errors(Failure(), listener=stats.name)
-        count = len(lines)
-        if count:  # the renderer takes the origin's pairs from the origin
+        fmt = origin.format or self.format
+        time_zone = self.time_zone
+        batch = [
+            parse(message, fmt, time_zone=time_zone) if type(message) is bytes else message
+            for message in messages
+        ]
+        bad = sum([1 for one in batch if one.tags and malformed(one)])
+        if bad:
+            stats.malformed += bad
+        try:  # the renderer takes the origin's pairs from the origin
+            data = self.output.render_batch(batch, origin)
+            count = len(batch)
+        except Exception:  # one at a time, to lose only the message that cannot be rendered
+            data, count = self._render_each(batch, origin)
+        if count:
             stats.posted += count
             self.in_flight += count
             # Handed to the writer once per turn of the reactor (a UDP port reads up to 256
             # datagrams in one turn, each its own batch), not once per batch.
-            self._rendered.extend(lines)
+            self._rendered.append(data)
             self._rendered_count += count
             if not self._hand_over_scheduled:
                 self._hand_over_scheduled = True
@@ -257,6 +260,18 @@ class OutputSink(_ParsingSink):
                 self.suspends += 1
                 self._producers.pause()
         return len(messages)
+
+    def _render_each(self, batch: list[ParsedMessage], origin: Origin) -> tuple[bytes, int]:
+        render = self.output.render
+        stats = origin.listener
+        lines = []
+        for one in batch:
+            try:
+                lines.append(render(one, origin))
+            except Exception:
+                stats.dropped += 1
+                self._render_errors(Failure(), listener=stats.name)
+        return b"".join(lines), len(lines)
 
     def _hand_over(self) -> None:
         self._hand_over_scheduled = False

@@ -124,6 +124,53 @@ def test_direct_output_is_what_the_emulated_source_writes(
     parsed = parse(frame, format, time_zone=options.time_zone)
     for kind, out in _outputs(keep_hostname, non_utf8).items():
         _same(out._render(msg), out.render(parsed, origin), parsed, kind)
+        # twistd's sink renders whole batches (JSON: the pairs in one call of json's C encoder)
+        _same(out._render(msg), out.render_batch([parsed], origin), parsed, kind)
+
+
+STAMP = dt.datetime(2026, 3, 4, 5, 6, 7, 891000, dt.timezone(dt.timedelta(hours=-3)))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    frames=st.lists(SYSLOG_FRAMES, min_size=1, max_size=6),
+    origin=ORIGINS,
+    format=st.sampled_from([*FORMATS]),
+    keep_hostname=st.booleans(),
+    non_utf8=st.sampled_from(["escape", "replace"]),
+)
+def test_a_batch_is_rendered_as_its_messages_one_by_one(
+    frames: list[bytes], origin: Origin, format: str, keep_hostname: bool, non_utf8: str
+) -> None:
+    parsed = [parse(frame, format, time_zone=dt.UTC) for frame in frames]
+    # stampless messages get a stamp here (their ISODATE is "now", compared above); the same
+    # stamp object twice in a row takes the renderer's cached text
+    parsed = [
+        p if p.timestamp is not None else ParsedMessage(p.pairs, p.pri, STAMP, p.tags, p.format)
+        for p in parsed
+    ]
+    for out in _outputs(keep_hostname, non_utf8).values():
+        one_by_one = b"".join([out.render(p, origin) for p in parsed])
+        assert out.render_batch(parsed, origin) == one_by_one
+        assert out.render_batch(parsed, origin) == one_by_one  # the origin's parts, memoised
+
+
+def test_a_batch_with_a_name_the_origin_sets_takes_the_general_way() -> None:
+    origin = Origin("http", ListenerStats("http:1"), "192.0.2.1", 9, 1, pairs={"http.path": "/x"})
+    messages = [
+        ParsedMessage({"MESSAGE": "a", "TRANSPORT": "mine"}, 13, STAMP, (), "json"),
+        ParsedMessage({"MESSAGE": "b", "http.path": "/mine"}, 13, STAMP, (), "json"),
+        ParsedMessage({"MESSAGE": "c", "HOST": ""}, 13, STAMP, ("t1", "t2"), "json"),
+        ParsedMessage({"MESSAGE": b"\xff", "PRI": "x"}, 13, STAMP, (), "raw"),
+        ParsedMessage({"MESSAGE": "\udcff lone"}, 200, STAMP, (), "json"),
+        ParsedMessage({}, 13, STAMP, (), "json"),
+    ]
+    for keep_hostname in (True, False):
+        out = JsonLinesOutput(io.BytesIO())
+        out.received = Received(HOSTNAME, keep_hostname)
+        lines = out.render_batch(messages, origin)
+        assert lines == b"".join([out.render(m, origin) for m in messages])
+        assert [json.loads(line)["MESSAGE"] for line in lines.splitlines()[:3]] == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -306,17 +307,28 @@ def test_embed_app_example_runs(tmp_path: Path) -> None:
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    lines: list[str] = []  # the example prints (and flushes) a line per message
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+
+    def printed(n: int) -> bool:
+        return sum('"message"' in line for line in list(lines)) >= n
+
     try:
         assert _wait(lambda: _accepts(port))
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(b"<13>Nov 24 06:00:00 h sshd[1]: one\n<13>Nov 24 06:00:00 h cron[2]: two\n")
+        # Both listeners start together: once TCP messages are out, UDP is bound (on a busy
+        # machine a fixed sleep was not always enough for the datagram to be handled).
+        assert _wait(lambda: printed(2), timeout=30)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.sendto(b"<13>Nov 24 06:00:00 h sshd[1]: three", ("127.0.0.1", port))
-        time.sleep(0.5)
+        assert _wait(lambda: printed(3), timeout=30)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
-    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        proc.wait(timeout=10)
+        reader.join(timeout=10)
+    records = [json.loads(line) for line in lines if line.startswith("{")]
     assert {"totals": {"sshd": 2, "cron": 1}} in records
     assert {r["message"] for r in records if "message" in r} == {"one", "two", "three"}
 
