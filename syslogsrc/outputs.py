@@ -311,6 +311,7 @@ class JsonLinesOutput(_FileOutput):
         pri_json = _PRI_JSON
         top = len(pri_json)
         last_stamp, last_iso = self._last_stamp
+        now = None
         lines = []
         append = lines.append
         for message in messages:
@@ -337,9 +338,13 @@ class JsonLinesOutput(_FileOutput):
                 append(self.render(message, origin).decode("utf-8", "surrogateescape"))
                 continue
             stamp = message.timestamp
-            if stamp is not last_stamp or stamp is None:
+            if stamp is None:  # stampless: the time of the batch (one read, one request)
+                if now is None:
+                    now = _now_local()
+                stamp = now
+            if stamp is not last_stamp:
                 last_stamp = stamp
-                last_iso = (stamp if stamp is not None else _now_local()).isoformat()
+                last_iso = stamp.isoformat()
             tags = message.tags
             if tags:
                 head = head[:-1] + ',"' + TAGS_PAIR + '":' + encode_basestring(",".join(tags)) + "}"

@@ -767,6 +767,8 @@ def _json_text(value, string=_json_string) -> str:
     """Compact JSON text of a decoded value, numbers as they were written."""
     if isinstance(value, _JsonNumber):
         return str.__str__(value)
+    if type(value) is int:  # a decoder with parse_int=int (HTTP): Python's encoder's form
+        return int.__repr__(value)
     if isinstance(value, str):
         return string(value)
     if value is True:
@@ -806,18 +808,25 @@ def _flatten(obj: dict, prefix: str, pairs: dict) -> bool:
     holding 3 500 members flattened into 105 MB of names.)
     """
     complete = True
+    longest = MAX_NAME_BYTES // 4
     for key, value in obj.items():
-        name = prefix + key
-        if _bad_name(name):
+        name = prefix + key if prefix else key
+        if not name or (len(name) > longest and _bad_name(name)):
             complete = False
-        elif isinstance(value, str):
-            pairs[name] = str.__str__(value)
-        elif isinstance(value, dict):
+            continue
+        kind = type(value)  # the decoder's own types first: is costs less than isinstance
+        if kind is str:
+            pairs[name] = value
+        elif kind is int:  # a decoder with parse_int=int (HTTP): Python's encoder's form
+            pairs[name] = int.__repr__(value)
+        elif kind is dict or isinstance(value, dict):
             if value:
                 complete = _flatten(value, name + ".", pairs) and complete
             else:
                 pairs[name] = "{}"
-        elif isinstance(value, list):
+        elif isinstance(value, str):  # a number kept as text
+            pairs[name] = str.__str__(value)
+        elif kind is list or isinstance(value, list):
             pairs[name] = _json_text(value)
         elif value is None:
             pairs[name] = ""
@@ -835,21 +844,23 @@ def malformed(message: ParsedMessage) -> bool:
 
 def json_number(text: str) -> str:
     """A JSON number as the text it is to keep (``parse_int``/``parse_float`` of a decoder
-    whose objects go to :func:`parse_json_object`)."""
+    whose objects go to :func:`parse_json_object`; ``int`` is taken as ``parse_int`` too, and
+    an int is kept as Python's encoder writes it)."""
     return _JsonNumber(text)
 
 
 def parse_json_object(
-    obj: dict, text: Callable[[], str], *, default_pri: int = DEFAULT_PRI
+    obj: dict, text: Callable[[], str] | None = None, *, default_pri: int = DEFAULT_PRI
 ) -> ParsedMessage:
-    """A JSON object someone else decoded (numbers as :func:`json_number` strings): the same
-    message as ``parse(text().encode(), "json")``, without encoding and decoding it again.
-    ``text`` gives the object's JSON text; it is called only when a name cannot be a pair
-    (the whole object is then kept in MESSAGE, as :func:`parse` does)."""
+    """A JSON object someone else decoded (numbers as :func:`json_number` strings or ints):
+    the same message as ``parse(text().encode(), "json")``, without encoding and decoding it
+    again. ``text`` gives the object's JSON text (default: its compact form, as
+    :func:`json_bytes` writes it); it is called only when a name cannot be a pair (the whole
+    object is then kept in MESSAGE, as :func:`parse` does)."""
     pairs: dict = {}
     if _flatten(obj, "", pairs):
         return ParsedMessage(pairs, default_pri, None, (), "json")
-    pairs.setdefault("MESSAGE", text())
+    pairs.setdefault("MESSAGE", text() if text is not None else json_bytes(obj).decode("utf-8"))
     return ParsedMessage(pairs, default_pri, None, (TAG_JSON_BAD_NAME,), "json")
 
 

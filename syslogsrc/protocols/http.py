@@ -265,12 +265,17 @@ class _JsonMessages:
 
     def ndjson(self, body: bytes) -> tuple[list[_Message], int]:
         messages: list[_Message] = []
+        append = messages.append
+        short = self.max_size // _JSON_GROWTH
         for number, line in enumerate(_utf8(body).split("\n"), 1):
             if line.strip():
-                doc = _load_json(line, f"line {number}")
-                if not isinstance(doc, dict):
+                doc = _load_json(line, number)
+                if type(doc) is not dict:
                     raise _MalformedBody(f"line {number}: expected a JSON object, not {_kind(doc)}")
-                messages.append(self.message(doc, len(line)))
+                # message()'s common case: a line too short to be cut
+                append(
+                    parse_json_object(doc) if len(line) <= short else self.message(doc, len(line))
+                )
         return messages, self.truncated
 
     def json(self, body: bytes) -> tuple[list[_Message], int]:
@@ -327,28 +332,39 @@ def _float_text(text: str) -> str:
     return json_number(float.__repr__(value))
 
 
-def _int_text(text: str) -> str:
-    return json_number(int.__repr__(int(text)))
-
-
 _INFINITY = float("inf")
 
 #: what json.loads(text, parse_constant=_no_constants, ...) builds at every call, built once;
-#: numbers are kept as text, in the form Python's encoder gives them
-_decode_json = json.JSONDecoder(
-    parse_constant=_no_constants, parse_float=_float_text, parse_int=_int_text
-).decode
+#: floats are kept as text in the form Python's encoder gives them, integers as ints (C; the
+#: message keeps them in the same form, see parsing.json_number)
+_decoder = json.JSONDecoder(parse_constant=_no_constants, parse_float=_float_text, parse_int=int)
+_decode_json = _decoder.decode
+_scan_json = _decoder.scan_once
 
 
-def _load_json(text: str, where: str) -> Any:
+def _load_json(text: str, where: str | int) -> Any:
+    """The JSON value of ``text``; ``where`` (a line number, or what the text is) is for the
+    error."""
     try:
+        if text[:1] == "{":  # the common line: the C scanner at once, without decode()'s frames
+            try:
+                doc, end = _scan_json(text, 0)
+            except StopIteration:
+                pass  # decode() says what is wrong
+            else:
+                if end == len(text) or not text[end:].strip():
+                    return doc
         if text.startswith("\ufeff"):  # json.loads's own error for it
             return json.loads(text, parse_constant=_no_constants)
         return _decode_json(text)
     except RecursionError:
-        raise _MalformedBody(f"{where}: JSON nested too deeply") from None
+        raise _MalformedBody(f"{_where(where)}: JSON nested too deeply") from None
     except ValueError as e:  # json.JSONDecodeError says line and column
-        raise _MalformedBody(f"{where}: invalid JSON: {e}") from None
+        raise _MalformedBody(f"{_where(where)}: invalid JSON: {e}") from None
+
+
+def _where(where: str | int) -> str:
+    return f"line {where}" if type(where) is int else str(where)
 
 
 def _kind(value: object) -> str:
@@ -356,8 +372,10 @@ def _kind(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
+    if type(value) is int:
+        return "a number"
     if isinstance(value, str):
-        return "a string" if type(value) is str else "a number"  # numbers are kept as text
+        return "a string" if type(value) is str else "a number"  # floats are kept as text
     return "an array" if isinstance(value, list) else "an object"
 
 
