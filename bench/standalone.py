@@ -48,6 +48,7 @@ CASES = [
     ("tcp rfc3164", "tcp", "rfc3164", None, ["plain", "syslogsrc"]),
     ("tcp rfc5424", "tcp", "rfc5424", None, ["plain", "syslogsrc"]),
     ("udp full rate", "udp", "rfc3164", None, ["aiosyslogd", "plain", "syslogsrc"]),
+    ("udp 20k msg/s", "udp", "rfc3164", 20_000, ["plain", "syslogsrc"]),
     ("udp 50k msg/s", "udp", "rfc3164", 50_000, ["plain", "syslogsrc"]),
     ("udp 5k msg/s", "udp", "rfc3164", 5_000, ["aiosyslogd", "syslogsrc"]),
 ]

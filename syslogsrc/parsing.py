@@ -646,30 +646,19 @@ def _skip_spaces(text: str, pos: int) -> int:
 
 def _parse_rfc3164(text: str, tags: list, time_zone, now, default_pri: int):
     """RFC 3164 the way syslog-ng reads it; (pairs, pri, timestamp) or None for a bad PRI."""
-    m = _legacy_common(text)
-    if m is not None:
-        # The fast path: the same result as the steps below, in one regex match.
-        prival, month, day, hour, minute, second, host, program, pid = m.groups()
-        pri = int(prival)
-        if pri <= 191:
-            timestamp = _bsd_datetime(
-                text[m.start(2) : m.end(6)], month, day, hour, minute, second, time_zone, now
-            )
-            if timestamp is not None:  # else not a date after all: take the long way
-                end = m.end()
-                pairs = {"HOST": host, "PROGRAM": program}
-                if pid:
-                    pairs["PID"] = pid
-                pairs["LEGACY_MSGHDR"] = text[m.start(8) : end]
-                pairs["MESSAGE"] = text[end:]
-                return pairs, pri, timestamp
-    else:
+    # One of the two common shapes is tried, by the stamp's first character: a digit for ISO.
+    gt = text.find(">", 1, 5)
+    if "0" <= text[gt + 1 : gt + 2] <= "9":
         m = _legacy_iso_common(text)
         if m is not None:
             # The same for an ISO stamp, with the pairs in the order the steps below set them.
             pri = int(m.group(1))
             if pri <= 191:
-                timestamp = _iso_datetime(*m.group(2, 3, 4, 5, 6, 7, 8, 9, 10), time_zone)
+                last = _last_iso  # the stamp of the message before, mostly
+                if last[0] == m.group(2) and last[1] is time_zone:
+                    timestamp = last[2]
+                else:
+                    timestamp = _iso_datetime(*m.group(2, 3, 4, 5, 6, 7, 8, 9, 10), time_zone)
                 if timestamp is not None:
                     end = m.end()
                     pairs = {"PROGRAM": m.group(12)}
@@ -678,6 +667,24 @@ def _parse_rfc3164(text: str, tags: list, time_zone, now, default_pri: int):
                         pairs["PID"] = pid
                     pairs["LEGACY_MSGHDR"] = text[m.start(12) : end]
                     pairs["HOST"] = m.group(11)
+                    pairs["MESSAGE"] = text[end:]
+                    return pairs, pri, timestamp
+    else:
+        m = _legacy_common(text)
+        if m is not None:
+            # The fast path: the same result as the steps below, in one regex match.
+            prival, month, day, hour, minute, second, host, program, pid = m.groups()
+            pri = int(prival)
+            if pri <= 191:
+                timestamp = _bsd_datetime(
+                    text[m.start(2) : m.end(6)], month, day, hour, minute, second, time_zone, now
+                )
+                if timestamp is not None:  # else not a date after all: take the long way
+                    end = m.end()
+                    pairs = {"HOST": host, "PROGRAM": program}
+                    if pid:
+                        pairs["PID"] = pid
+                    pairs["LEGACY_MSGHDR"] = text[m.start(8) : end]
                     pairs["MESSAGE"] = text[end:]
                     return pairs, pri, timestamp
 

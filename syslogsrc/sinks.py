@@ -234,13 +234,14 @@ class OutputSink(_ParsingSink):
         stats = origin.listener
         fmt = origin.format or self.format
         time_zone = self.time_zone
-        batch = [
-            parse(message, fmt, time_zone=time_zone) if type(message) is bytes else message
-            for message in messages
-        ]
-        bad = sum([1 for one in batch if one.tags and malformed(one)])
-        if bad:
-            stats.malformed += bad
+        batch = []  # a loop, not comprehensions: a datagram's batch has one message
+        append = batch.append
+        for message in messages:
+            if type(message) is bytes:
+                message = parse(message, fmt, time_zone=time_zone)
+            if message.tags and malformed(message):
+                stats.malformed += 1
+            append(message)
         try:  # the renderer takes the origin's pairs from the origin
             data = self.output.render_batch(batch, origin)
             count = len(batch)

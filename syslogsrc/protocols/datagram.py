@@ -254,10 +254,13 @@ class SyslogDatagramProtocol(DatagramProtocol):
         origin = self._origins.get(addr) if type(addr) is tuple else None
         if origin is None:
             origin = self._origin(addr)
-        # The port reads on after a pause until its read budget is spent: those wait here.
-        self.pending.append((frames, origin))
-        if not self.paused:
-            self._drain()
+        if self.pending or self.paused or self._draining:
+            # The port reads on after a pause until its read budget is spent: those wait here.
+            self.pending.append((frames, origin))
+            if not self.paused:
+                self._drain()
+        else:
+            self._post(frames, origin)
 
     def _origin(self, addr: Any) -> Origin:
         """The Origin of a sender, remembered for the next datagrams (most come from a few)."""
@@ -312,25 +315,29 @@ class SyslogDatagramProtocol(DatagramProtocol):
         or the sink pauses us; the part of a datagram it did not take stays first in line."""
         if self._draining:
             return  # re-entered from inside sink.post (a resume): the loop below goes on
-        sink = self.sink
         pending = self.pending
-        self._draining = True
+        while pending and not (self.paused or self.stopped):
+            frames, origin = pending.popleft()
+            if not self._post(frames, origin):
+                break  # a sink that takes less pauses us; wait for it all the same
+
+    def _post(self, frames: list[bytes], origin: Origin) -> bool:
+        """One datagram's messages to the sink, as one batch; what it did not take goes first
+        in line. False when it took less without pausing us."""
+        self._draining = True  # a resume from inside sink.post must not post around us
         try:
-            while pending and not (self.paused or self.stopped):
-                frames, origin = pending.popleft()
-                try:
-                    taken = sink.post(frames, origin)
-                except Exception:
-                    # A sink that raises has not said what it took: the datagram is lost.
-                    taken = len(frames)
-                    self.stats.dropped += taken
-                    self.sink_errors(Failure(), peer=origin.peer_host)
-                if taken < len(frames):
-                    pending.appendleft((frames[taken:], origin))
-                    if not self.paused:
-                        break  # a sink that takes less pauses us; wait for it all the same
+            taken = self.sink.post(frames, origin)
+        except Exception:
+            # A sink that raises has not said what it took: the datagram is lost.
+            taken = len(frames)
+            self.stats.dropped += taken
+            self.sink_errors(Failure(), peer=origin.peer_host)
         finally:
             self._draining = False
+        if taken < len(frames):
+            self.pending.appendleft((frames[taken:], origin))
+            return self.paused
+        return True
 
     def _set_receive_buffer(self, size: int) -> None:
         try:
