@@ -1,0 +1,190 @@
+"""What a test of a source, a protocol or a sink needs: public, documented, stable.
+
+For people who write their own sources or embed the factories, and for syslogsrc's own tests:
+
+* :class:`RecordingSink` — an :class:`~syslogsrc.interfaces.IMessageSink` that records what
+  protocols hand it, one batch per call, and can play the daemon's flow control (a window
+  that pauses every producer from inside ``post``, as syslog-ng's ``suspend()`` arrives);
+* :func:`connect` — a stream factory's protocol on a fake transport
+  (:class:`twisted.internet.testing.StringTransport`), peer and local address chosen;
+* :func:`free_port`, :func:`accepts`, :func:`wait_until` — for tests on real loopback sockets;
+* :class:`~syslogsrc.host.SourceHost` (re-exported) — runs any ``LogSource`` class the way
+  syslog-ng does (``init()``, ``run()`` in its own thread, ``request_exit()``, ``deinit()``),
+  on the emulation of the ``syslogng`` module.
+
+A test of a source with a listener, in full::
+
+    from syslogsrc.testing import SourceHost, free_port, wait_until
+    import socket
+
+    port = free_port()
+    with SourceHost(MySource, {"listen": f"tcp:{port}:interface=127.0.0.1"}) as host:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"<13>1 - h app - - - hello\\n")
+        assert wait_until(lambda: len(host.messages) == 1)
+    assert host.messages[0]["MESSAGE"] == b"hello"
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IProtocol, IProtocolFactory
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from syslogsrc.host import SourceHost
+from syslogsrc.interfaces import IMessageSink, Origin
+from syslogsrc.parsing import ParsedMessage, parse
+
+__all__ = [
+    "RecordingSink",
+    "SourceHost",
+    "accepts",
+    "connect",
+    "free_port",
+    "wait_until",
+]
+
+_Message = bytes | ParsedMessage
+
+
+@implementer(IMessageSink)
+class RecordingSink:
+    """Records what protocols post: every message with its origin, and each call's batch.
+
+    :param window: pause every producer once this many messages were taken since the last
+        :meth:`resume` (from inside ``post``: what was not taken stays with the protocol);
+        None: never.
+    :param raise_on: raw frames whose post raises ``ValueError`` (a sink that fails).
+
+    A post while paused takes nothing and is recorded in :attr:`posted_while_paused` (the
+    daemon would drop those messages): a protocol that keeps flow control leaves it empty.
+    """
+
+    def __init__(self, window: int | None = None, raise_on: Sequence[bytes] = ()) -> None:
+        self.window = window
+        self.raise_on = set(raise_on)
+        self.paused = False
+        #: every message taken, with its origin, in order
+        self.posts: list[tuple[_Message, Origin]] = []
+        #: the messages each ``post`` call took (one read, one datagram, one request)
+        self.batches: list[list[_Message]] = []
+        #: messages offered while paused (none were taken)
+        self.posted_while_paused: list[_Message] = []
+        #: the registered producers (connections, ports, HTTP sites)
+        self.producers: list[Any] = []
+        #: called after each message is taken, with it (e.g. to pause or stop mid-batch)
+        self.on_post: Callable[[_Message], object] | None = None
+        self._since_resume = 0
+
+    @property
+    def messages(self) -> list[_Message]:
+        """Every message taken, in order (raw frames as ``bytes``)."""
+        return [message for message, _ in self.posts]
+
+    def parsed(self, format: str = "auto") -> list[ParsedMessage]:
+        """Every message taken, parsed as the standalone sinks parse them."""
+        return [
+            parse(m, origin.format or format) if type(m) is bytes else m  # type: ignore[misc]
+            for m, origin in self.posts
+        ]
+
+    def post(self, messages: Sequence[_Message], origin: Origin) -> int:
+        if self.paused:
+            self.posted_while_paused.extend(messages)
+            return 0
+        if self.raise_on.intersection(m for m in messages if type(m) is bytes):
+            raise ValueError(f"the sink refuses one of {list(messages)!r}")
+        batch: list[_Message] = []
+        for message in messages:
+            if self.paused:
+                break
+            self.posts.append((message, origin))
+            batch.append(message)
+            origin.listener.posted += 1
+            self._since_resume += 1
+            if self.on_post is not None:
+                self.on_post(message)
+            if self.window is not None and self._since_resume >= self.window:
+                self.pause()
+        if batch:
+            self.batches.append(batch)
+        return len(batch)
+
+    def register_producer(self, producer: Any) -> None:
+        self.producers.append(producer)
+        if self.paused:
+            producer.pauseProducing()
+
+    def unregister_producer(self, producer: Any) -> None:
+        self.producers.remove(producer)
+
+    def pause(self) -> None:
+        """Pause every producer (the daemon's ``suspend()``)."""
+        self.paused = True
+        for producer in list(self.producers):
+            producer.pauseProducing()
+
+    def resume(self) -> None:
+        """Resume every producer (the daemon's ``wakeup()``); the window starts again."""
+        self.paused = False
+        self._since_resume = 0
+        for producer in list(self.producers):
+            producer.resumeProducing()
+
+
+def connect(
+    factory: IProtocolFactory,
+    peer: tuple[str, int] = ("192.0.2.7", 40000),
+    local: tuple[str, int] = ("127.0.0.1", 5514),
+) -> tuple[IProtocol, StringTransport]:
+    """A protocol of ``factory``, connected to a fake transport: feed it with
+    ``protocol.dataReceived(b"...")``; what it writes back is ``transport.value()``."""
+
+    def address(host: str, port: int) -> IPv4Address | IPv6Address:
+        return IPv6Address("TCP", host, port) if ":" in host else IPv4Address("TCP", host, port)
+
+    protocol = factory.buildProtocol(address(*peer))
+    if protocol is None:
+        raise ValueError(f"{factory!r} refused the connection from {peer}")
+    transport = StringTransport(hostAddress=address(*local), peerAddress=address(*peer))
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def free_port(kind: str = "tcp", host: str = "127.0.0.1") -> int:
+    """A port free for ``kind`` ("tcp" or "udp") on ``host`` now (another process may take it
+    before the test does: bind at once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+    with socket.socket(family, sock_type) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def accepts(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    """True when something accepts TCP connections on ``host``:``port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05
+) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds passed; returns its last
+    value as a bool. Bound every wait in a test by what a loaded machine needs, not a quiet
+    one: the timeout is a limit, not an expectation."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
