@@ -2,12 +2,16 @@
 
 The public API, importable from here:
 
-* :class:`SyslogSource` — the ready-made source, ``python(class("syslogsrc.SyslogSource"))``;
-* :class:`TwistedSource` — the base class of your own Twisted-based sources;
-* :class:`SyslogService` and :class:`SourceService` — the same outside the daemon;
-* :class:`SourceHost` — run any ``LogSource`` the way syslog-ng does;
-* :func:`parse`, :class:`FrameDecoder` — the sans-IO core;
-* :class:`ListenerOptions`, :class:`IMessageSink`, :class:`Origin` — for protocol users.
+* :class:`~syslogsrc.source.SyslogSource` — the ready-made source,
+  ``python(class("syslogsrc.SyslogSource"))``;
+* :class:`~syslogsrc.source.TwistedSource` — the base class of your own Twisted-based sources;
+* :class:`~syslogsrc.service.SyslogService` and :class:`~syslogsrc.service.SourceService` — the
+  same outside the daemon;
+* :class:`~syslogsrc.host.SourceHost` — run any ``LogSource`` the way syslog-ng does (and
+  :mod:`syslogsrc.testing` to test one);
+* :func:`~syslogsrc.parsing.parse`, :class:`~syslogsrc.framing.FrameDecoder` — the sans-IO core;
+* :class:`~syslogsrc.options.ListenerOptions`, :class:`~syslogsrc.interfaces.IMessageSink`,
+  :class:`~syslogsrc.interfaces.Origin` — for protocol users.
 
 Names are imported on first use (PEP 562), so ``import syslogsrc.framing`` does not pull in
 Twisted, and the daemon imports only what its configuration names.

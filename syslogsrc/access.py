@@ -3,7 +3,7 @@
 This module decides; the protocols only ask it, at their edges:
 
 - stream connections (tcp, tls, unix with a PROXY header, systemd): the connection tracker
-  (:mod:`syslogsrc.protocols._tracking`) refuses a connection from outside the allow list before
+  (``syslogsrc.protocols._tracking``) refuses a connection from outside the allow list before
   anything is read or any TLS handshake made (behind ``haproxy:``, at the first bytes after the
   PROXY header, which is when the sender's address is known), and *pauses reading* a connection
   whose sender went over its rate;

@@ -575,7 +575,7 @@ class BatchedAckTracker(_AckTracker):
 class LogSource:
     """``syslogng.LogSource`` as in AxoSyslog 4.x: subclass it, define ``run`` and
     ``request_exit`` (and ``init``/``deinit``; ``suspend`` + ``wakeup`` for non-blocking flow
-    control). The daemon side is attached by :class:`SourceDriver`."""
+    control). The daemon side is attached by :class:`~syslogsrc.emulation.SourceDriver`."""
 
     #: set by the driver after init() (the daemon's capsule)
     parse_options: ParseOptions | None = None

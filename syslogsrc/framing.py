@@ -74,7 +74,9 @@ DIGITS: Final = frozenset(b"0123456789")
 NONZERO_DIGITS: Final = frozenset(b"123456789")
 MAX_MSG_LEN_DIGITS: Final = 10
 MAX_HEADER: Final = MAX_MSG_LEN_DIGITS + 1  # MSG-LEN SP
-MAX_SKIPPED_MSG_LEN: Final = 1 << 30  # 1 GiB: the largest MSG-LEN over max_size skipped by count
+#: 1 GiB: the largest MSG-LEN over ``max_size`` that is skipped by count (a larger one is an
+#: invalid header)
+MAX_SKIPPED_MSG_LEN: Final = 1 << 30
 
 # ---------------------------------------------------------------------------------------------
 # RFC 6587 section 3.4.2, non-transparent framing
@@ -444,7 +446,7 @@ class OctetCountingDecoder:
 
         Stops, returning its position, at the first frame it cannot take whole: a header or
         message cut by the end of ``data``, a message to truncate, or anything that is not a
-        valid header; :meth:`_header` then judges that one frame the slow way.
+        valid header; ``_header`` then judges that one frame the slow way.
         """
         end = len(data)
         max_size = self.max_size

@@ -210,6 +210,7 @@ class SourceHost:
         self.keep_hostname = keep_hostname
         self.parse_format = parse_format
         self.stop_timeout = stop_timeout
+        #: the messages posted and delivered, when there is no ``output``
         self.messages: list[LogMessage] = []
         self.source: Any = None
         self.driver: SourceDriver | None = None

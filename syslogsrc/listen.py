@@ -11,8 +11,8 @@ Stream kinds are Twisted's — ``tcp``, ``tcp6``, ``ssl``, ``unix``, ``systemd``
 arguments with Twisted's defaults. ``udp``, ``udp6``, ``unixgram``, ``http`` and ``https`` are
 ours, in the same style. docs/listeners.md has the whole grammar.
 
-The shape is that of ``twisted.internet.endpoints``: :func:`_tokenize` and :func:`_parse` cut a
-spec into arguments, :data:`_PARSERS` dispatches to one small parser per kind, and
+The shape is that of ``twisted.internet.endpoints``: ``_tokenize`` and ``_parse`` cut a
+spec into arguments, ``_PARSERS`` dispatches to one small parser per kind, and
 :func:`make_listener` builds one small :class:`Listener` class per transport family.
 """
 
@@ -159,7 +159,7 @@ _OP, _STRING = range(2)
 
 
 def _split_specs(text: str) -> Iterator[str]:
-    """Cut a listen option at unescaped whitespace; escapes are left for :func:`_tokenize`."""
+    """Cut a listen option at unescaped whitespace; escapes are left for ``_tokenize``."""
     current: list[str] = []
     chars = iter(text)
     for c in chars:

@@ -187,8 +187,8 @@ class MetricsListener:
     """Serves ``registry`` at ``/metrics`` on ``spec`` (a Twisted stream endpoint string).
 
     The same shape as the source's other listeners (``start()``/``stop()`` returning
-    Deferreds). Scrape connections go through a :class:`ConnectionTracker` of their own: at most
-    :data:`MAX_CONNECTIONS` at once, closed after :data:`IDLE_TIMEOUT` seconds of silence, and
+    Deferreds). Scrape connections go through a ``ConnectionTracker`` of their own: at most
+    ``MAX_CONNECTIONS`` at once, closed after ``IDLE_TIMEOUT`` seconds of silence, and
     all closed by ``stop()``, so no descriptor outlives the source's run.
     """
 

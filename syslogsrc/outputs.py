@@ -53,12 +53,23 @@ class Output(Protocol):
     no ``LogMessage`` in between) and :meth:`write_rendered` whole batches of rendered
     messages; or :meth:`write` one emulated ``LogMessage`` (``SourceHost``, any LogSource)."""
 
-    def render(self, message: ParsedMessage, origin: Origin) -> bytes: ...
-    def render_batch(self, messages: Sequence[ParsedMessage], origin: Origin) -> bytes: ...
-    def write_rendered(self, data: bytes, count: int) -> None: ...
-    def write(self, msg: LogMessage) -> None: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
+    def render(self, message: ParsedMessage, origin: Origin) -> bytes:
+        """One message of ``origin`` as the bytes to write (a line)."""
+
+    def render_batch(self, messages: Sequence[ParsedMessage], origin: Origin) -> bytes:
+        """What :meth:`render` gives for each of ``messages``, joined."""
+
+    def write_rendered(self, data: bytes, count: int) -> None:
+        """Write what :meth:`render_batch` made of ``count`` messages."""
+
+    def write(self, msg: LogMessage) -> None:
+        """Render and write one emulated ``LogMessage``."""
+
+    def flush(self) -> None:
+        """Push what was written to the file (or pipe)."""
+
+    def close(self) -> None:
+        """Flush and close."""
 
 
 def _text(value: Any) -> Any:
@@ -290,6 +301,7 @@ class JsonLinesOutput(_FileOutput):
         return _dump(message_to_dict(msg))
 
     def render(self, message: ParsedMessage, origin: Origin) -> bytes:
+        """One JSON line: the message's pairs and what ``origin`` gives every message."""
         obj = parsed_to_dict(message, origin, self.received)
         if self.non_utf8 == "replace":
             return _dump_replacing(obj)

@@ -121,4 +121,5 @@ def detect_features(
     )
 
 
+#: what the daemon (or the emulation) running this process offers, detected once at import
 FEATURES: Features = detect_features()

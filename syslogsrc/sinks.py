@@ -80,7 +80,7 @@ class _ParsingSink:
 @implementer(IMessageSink)
 class CallbackSink(_ParsingSink):
     """Parses each frame and hands ``(ParsedMessage, Origin)`` to a callable. The callable may
-    call :meth:`pause` (and later :meth:`resume`, from the reactor's thread): the messages of
+    call ``pause()`` (and later ``resume()``, from the reactor's thread): the messages of
     the batch after the one it was given wait in their protocol. ``origin.pairs`` are in
     ``message.pairs``."""
 

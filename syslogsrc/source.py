@@ -14,7 +14,7 @@ contracts of the design card:
 3. Flow control is non-blocking: the class defines ``suspend()``/``wakeup()``; on ``suspend()``
    every producer pauses and nothing more is posted; ``wakeup()`` arrives from another thread and
    resumes through ``callFromThread``.
-4. Features are asked of :data:`syslogsrc.runtime.FEATURES`, never assumed.
+4. Features are asked of ``syslogsrc.runtime.FEATURES``, never assumed.
 
 The same class also runs attached to a reactor that someone else runs (twistd, an application):
 :meth:`TwistedSource.attach` and :meth:`TwistedSource.detach`, with no extra thread.
@@ -195,7 +195,7 @@ def _stamp_for_daemon(ts: dt.datetime) -> dt.datetime:
 
     3.x reads the wall-clock digits as UTC and attaches the offset afterwards; both generations
     read the offset without its ``days`` field, so a negative offset would come out wrong (see
-    :func:`_stamp_carrier` for those). The instant always survives; a negative offset is given
+    ``_stamp_carrier`` for those). The instant always survives; a negative offset is given
     as UTC.
     """
     offset = ts.utcoffset()
@@ -222,7 +222,7 @@ def _now_for_daemon() -> dt.datetime:
     """Now, for ``set_timestamp()`` (the daemon's own clock is stale in a Python source's thread,
     see ``Features.stale_receive_time``), shown in the local offset as the daemon shows its
     receive time. 3.x reads a naive datetime as UTC; 4.x reads it as local time, and takes an
-    aware one as given except for a negative offset (see :func:`_stamp_carrier`)."""
+    aware one as given except for a negative offset (see ``_stamp_carrier``)."""
     if not FEATURES.typed_values:  # 3.x
         return dt.datetime.now(_UTC).replace(tzinfo=None)
     now = dt.datetime.now().astimezone()
@@ -282,8 +282,8 @@ class TwistedSource(LogSource):
 
     # -- configuration (main thread) --------------------------------------------------------
     def configure(self, options: dict[str, Any]) -> None:
-        """Validate ``options``; raise :class:`OptionError` naming the bad one. Subclasses
-        override this rather than ``init()``."""
+        """Validate ``options``; raise :class:`~syslogsrc.options.OptionError` naming the bad
+        one. Subclasses override this rather than ``init()``."""
 
     def init(self, options: dict[str, Any]) -> bool:
         try:

@@ -3,14 +3,14 @@
 :class:`HTTPIngestSite` is the whole public API. The rest of the module, in the order a request
 meets it:
 
-- :class:`_BodyReader` decodes the body *while it arrives* (``Content-Encoding: gzip`` inflated
+- ``_BodyReader`` decodes the body *while it arrives* (``Content-Encoding: gzip`` inflated
   incrementally) and never holds more than ``http-max-body`` decoded bytes: past the limit it
   drops what it has and only reads on, so neither a large upload nor a gzip bomb costs memory.
-- :func:`_split_body` turns a complete body into messages, validating all of it first: a request
+- ``_split_body`` turns a complete body into messages, validating all of it first: a request
   is posted whole or not at all.
-- :class:`_IngestProducer` is the site's ``IPushProducer``: it posts one request's messages to
+- ``_IngestProducer`` is the site's ``IPushProducer``: it posts one request's messages to
   the sink and, when the sink pauses it in the middle, keeps the rest until it resumes.
-- :class:`_IngestResource` routes (ingest path, health path, 404/405) and answers in JSON.
+- ``_IngestResource`` routes (ingest path, health path, 404/405) and answers in JSON.
 
 The reply comes after the request's messages were handed to the sink (not after delivery to a
 destination), as with syslog-ng's own ``webhook()`` source.
@@ -220,7 +220,7 @@ class _MalformedBody(ValueError):
 
 
 def _split_body(media_type: str, body: bytes, max_size: int) -> tuple[list[_Message], int]:
-    """All the messages of a body, or :class:`_MalformedBody` (and then none of them), and how
+    """All the messages of a body, or ``_MalformedBody`` (and then none of them), and how
     many were cut to ``max_size``."""
     if media_type in _NDJSON_TYPES:
         return _JsonMessages(max_size).ndjson(body)
@@ -515,7 +515,7 @@ class _IngestProducer:
 
 
 class _IngestRequest(server.Request):
-    """A request whose body goes through a :class:`_BodyReader` as it arrives.
+    """A request whose body goes through a ``_BodyReader`` as it arrives.
 
     twisted.web would buffer the whole body in ``content`` before ``render``; here the limit is
     checked on ``Content-Length`` in :meth:`gotLength` and on every chunk, and only the decoded
@@ -611,7 +611,7 @@ class _IngestChannel(http.HTTPChannel):
 
 def _ingest_channel_protocol(site: HTTPIngestSite) -> Any:
     """``HTTPFactory.protocol``: twisted.web's generic channel (HTTP/1.1, or HTTP/2 if ALPN
-    chose it) around an :class:`_IngestChannel`."""
+    chose it) around an ``_IngestChannel``."""
     return http._GenericHTTPChannelProtocol(_IngestChannel())
 
 
@@ -796,7 +796,7 @@ class HTTPIngestSite(server.Site):
     in a connection tracker for that. ``access`` (syslogsrc.access) is the listener's allow
     list and rate limit: a sender outside the list gets 403 for every request, one over its
     rate gets 429 with ``Retry-After`` for a POST. The site registers its producer
-    (:attr:`producer`) with the sink when it starts listening (``startFactory``) and
+    (``producer``) with the sink when it starts listening (``startFactory``) and
     unregisters it when it stops.
     No access log is written; the listener's counters are in ``stats``.
     """

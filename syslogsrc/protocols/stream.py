@@ -44,9 +44,9 @@ _TLS_HANDSHAKE = b"\x16\x03"
 def origin_of(
     transport: object, name: str, stats: ListenerStats, format: str | None = None
 ) -> Origin:
-    """The :class:`Origin` of a connection: its peer's IP and port (those of the PROXY header
-    when behind ``haproxy:``), its local port; no host or port for unix sockets; the listener's
-    ``format``."""
+    """The :class:`~syslogsrc.interfaces.Origin` of a connection: its peer's IP and port
+    (those of the PROXY header when behind ``haproxy:``), its local port; no host or port for
+    unix sockets; the listener's ``format``."""
     peer = transport.getPeer()  # type: ignore[attr-defined]
     try:
         host = transport.getHost()  # type: ignore[attr-defined]
@@ -256,7 +256,8 @@ class SyslogStreamProtocol(Protocol):
 class SyslogStreamFactory(Factory):
     """Builds one :class:`SyslogStreamProtocol` per connection of a stream listener.
 
-    ``transport_name`` is what each :class:`Origin` says ("tcp", "tls", "unix").
+    ``transport_name`` is what each :class:`~syslogsrc.interfaces.Origin` says ("tcp", "tls",
+    "unix").
     ``decoder_factory`` makes each connection's decoder; by default a
     :class:`~syslogsrc.framing.FrameDecoder` with the framing and the maximum message size of
     ``options`` and the decoder's own invalid-header policy (resync).

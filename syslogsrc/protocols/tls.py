@@ -196,6 +196,8 @@ class HandshakeWatch(ProtocolWrapper):
 
 
 class HandshakeWatchFactory(WrappingFactory):
+    """Wraps a listener's factory inside the TLS layer: counts and logs failed handshakes."""
+
     protocol = HandshakeWatch
     noisy = False
 
@@ -237,7 +239,7 @@ _last_taken: dict[Hashable, ssl.CertificateOptions] = {}
 class ReloadableTLS:
     """A listener's TLS server settings, which can be replaced while it serves.
 
-    Each new connection gets an ``SSL.Connection`` on the context of :attr:`current`;
+    Each new connection gets an ``SSL.Connection`` on the context of ``current``;
     :meth:`reload` builds new settings from the same files (read again) and swaps them in one
     assignment, in the reactor's thread. Connections already made keep the context they were
     made with (OpenSSL counts its references), so they go on as they were.
@@ -405,6 +407,6 @@ def tls_server_factory(
     stats: ListenerStats,
 ) -> tuple[TLSMemoryBIOFactory, HandshakeWatchFactory]:
     """Wrap ``wrapped`` with server-side TLS. Returns the factory to listen with, and the
-    handshake watch (for :meth:`HandshakeWatchFactory.flush_logs`)."""
+    handshake watch (for ``HandshakeWatchFactory.flush_logs()``)."""
     watch = HandshakeWatchFactory(reactor, wrapped, stats)
     return TLSMemoryBIOFactory(tls_options, False, watch, clock=reactor), watch
