@@ -195,14 +195,8 @@ legacy_iso_common = re.compile(
     r"<([0-9]{1,3})>(" + ISO_STAMP + r") ([^ \[:]{1,255}) ([^ \[:]+)(?:\[([^ \]:]*)\])?: "
 )
 
-# After the stamp: hostname candidate, up to SP or "[" (":" handled by the IPv6 heuristic).
-hostname_candidate = re.compile(r"[^ \[]{1,255}")
-
 # An IPv6-looking hostname: hex groups of at most 4 digits and at most 7 colons.
 ipv6ish = re.compile(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){1,7}")
-
-# The program tag "prog[pid]: ": PROGRAM up to SP "[" ":", PID up to SP "]" ":".
-legacy_program = re.compile(r"([^ \[:]*)(?:\[([^ \]:]*)(\]?))?:? ?")
 
 # ---------------------------------------------------------------------------------------------
 # RFC 5424 as syslog-ng reads it (the lenient second chance)

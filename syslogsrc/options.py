@@ -12,9 +12,10 @@ from typing import Any
 
 import attrs
 
+from syslogsrc.framing import FRAMINGS
+
 __all__ = ["FRAMINGS", "PEER_VERIFY", "ListenerOptions", "OptionError"]
 
-FRAMINGS = ("auto", "octet-counting", "lf", "nul")
 PEER_VERIFY = ("none", "optional", "required")
 
 

@@ -168,14 +168,6 @@ def _strip_trailer(frame: bytes) -> bytes:
     return frame if end == len(frame) else frame[:end]
 
 
-def _decode(frame: bytes) -> tuple[str, bool]:
-    """Frame -> (text, clean).  Non-UTF-8 bytes become lone surrogates (surrogateescape)."""
-    try:
-        return frame.decode("utf-8"), True
-    except UnicodeDecodeError:
-        return frame.decode("utf-8", "surrogateescape"), False
-
-
 def _restore_bytes(pairs: dict) -> dict:
     """Values that carry escaped non-UTF-8 bytes go back to the exact original bytes."""
     for key, value in pairs.items():
