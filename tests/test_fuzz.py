@@ -35,10 +35,11 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 
 from syslogsrc.framing import FRAMINGS, FrameDecoder
+from syslogsrc.httpbody import BodyDecoder, MalformedBody, split_body
 from syslogsrc.interfaces import ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.parsing import FORMATS, MAX_NAME_BYTES, ParsedMessage, parse
-from syslogsrc.protocols.http import HTTPIngestSite, _BodyReader, _MalformedBody, _split_body
+from syslogsrc.protocols.http import HTTPIngestSite
 from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.source import SyslogSource
 
@@ -282,7 +283,7 @@ def encoded_bodies(draw: Any) -> tuple[bytes, bytes | None, int | None]:
 def test_fuzz_http_body_reader(body: tuple, limit: int, sizes: list[int]) -> None:
     wire, decoded, wbits = body
     out = io.BytesIO()
-    reader = _BodyReader(out, limit, wbits)
+    reader = BodyDecoder(out, limit, wbits)
     pos = 0
     for size in [*sizes, len(wire)]:
         reader.feed(wire[pos : pos + size])
@@ -317,8 +318,8 @@ BODIES = st.one_of(
 @given(MEDIA_TYPES, BODIES)
 def test_fuzz_http_split_body(media_type: str, body: bytes) -> None:
     try:
-        messages, truncated = _split_body(media_type, body, 65536)
-    except _MalformedBody as e:
+        messages, truncated = split_body(media_type, body, 65536)
+    except MalformedBody as e:
         assert str(e)
         return
     assert truncated == 0

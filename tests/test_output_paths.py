@@ -185,10 +185,10 @@ def test_a_batch_with_a_name_the_origin_sets_takes_the_general_way() -> None:
 def test_http_json_objects_give_what_their_frames_gave(line: str) -> None:
     # HTTP parses a JSON object once and hands the parsed message over; before, it re-encoded
     # the object and the sink parsed that frame: the output is the same.
-    from syslogsrc.protocols.http import _JsonMessages
+    from syslogsrc.httpbody import split_body
 
     origin = Origin("http", ListenerStats("http:8080"), "192.0.2.1", 1, 8080)
-    [parsed], truncated = _JsonMessages(65536).ndjson(line.encode())
+    [parsed], truncated = split_body("application/x-ndjson", line.encode(), 65536)
     assert truncated == 0
     doc = json.loads(line)
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hmac
 import io
-import itertools
 import json
 import os
 import zlib
@@ -15,8 +14,6 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.internet import defer, protocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -33,7 +30,7 @@ from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.parsing import ParsedMessage, json_bytes
 from syslogsrc.protocols import http as http_module
-from syslogsrc.protocols.http import HTTPIngestSite, _BodyReader
+from syslogsrc.protocols.http import HTTPIngestSite
 
 # -- a sink that records, and pauses on demand ----------------------------------------------------
 
@@ -339,45 +336,6 @@ def test_gzip_bomb_is_413_and_nothing_posted() -> None:
     assert response.json()["status"] == "too-large"
     assert h.sink.posts == [] and h.sink.batches == []
     assert h.stats.dropped == 1 and h.stats.received == 0
-
-
-def test_body_reader_never_expands_a_bomb_past_the_limit() -> None:
-    out = io.BytesIO()
-    reader = _BodyReader(out, limit=4096, wbits=16 + zlib.MAX_WBITS)
-    bomb = gzipped(b"\0" * (50 * 1024 * 1024))
-    largest = 0
-    for i in range(0, len(bomb), 1000):
-        reader.feed(bomb[i : i + 1000])
-        largest = max(largest, reader.decoded)
-    reader.finish()
-    assert reader.rejection is not None and reader.rejection.code == 413
-    assert largest <= 4096 + 1
-    assert out.getvalue() == b""
-
-
-@given(
-    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
-    cuts=st.lists(st.integers(0, 1500), max_size=12),
-    limit=st.integers(1, 1200),
-    compress=st.booleans(),
-)
-def test_body_reader_any_chunking_keeps_exactly_the_body_or_rejects_it(
-    lines: list[bytes], cuts: list[int], limit: int, compress: bool
-) -> None:
-    decoded = b"\n".join(lines)
-    wire = gzipped(decoded) if compress else decoded
-    out = io.BytesIO()
-    reader = _BodyReader(out, limit, 16 + zlib.MAX_WBITS if compress else None)
-    edges = [0, *sorted(c for c in cuts if c < len(wire)), len(wire)]
-    for start, end in itertools.pairwise(edges):
-        reader.feed(wire[start:end])
-    reader.finish()
-    if len(decoded) > limit or len(wire) > limit:
-        assert reader.rejection is not None and reader.rejection.code == 413
-        assert out.getvalue() == b""
-    else:
-        assert reader.rejection is None
-        assert out.getvalue() == decoded
 
 
 def test_declared_length_over_the_limit_is_413_and_never_buffered() -> None:

@@ -1,13 +1,9 @@
 """HTTP ingest: clients POST syslog messages (raw lines, JSON, NDJSON) to a Twisted Web site.
 
-:class:`HTTPIngestSite` is the whole public API. The rest of the module, in the order a request
-meets it:
+:class:`HTTPIngestSite` is the whole public API. A request's body is decoded as it arrives
+and split into messages by the sans-IO :mod:`syslogsrc.httpbody` (``BodyDecoder``,
+``split_body``); the rest of the module, in the order a request meets it:
 
-- ``_BodyReader`` decodes the body *while it arrives* (``Content-Encoding: gzip`` inflated
-  incrementally) and never holds more than ``http-max-body`` decoded bytes: past the limit it
-  drops what it has and only reads on, so neither a large upload nor a gzip bomb costs memory.
-- ``_split_body`` turns a complete body into messages, validating all of it first: a request
-  is posted whole or not at all.
 - ``_IngestProducer`` is the site's ``IPushProducer``: it posts one request's messages to
   the sink and, when the sink pauses it in the middle, keeps the rest until it resumes.
 - ``_IngestResource`` routes (ingest path, health path, 404/405) and answers in JSON.
@@ -22,12 +18,10 @@ import hmac
 import io
 import json
 import math
-import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 from urllib.parse import unquote_to_bytes
 
-import attrs
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -37,23 +31,22 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 
 from syslogsrc.access import ListenerAccess
+from syslogsrc.httpbody import (
+    CODINGS,
+    BodyDecoder,
+    MalformedBody,
+    Reply,
+    malformed,
+    split_body,
+    too_large,
+)
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.parsing import ParsedMessage, json_bytes, json_number, parse, parse_json_object
+from syslogsrc.parsing import ParsedMessage
 from syslogsrc.protocols._tracking import RateLimitedLogs
 
 __all__ = ["HTTPIngestSite"]
 
-#: One message: a raw frame the sink parses, or a JSON object parsed here.
-_Message = bytes | ParsedMessage
-
-#: Content-Encoding -> zlib wbits (gzip: gzip wrapper only; deflate: zlib wrapper, or gzip).
-_CODINGS = {
-    "gzip": 16 + zlib.MAX_WBITS,
-    "x-gzip": 16 + zlib.MAX_WBITS,
-    "deflate": 32 + zlib.MAX_WBITS,
-}
-_NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
 _TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS handshake record (a ClientHello)
 _MAX_NAME_BYTES = 255  # syslog-ng's longest name-value pair name
 
@@ -61,48 +54,27 @@ _MAX_NAME_BYTES = 255  # syslog-ng's longest name-value pair name
 # -- replies ------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class _Reply:
-    """A response: status code, JSON body, extra headers."""
-
-    code: int
-    body: dict[str, Any]
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-    @property
-    def status(self) -> str:
-        return str(self.body["status"])
+def _not_allowed(allow: bytes) -> Reply:
+    return Reply(405, {"status": "method-not-allowed"}, ((b"Allow", allow),))
 
 
-def _too_large(limit: int) -> _Reply:
-    return _Reply(413, {"status": "too-large", "error": f"body larger than {limit} bytes"})
+_FORBIDDEN = Reply(403, {"status": "forbidden"})
 
 
-def _malformed(error: str) -> _Reply:
-    return _Reply(400, {"status": "malformed", "error": error})
-
-
-def _not_allowed(allow: bytes) -> _Reply:
-    return _Reply(405, {"status": "method-not-allowed"}, ((b"Allow", allow),))
-
-
-_FORBIDDEN = _Reply(403, {"status": "forbidden"})
-
-
-def _rate_limited(wait: float) -> _Reply:
+def _rate_limited(wait: float) -> Reply:
     retry = b"%d" % max(1, math.ceil(wait))
-    return _Reply(429, {"status": "rate-limited"}, ((b"Retry-After", retry),))
+    return Reply(429, {"status": "rate-limited"}, ((b"Retry-After", retry),))
 
 
-_UNAUTHORIZED = _Reply(401, {"status": "unauthorized"}, ((b"WWW-Authenticate", b"Bearer"),))
-_NOT_FOUND = _Reply(404, {"status": "not-found"})
-_FLOW_CONTROLLED = _Reply(503, {"status": "flow-controlled"}, ((b"Retry-After", b"1"),))
-_STOPPING = _Reply(503, {"status": "stopping"}, ((b"Retry-After", b"1"),))
-_INTERNAL_ERROR = _Reply(500, {"status": "error"})
-_HEALTHY = _Reply(200, {"status": "ok"})
+_UNAUTHORIZED = Reply(401, {"status": "unauthorized"}, ((b"WWW-Authenticate", b"Bearer"),))
+_NOT_FOUND = Reply(404, {"status": "not-found"})
+_FLOW_CONTROLLED = Reply(503, {"status": "flow-controlled"}, ((b"Retry-After", b"1"),))
+_STOPPING = Reply(503, {"status": "stopping"}, ((b"Retry-After", b"1"),))
+_INTERNAL_ERROR = Reply(500, {"status": "error"})
+_HEALTHY = Reply(200, {"status": "ok"})
 
 
-def _respond(request: _IngestRequest, reply: _Reply) -> None:
+def _respond(request: _IngestRequest, reply: Reply) -> None:
     """Send ``reply``, unless the client has gone or was answered already."""
     if request.gone or request.finished:
         return
@@ -117,76 +89,6 @@ def _respond(request: _IngestRequest, reply: _Reply) -> None:
     request.finish()
 
 
-# -- the body, as it arrives ----------------------------------------------------------------------
-
-
-class _BodyReader:
-    """One request body, decoded while it streams in, never more than ``limit`` bytes kept.
-
-    The limit applies on the wire and after decompression, whichever is passed first. Once a
-    body is rejected (too large, undecodable, or refused on its headers), the rest of it is
-    read and thrown away, so the reply goes out on a connection in a clean state.
-    """
-
-    def __init__(self, out: BinaryIO, limit: int, wbits: int | None) -> None:
-        self._out = out
-        self._limit = limit
-        self._wbits = wbits
-        self._inflater: Any = None  # zlib.Decompress while inside a compressed member
-        self._wire = 0
-        self.decoded = 0  #: decoded bytes kept so far
-        self.rejection: _Reply | None = None
-
-    def reject(self, reply: _Reply) -> None:
-        """Refuse the body: drop what was kept, discard the rest. The first reason wins."""
-        if self.rejection is None:
-            self.rejection = reply
-            self._inflater = None
-            self._out.seek(0)
-            self._out.truncate()
-
-    def feed(self, data: bytes) -> None:
-        if self.rejection is not None:
-            return
-        self._wire += len(data)
-        if self._wire > self._limit:
-            self.reject(_too_large(self._limit))
-        elif self._wbits is None:
-            self._keep(data)
-        else:
-            self._inflate(data)
-
-    def finish(self) -> None:
-        """The whole body has arrived."""
-        if self.rejection is None and self._inflater is not None:
-            self.reject(_malformed("compressed body ends in the middle of a stream"))
-
-    def _inflate(self, data: bytes) -> None:
-        # max_length bounds every step: a 10 kB bomb never becomes more than limit + 1 bytes.
-        while data and self.rejection is None:
-            if self._inflater is None:
-                self._inflater = zlib.decompressobj(self._wbits)
-            inflater = self._inflater
-            try:
-                chunk = inflater.decompress(data, self._limit - self.decoded + 1)
-            except zlib.error as e:
-                self.reject(_malformed(f"cannot decompress the body: {e}"))
-                return
-            self._keep(chunk)
-            if inflater.eof:  # end of one gzip member; another may follow (RFC 1952 2.2)
-                data = inflater.unused_data
-                self._inflater = None
-            else:
-                data = inflater.unconsumed_tail
-
-    def _keep(self, chunk: bytes) -> None:
-        self.decoded += len(chunk)
-        if self.decoded > self._limit:
-            self.reject(_too_large(self._limit))
-        else:
-            self._out.write(chunk)
-
-
 def _bearer_matches(headers: Headers, token: bytes) -> bool:
     """``Authorization: Bearer <token>`` (RFC 6750 2.1), compared in constant time."""
     values = headers.getRawHeaders(b"authorization") or [b""]
@@ -196,187 +98,20 @@ def _bearer_matches(headers: Headers, token: bytes) -> bool:
 
 def _open_body(
     out: BinaryIO, headers: Headers, length: int | None, options: ListenerOptions
-) -> _BodyReader:
+) -> BodyDecoder:
     """Decide what to do with a body from the request headers alone, before any of it is read."""
     codings = _header_text(headers, b"content-encoding").lower().split(",")
     codings = [c.strip() for c in codings if c.strip() not in ("", "identity")]
-    wbits = _CODINGS.get(codings[0]) if len(codings) == 1 else None
-    reader = _BodyReader(out, options.http_max_body, wbits)
+    wbits = CODINGS.get(codings[0]) if len(codings) == 1 else None
+    reader = BodyDecoder(out, options.http_max_body, wbits)
     if options.http_token and not _bearer_matches(headers, options.http_token.encode("utf-8")):
         reader.reject(_UNAUTHORIZED)
     elif length is not None and length > options.http_max_body:
-        reader.reject(_too_large(options.http_max_body))
+        reader.reject(too_large(options.http_max_body))
     elif codings and wbits is None:
         error = f"unsupported Content-Encoding {', '.join(codings)!r}; use gzip or deflate"
-        reader.reject(_Reply(415, {"status": "unsupported-encoding", "error": error}))
+        reader.reject(Reply(415, {"status": "unsupported-encoding", "error": error}))
     return reader
-
-
-# -- the body, as messages ----------------------------------------------------------------------
-
-
-class _MalformedBody(ValueError):
-    """The body does not hold what its Content-Type says; ``str()`` says where."""
-
-
-def _split_body(media_type: str, body: bytes, max_size: int) -> tuple[list[_Message], int]:
-    """All the messages of a body, or ``_MalformedBody`` (and then none of them), and how
-    many were cut to ``max_size``."""
-    if media_type in _NDJSON_TYPES:
-        return _JsonMessages(max_size).ndjson(body)
-    if media_type == "application/json" or media_type.endswith("+json"):
-        return _JsonMessages(max_size).json(body)
-    return _split_lines(body, max_size)
-
-
-def _split_lines(body: bytes, max_size: int) -> tuple[list[_Message], int]:
-    """LF-separated raw messages; a CR before the LF is dropped, blank lines are skipped."""
-    lines = (line[:-1] if line.endswith(b"\r") else line for line in body.split(b"\n"))
-    messages: list[_Message] = [line for line in lines if line.strip()]
-    if len(body) <= max_size:  # no line can be longer
-        return messages, 0
-    return _truncate(messages, max_size)
-
-
-def _truncate(messages: list[_Message], max_size: int) -> tuple[list[_Message], int]:
-    """Raw frames cut to ``max_size``."""
-    truncated = 0
-    for i, message in enumerate(messages):
-        if type(message) is bytes and len(message) > max_size:
-            messages[i] = message[:max_size]
-            truncated += 1
-    return messages, truncated
-
-
-#: Compact JSON, in UTF-8 bytes, is less than this many times longer than the text it was
-#: decoded from, in characters: a float grows at most 4.5 times ("1e15" is "1000000000000000.0"
-#: in Python's form), a character at most 4 (UTF-8); escapes only shrink.
-_JSON_GROWTH = 8
-
-
-class _JsonMessages:
-    """The messages of a JSON or NDJSON body. Each object is parsed here, once, into the
-    message its compact JSON text would give as a frame (``parse(text, "json")``); when that
-    text could be longer than ``max_size`` it is made, and cut like any frame."""
-
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self.truncated = 0
-
-    def ndjson(self, body: bytes) -> tuple[list[_Message], int]:
-        messages: list[_Message] = []
-        append = messages.append
-        short = self.max_size // _JSON_GROWTH
-        for number, line in enumerate(_utf8(body).split("\n"), 1):
-            if line.strip():
-                doc = _load_json(line, number)
-                if type(doc) is not dict:
-                    raise _MalformedBody(f"line {number}: expected a JSON object, not {_kind(doc)}")
-                # message()'s common case: a line too short to be cut
-                append(
-                    parse_json_object(doc) if len(line) <= short else self.message(doc, len(line))
-                )
-        return messages, self.truncated
-
-    def json(self, body: bytes) -> tuple[list[_Message], int]:
-        doc = _load_json(_utf8(body), "body")
-        if isinstance(doc, dict):
-            return [self.message(doc, len(body))], self.truncated
-        if not isinstance(doc, list):
-            raise _MalformedBody(f"body: expected a JSON object or array, not {_kind(doc)}")
-        messages: list[_Message] = []
-        for index, element in enumerate(doc):
-            if isinstance(element, dict):
-                messages.append(self.message(element, len(body)))
-            elif type(element) is str:  # not a number, which is kept as text too
-                if element.strip():
-                    messages.append(element.encode("utf-8", "replace"))
-            else:
-                raise _MalformedBody(
-                    f"element {index}: expected an object or a string, not {_kind(element)}"
-                )
-        messages, cut = _truncate(messages, self.max_size)  # the strings among them
-        return messages, self.truncated + cut
-
-    def message(self, doc: dict[str, Any], source_length: int) -> ParsedMessage:
-        max_size = self.max_size
-        if source_length * _JSON_GROWTH <= max_size:
-            return parse_json_object(doc, lambda: json_bytes(doc).decode("utf-8"))
-        frame = json_bytes(doc)
-        if len(frame) > max_size:
-            self.truncated += 1
-            frame = frame[:max_size]
-        return parse(frame, "json")
-
-
-def _utf8(body: bytes) -> str:
-    """JSON text is UTF-8 (RFC 8259 8.1); a leading byte order mark is tolerated."""
-    try:
-        return body.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = body.count(b"\n", 0, e.start) + 1
-        raise _MalformedBody(f"line {line}: not UTF-8 ({e.reason})") from None
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _float_text(text: str) -> str:
-    """A JSON float as the text Python's encoder writes for it (what the message keeps)."""
-    value = float(text)
-    if value != value:
-        return json_number("NaN")
-    if value in (_INFINITY, -_INFINITY):
-        return json_number("Infinity" if value > 0 else "-Infinity")
-    return json_number(float.__repr__(value))
-
-
-_INFINITY = float("inf")
-
-#: what json.loads(text, parse_constant=_no_constants, ...) builds at every call, built once;
-#: floats are kept as text in the form Python's encoder gives them, integers as ints (C; the
-#: message keeps them in the same form, see parsing.json_number)
-_decoder = json.JSONDecoder(parse_constant=_no_constants, parse_float=_float_text, parse_int=int)
-_decode_json = _decoder.decode
-_scan_json = _decoder.scan_once
-
-
-def _load_json(text: str, where: str | int) -> Any:
-    """The JSON value of ``text``; ``where`` (a line number, or what the text is) is for the
-    error."""
-    try:
-        if text[:1] == "{":  # the common line: the C scanner at once, without decode()'s frames
-            try:
-                doc, end = _scan_json(text, 0)
-            except StopIteration:
-                pass  # decode() says what is wrong
-            else:
-                if end == len(text) or not text[end:].strip():
-                    return doc
-        if text.startswith("\ufeff"):  # json.loads's own error for it
-            return json.loads(text, parse_constant=_no_constants)
-        return _decode_json(text)
-    except RecursionError:
-        raise _MalformedBody(f"{_where(where)}: JSON nested too deeply") from None
-    except ValueError as e:  # json.JSONDecodeError says line and column
-        raise _MalformedBody(f"{_where(where)}: invalid JSON: {e}") from None
-
-
-def _where(where: str | int) -> str:
-    return f"line {where}" if type(where) is int else str(where)
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if type(value) is int:
-        return "a number"
-    if isinstance(value, str):
-        return "a string" if type(value) is str else "a number"  # floats are kept as text
-    return "an array" if isinstance(value, list) else "an object"
 
 
 def _header_text(headers: Headers, name: bytes) -> str:
@@ -393,7 +128,7 @@ class _Delivery:
     def __init__(
         self,
         request: _IngestRequest,
-        messages: Sequence[_Message],
+        messages: Sequence[bytes | ParsedMessage],
         origin: Origin,
         done: Callable[[_Delivery, Failure | None], None],
     ) -> None:
@@ -515,14 +250,14 @@ class _IngestProducer:
 
 
 class _IngestRequest(server.Request):
-    """A request whose body goes through a ``_BodyReader`` as it arrives.
+    """A request whose body goes through a ``BodyDecoder`` as it arrives.
 
     twisted.web would buffer the whole body in ``content`` before ``render``; here the limit is
     checked on ``Content-Length`` in :meth:`gotLength` and on every chunk, and only the decoded
     body (at most ``http-max-body`` bytes) is kept in ``content``.
     """
 
-    body: _BodyReader
+    body: BodyDecoder
     gone = False  #: the connection was lost (nothing can be answered)
 
     def gotLength(self, length: int | None) -> None:
@@ -703,11 +438,11 @@ class _IngestResource(Resource):
         self._stats.bytes += len(body)
         media_type = _header_text(request.requestHeaders, b"content-type")
         try:
-            messages, truncated = _split_body(
+            messages, truncated = split_body(
                 media_type.partition(";")[0].strip().lower(), body, self._options.max_message_size
             )
-        except _MalformedBody as e:
-            self._refuse(request, _malformed(str(e)))
+        except MalformedBody as e:
+            self._refuse(request, malformed(str(e)))
             return
         if not self._producer.accepting:
             self._stats.dropped += len(messages)
@@ -721,7 +456,7 @@ class _IngestResource(Resource):
         request = delivery.request
         if failure is None:
             count = len(delivery.messages)
-            _respond(request, _Reply(200, {"status": "received", "messages": count}))
+            _respond(request, Reply(200, {"status": "received", "messages": count}))
             return
         self._stats.dropped += delivery.remaining
         if failure.check(_SinkStopped):
@@ -730,7 +465,7 @@ class _IngestResource(Resource):
             self._log.emit(LogLevel.error, "sink", "HTTP: the sink failed a post", failure)
             _respond(request, _INTERNAL_ERROR)
 
-    def _refuse(self, request: _IngestRequest, reply: _Reply) -> None:
+    def _refuse(self, request: _IngestRequest, reply: Reply) -> None:
         if reply.code == 400:
             self._stats.malformed += 1
         elif reply.code == 413:
