@@ -63,7 +63,8 @@ class RecordingSink:
     :param raise_on: raw frames whose post raises ``ValueError`` (a sink that fails).
 
     A post while paused takes nothing and is recorded in :attr:`posted_while_paused` (the
-    daemon would drop those messages): a protocol that keeps flow control leaves it empty.
+    daemon would drop those messages): a protocol that keeps flow control leaves it empty. A
+    post of no messages raises ``ValueError``: a protocol with nothing to post has no batch.
     """
 
     def __init__(self, window: int | None = None, raise_on: Sequence[bytes] = ()) -> None:
@@ -95,6 +96,8 @@ class RecordingSink:
         ]
 
     def post(self, messages: Sequence[_Message], origin: Origin) -> int:
+        if not messages:
+            raise ValueError("post() of an empty batch")
         if self.paused:
             self.posted_while_paused.extend(messages)
             return 0
@@ -136,6 +139,12 @@ class RecordingSink:
         self._since_resume = 0
         for producer in list(self.producers):
             producer.resumeProducing()
+
+    def stop(self) -> None:
+        """Stop every producer for good (the source is going away) and forget them."""
+        for producer in list(self.producers):
+            producer.stopProducing()
+        self.producers.clear()
 
 
 def connect(

@@ -11,7 +11,6 @@ import logging
 import tracemalloc
 
 import pytest
-from test_protocols_stream import PEER, FakeSink
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -29,6 +28,9 @@ from syslogsrc.protocols.datagram import SyslogDatagramProtocol
 from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.service import Options
 from syslogsrc.source import SourceOptions, SyslogSource
+from syslogsrc.testing import RecordingSink
+
+PEER = IPv4Address("TCP", "192.0.2.7", 40000)
 
 # --- allow lists --------------------------------------------------------------------------
 
@@ -127,10 +129,10 @@ def test_spec_settings_parse() -> None:
 
 def test_burst_without_any_rate_is_an_error() -> None:
     with pytest.raises(OptionError, match="burst= needs a rate"):
-        make_listener(parse_spec("tcp:0:burst=5"), Clock(), FakeSink(), ListenerOptions())
+        make_listener(parse_spec("tcp:0:burst=5"), Clock(), RecordingSink(), ListenerOptions())
     # with a process-wide rate, the spec's burst applies to it
     listener = make_listener(
-        parse_spec("tcp:0:burst=5"), Clock(), FakeSink(), ListenerOptions(rate=1)
+        parse_spec("tcp:0:burst=5"), Clock(), RecordingSink(), ListenerOptions(rate=1)
     )
     assert listener.tracker.access.buckets.burst == 5
 
@@ -217,7 +219,7 @@ def test_bucket_table_is_bounded_with_100000_senders() -> None:
 def test_datagram_listener_memory_is_bounded_with_100000_senders() -> None:
     clock = Clock()
     stats = ListenerStats(name="udp")
-    sink = FakeSink()
+    sink = RecordingSink()
     protocol = SyslogDatagramProtocol(clock, sink, ListenerOptions(), stats)
     buckets = TokenBuckets(clock, rate=1, burst=1, max_senders=1000)
     protocol.access = ListenerAccess(clock, stats, buckets=buckets, what="datagram")
@@ -233,7 +235,7 @@ def test_datagram_listener_memory_is_bounded_with_100000_senders() -> None:
 def test_datagrams_denied_and_limited_are_counted_not_read() -> None:
     clock = Clock()
     stats = ListenerStats(name="udp")
-    sink = FakeSink()
+    sink = RecordingSink()
     protocol = SyslogDatagramProtocol(clock, sink, ListenerOptions(), stats)
     protocol.access = ListenerAccess(
         clock,
@@ -245,7 +247,7 @@ def test_datagrams_denied_and_limited_are_counted_not_read() -> None:
     for _ in range(5):
         protocol.datagramReceived(b"<13>in", ("127.0.0.1", 1000))
         protocol.datagramReceived(b"<13>out", ("127.0.0.2", 1000))
-    assert sink.frames == [b"<13>in", b"<13>in"]
+    assert sink.messages == [b"<13>in", b"<13>in"]
     assert (stats.denied, stats.rate_limited, stats.received, stats.bytes) == (5, 3, 2, 12)
 
 
@@ -258,7 +260,7 @@ MSG = b"<13>Dec  2 08:00:00 host app: a message\n"  # 40 bytes, like a short sys
 def _tracked(rate: float, burst: int, allow: str | None = None, *, proxied: bool = False):
     clock = Clock()
     stats = ListenerStats(name="tcp")
-    sink = FakeSink()
+    sink = RecordingSink()
     factory = SyslogStreamFactory(clock, sink, ListenerOptions(), stats)
     access = ListenerAccess(
         clock,

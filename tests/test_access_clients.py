@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_standalone import Twistd, _accepts, _free_port, _lines, _wait
+from test_standalone import Twistd, _lines
+
+from syslogsrc.testing import accepts, free_port, wait_until
 
 LOGGER = shutil.which("logger")
 CURL = shutil.which("curl")
@@ -92,7 +94,7 @@ def _has_ipv6() -> bool:
 
 @pytest.mark.skipif(LOGGER is None or CURL is None, reason="needs logger and curl")
 def test_allow_lists_with_real_clients(tmp_path: Path) -> None:
-    tcp, http, proxy, tcp6 = _free_port(), _free_port(), _free_port(), _free_port()
+    tcp, http, proxy, tcp6 = free_port(), free_port(), free_port(), free_port()
     out = tmp_path / "out.jsonl"
     allow = "allow=127.0.0.1/32"
     listeners = {
@@ -104,12 +106,12 @@ def test_allow_lists_with_real_clients(tmp_path: Path) -> None:
     ipv6 = _has_ipv6()
     if ipv6:  # ::1 allowed on one listener; on another, only 10/8, which ::1 is not
         listeners["tcp6"] = f"tcp6:{tcp6}:interface=\\:\\:1:allow=10.0.0.0/8,\\:\\:1"
-        tcp6_denied = _free_port()
+        tcp6_denied = free_port()
         listeners["tcp6-denied"] = f"tcp6:{tcp6_denied}:interface=\\:\\:1:allow=10.0.0.0/8"
     args = [a for spec in listeners.values() for a in ("--listen", spec)]
     t = Twistd(tmp_path, *args, "--output", str(out))
     try:
-        assert _wait(lambda: _accepts(tcp) and _accepts(http) and _accepts(proxy)), t.logtext()
+        assert wait_until(lambda: accepts(tcp) and accepts(http) and accepts(proxy)), t.logtext()
 
         # TCP: logger from 127.0.0.1 gets in; a client from 127.0.0.2 is closed at once
         subprocess.run([LOGGER, "-n", "127.0.0.1", "-P", str(tcp), "-T", "tcp-allowed"], check=True)
@@ -141,7 +143,7 @@ def test_allow_lists_with_real_clients(tmp_path: Path) -> None:
         def arrived() -> bool:
             return all(any(m.endswith(a) for m in _messages(out)) for a in allowed)
 
-        assert _wait(arrived), (_messages(out), t.logtext())
+        assert wait_until(arrived), (_messages(out), t.logtext())
         time.sleep(0.3)  # anything denied would have arrived by now too
         assert not [m for m in _messages(out) if "denied" in m]
     finally:
@@ -161,7 +163,7 @@ def test_allow_lists_with_real_clients(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(CURL is None, reason="needs curl")
 def test_rate_limits_with_real_clients(tmp_path: Path) -> None:
-    tcp, http = _free_port(), _free_port()
+    tcp, http = free_port(), free_port()
     out = tmp_path / "out.jsonl"
     rate, burst, n = 200, 50, 450
     listeners = {
@@ -172,7 +174,7 @@ def test_rate_limits_with_real_clients(tmp_path: Path) -> None:
     args = [a for spec in listeners.values() for a in ("--listen", spec)]
     t = Twistd(tmp_path, *args, "--output", str(out))
     try:
-        assert _wait(lambda: _accepts(tcp) and _accepts(http)), t.logtext()
+        assert wait_until(lambda: accepts(tcp) and accepts(http)), t.logtext()
         # TCP: n messages sent at once all arrive, paced: at least (n - burst) / rate seconds
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", tcp)) as s:
@@ -181,7 +183,7 @@ def test_rate_limits_with_real_clients(tmp_path: Path) -> None:
         def tcp_done() -> bool:
             return sum(m.startswith("tcp ") for m in _messages(out)) >= n
 
-        assert _wait(tcp_done, timeout=30), t.logtext()
+        assert wait_until(tcp_done, timeout=30), t.logtext()
         took = time.monotonic() - started
         assert took >= 0.9 * (n - burst) / rate, took
         tcp_messages = [m for m in _messages(out) if m.startswith("tcp ")]
@@ -191,7 +193,7 @@ def test_rate_limits_with_real_clients(tmp_path: Path) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for i in range(50):
                 s.sendto(b"<13>t: udp %d" % i, ("127.0.0.1", tcp))
-        assert _wait(lambda: sum(m.startswith("udp ") for m in _messages(out)) >= 5)
+        assert wait_until(lambda: sum(m.startswith("udp ") for m in _messages(out)) >= 5)
 
         # HTTP: one message a second: the second request at once is told when to come back
         url = f"http://127.0.0.1:{http}/"

@@ -31,6 +31,7 @@ if CHECKOUT not in sys.path:  # the daemon imports tests.agreement_sources: so m
 
 from syslogsrc.emulation import MISSING_BOOKMARK_ERROR  # noqa: E402
 from syslogsrc.host import SourceHost  # noqa: E402
+from syslogsrc.testing import wait_until  # noqa: E402
 from tests.agreement_sources import (  # noqa: E402
     FILE_TEMPLATE,
     RESULT_PREFIX,
@@ -100,15 +101,6 @@ def _read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
 # --------------------------------------------------------------------------------------------
 # the two sides
 
@@ -131,7 +123,7 @@ def run_in_daemon(syslog_ng, name: str) -> Run:
             daemon.stop(timeout=RESULT_TIMEOUT)
             obs = json.loads(report.read_text()) if report.exists() else None
         else:
-            _wait(lambda: _result(_read_lines(out)) is not None, RESULT_TIMEOUT)
+            wait_until(lambda: _result(_read_lines(out)) is not None, RESULT_TIMEOUT)
             obs = _result(_read_lines(out))
             daemon.stop(timeout=RESULT_TIMEOUT)
     finally:
@@ -206,7 +198,7 @@ def run_in_emulation(name: str, tmp_path_factory) -> Run:
                 if name in REPORTING:
                     time.sleep(SETTLE)
                 else:
-                    _wait(lambda: _result(output.lines) is not None, RESULT_TIMEOUT)
+                    wait_until(lambda: _result(output.lines) is not None, RESULT_TIMEOUT)
             finally:
                 host.close()
     finally:
@@ -306,7 +298,7 @@ def test_message_without_bookmark_crashes_the_daemon(syslog_ng, tmp_path):
         source_options="",
     )
     daemon = syslog_ng(config)
-    assert _wait(lambda: not daemon.alive(), RESULT_TIMEOUT), "the daemon survived"
+    assert wait_until(lambda: not daemon.alive(), RESULT_TIMEOUT), "the daemon survived"
     assert daemon.returncode < 0, daemon.stderr()  # killed by a signal
     with SourceHost(AckWithoutBookmark, {"gate": str(tmp_path / "gate"), "report": ""}) as host:
         assert host.wait_for(lambda: host.messages)
@@ -435,5 +427,5 @@ def test_persist_needs_a_python_block_in_3x(syslog_ng):
             syslog_ng(config)
         return
     out = daemon.state_dir / "out.json"
-    assert _wait(lambda: _result(_read_lines(out)) is not None, RESULT_TIMEOUT)
+    assert wait_until(lambda: _result(_read_lines(out)) is not None, RESULT_TIMEOUT)
     assert _result(_read_lines(out))["persist_name"] == "python-source.agreement"

@@ -35,6 +35,7 @@ from syslogsrc.emulation import (
     SourceDriver,
 )
 from syslogsrc.host import SourceHost, SourceInitError
+from syslogsrc.testing import wait_until
 
 WAIT = 5.0  # seconds: the most any test waits for something that should happen at once
 
@@ -458,7 +459,7 @@ def test_blocking_post_closes_the_batch_before_sleeping(run_thread):
     driver.auto_close_batches = False
     rt = run_thread(driver)
     done, _ = rt.start(lambda: driver.source.post_message(LogMessage("1")))
-    assert _wait(lambda: len(delivered) == 1)
+    assert wait_until(lambda: len(delivered) == 1)
     driver.ack(delivered[0])
     assert done.wait(WAIT)
 
@@ -938,7 +939,7 @@ def test_batched_ack_tracker_by_timeout(run_thread):
     rt.call(lambda: source.post_message(LogMessage("x", bookmark="x")))
     driver.ack(delivered[0])
     assert batches == []
-    assert _wait(lambda: batches == [["x"]])
+    assert wait_until(lambda: batches == [["x"]])
 
 
 def test_bookmark_without_ack_tracker_raises(run_thread):
@@ -992,15 +993,6 @@ def test_logger_goes_to_python_logging_syslogng(caplog):
 
 
 # --------------------------------------------------------------------------------------------
-
-
-def _wait(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def _checkout():

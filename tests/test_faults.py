@@ -32,6 +32,8 @@ from test_hostile_streams import (
     daemon_config,
 )
 
+from syslogsrc.testing import accepts, free_port, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------------------------------
@@ -167,29 +169,6 @@ def test_reloads_under_load_deliver_what_was_accepted_and_leak_nothing() -> None
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate: Any, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 _SENDER = r"""
 import socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
@@ -206,7 +185,7 @@ with socket.create_connection(("127.0.0.1", port)) as s:
 def test_sigterm_at_peak_load_twistd_exits_within_5s_and_delivers_everything(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "out.jsonl"
     log = tmp_path / "twistd.log"
     proc = subprocess.Popen(
@@ -217,13 +196,13 @@ def test_sigterm_at_peak_load_twistd_exits_within_5s_and_delivers_everything(
     )  # fmt: skip
     senders = []
     try:
-        assert _wait(lambda: _accepts(port)), log.read_text()
+        assert wait_until(lambda: accepts(port)), log.read_text()
         senders = [
             subprocess.Popen([sys.executable, "-c", _SENDER, str(port), "2000000"])
             for _ in range(3)
         ]
         # peak load: wait until the output grows fast, then stop in the middle of it
-        assert _wait(lambda: out.exists() and out.stat().st_size > 1_000_000, timeout=30)
+        assert wait_until(lambda: out.exists() and out.stat().st_size > 1_000_000, timeout=30)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -262,7 +241,7 @@ def test_sigterm_at_peak_load_daemon_exits_within_5s_and_delivers_everything(
         for _ in range(3)
     ]
     try:
-        assert _wait(lambda: case.out.exists() and case.out.stat().st_size > 500_000, 30)
+        assert wait_until(lambda: case.out.exists() and case.out.stat().st_size > 500_000, 30)
         start = time.monotonic()
         code = case.daemon.stop(timeout=10)
         elapsed = time.monotonic() - start
@@ -341,7 +320,7 @@ def test_daemon_exceptions_are_logged_serving_goes_on(syslog_ng: Any) -> None:
                 s.sendall(b"<13>Nov 24 06:00:00 h app: explode\n")
             time.sleep(0.01)
     out = Path(d.state_dir) / "out.log"
-    assert _wait(lambda: out.exists() and out.read_bytes().count(b"\n") == 100)
+    assert wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") == 100)
     assert d.stop() == 0
     err = d.stderr()
     assert err.count("boom in a reactor callback") >= 3  # each one logged, with traceback

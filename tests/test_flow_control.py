@@ -11,6 +11,7 @@ import time
 from syslogsrc.emulation import LogMessage
 from syslogsrc.host import SourceHost
 from syslogsrc.source import SyslogSource
+from syslogsrc.testing import accepts, free_port
 
 CONNECTIONS = 4
 PER_CONNECTION = 25_000
@@ -37,12 +38,6 @@ class SlowOutput:
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _sender(port: int, name: str, framing: str) -> None:
     lines = []
     for seq in range(PER_CONNECTION):
@@ -53,11 +48,11 @@ def _sender(port: int, name: str, framing: str) -> None:
 
 
 def test_window_of_ten_slow_output_100k_messages_nothing_lost_in_order() -> None:
-    port = _free_port()
+    port = free_port()
     output = SlowOutput()
     options = {"listen": f"tcp:{port}:interface=127.0.0.1"}
     with SourceHost(SyslogSource, options, log_iw_size=10, output=output) as host:
-        assert host.wait_for(lambda: _accepts(port), timeout=5)
+        assert host.wait_for(lambda: accepts(port), timeout=5)
         senders = [
             threading.Thread(target=_sender, args=(port, f"c{i}", "octet" if i % 2 else "lf"))
             for i in range(CONNECTIONS)
@@ -78,11 +73,3 @@ def test_window_of_ten_slow_output_100k_messages_nothing_lost_in_order() -> None
     assert stats["posted"] == total
     assert stats["dropped"] <= stats["suspends"]
     assert stats["suspends"] > 0  # and the window really did fill up
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False

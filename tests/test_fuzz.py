@@ -26,8 +26,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_protocols_http import RecordingSink, parse_responses
-from test_protocols_stream import FakeSink
+from test_protocols_http import parse_responses
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -42,6 +41,7 @@ from syslogsrc.parsing import FORMATS, MAX_NAME_BYTES, ParsedMessage, parse
 from syslogsrc.protocols.http import HTTPIngestSite
 from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.source import SyslogSource
+from syslogsrc.testing import RecordingSink
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or (100_000 if LONG else 150))
@@ -124,7 +124,7 @@ def test_fuzz_stream_protocol_posts_every_frame_once(
     stream, chunks = stream_and_chunks
     framing, max_size = options["framing"], max(options["max_size"], 64)
     window = data.draw(st.one_of(st.none(), st.integers(1, 5)))
-    sink = FakeSink(window=window)
+    sink = RecordingSink(window=window)
     stats = ListenerStats(name="tcp:fuzz")
     listener_options = ListenerOptions(framing=framing, max_message_size=max_size)
     factory = SyslogStreamFactory(Clock(), sink, listener_options, stats)
@@ -149,11 +149,11 @@ def test_fuzz_stream_protocol_posts_every_frame_once(
     assert stats.bytes == fed
     if stats.refused:  # a TLS hello on a plain port: refused, nothing posted
         assert framing == "auto" and chunks[0][:2] == b"\x16\x03"
-        assert stats.refused == 1 and sink.frames == [] and stats.received == 0
+        assert stats.refused == 1 and sink.messages == [] and stats.received == 0
         return
     reference = FrameDecoder(framing=framing, max_size=max_size)
     expected = reference.feed(stream) + reference.finish()
-    assert sink.frames == expected  # every frame, once, in order
+    assert sink.messages == expected  # every frame, once, in order
     assert stats.received == stats.posted == len(expected) and stats.dropped == 0
     assert (stats.truncated, stats.malformed) == (reference.truncated, reference.invalid)
 
@@ -385,7 +385,7 @@ def test_fuzz_http_site(
     requests: list[bytes], sizes: list[int], pause_after: int | None, token: bool
 ) -> None:
     limit = 5000
-    sink = RecordingSink(pause_after=pause_after)
+    sink = RecordingSink(window=pause_after)
     stats = ListenerStats("http-fuzz")
     options = ListenerOptions(http_max_body=limit, http_token="t0k" if token else None)
     clock = Clock()
@@ -419,7 +419,7 @@ def test_fuzz_http_site(
     # never fails here and is always resumed, so an accepted request is posted whole)
     assert sum(r.json()["messages"] for r in ok) == len(sink.posts) == stats.received
     assert stats.posted == 0 or stats.posted == len(sink.posts)
-    assert all(len(p.frame) <= options.max_message_size for p in sink.posts)
+    assert all(type(m) is not bytes or len(m) <= options.max_message_size for m in sink.messages)
     for request in getattr(channel, "_channel", channel).requests:  # none kept over the limit
         if request.content is not None and not request.content.closed:
             assert len(request.content.getvalue()) <= limit

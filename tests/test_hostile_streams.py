@@ -45,6 +45,7 @@ from syslogsrc.interfaces import ListenerStats
 from syslogsrc.options import ListenerOptions
 from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.source import SyslogSource
+from syslogsrc.testing import RecordingSink
 
 #: Peak RSS growth allowed while one hostile case runs (the receiver's own buffers are
 #: ~max-message-size per connection; the rest is Python's and Twisted's working memory).
@@ -467,14 +468,13 @@ def _nul_run(sender: GoodSender) -> Callable[[], None]:
 
 def _tracked(idle_timeout: float) -> tuple[Any, StringTransport, Clock, ListenerStats, Any]:
     """A stream protocol behind a connection tracker, on a fake clock and transport."""
-    from test_protocols_stream import FakeSink
 
     from syslogsrc.protocols._tracking import ConnectionTracker
 
     clock = Clock()
     stats = ListenerStats(name="tcp:5514")
     options = ListenerOptions(idle_timeout=idle_timeout)
-    factory = SyslogStreamFactory(clock, FakeSink(), options, stats)
+    factory = SyslogStreamFactory(clock, RecordingSink(), options, stats)
     tracker = ConnectionTracker(clock, factory, options, stats)
     peer = IPv4Address("TCP", "192.0.2.9", 40000)
     conn = tracker.buildProtocol(peer)
@@ -495,7 +495,7 @@ def test_slowloris_unit_bytes_without_a_frame_do_not_keep_a_connection_open() ->
     assert transport.disconnecting
     assert stats.timed_out == 1
     conn.connectionLost(Exception("closed"))
-    assert sink.frames == [b"aaaa"]  # what it had sent is still delivered
+    assert sink.messages == [b"aaaa"]  # what it had sent is still delivered
 
 
 def test_slowloris_unit_complete_frames_and_honest_uploads_keep_a_connection() -> None:

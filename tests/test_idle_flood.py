@@ -19,6 +19,7 @@ from daemons import free_port
 from integration import PRELUDE, JsonOutput, json_file, log_path, syslogsrc_source
 
 from syslogsrc.protocols._tracking import FIRST_MESSAGE_GRACE
+from syslogsrc.testing import accepts, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SILENT = 300
@@ -73,15 +74,6 @@ def _lines_with(path: Path, tag: str) -> int:
         return 0
 
 
-def _wait(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_silent_connections_do_not_lock_out_twistd(tmp_path: Path) -> None:
     port = free_port()
     out = tmp_path / "out.jsonl"
@@ -95,27 +87,22 @@ def test_silent_connections_do_not_lock_out_twistd(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     try:
-        assert _wait(
-            lambda: (log.exists() and "Site starting" in log.read_text()) or _accepts(port)
+        assert wait_until(
+            lambda: (log.exists() and "Site starting" in log.read_text()) or accepts(port),
+            timeout=30,
         )
         with _silent_connections(port):
             time.sleep(FIRST_MESSAGE_GRACE + 0.5)
             waited = _well_behaved(port, "twistd")
-            assert _wait(lambda: _lines_with(out, "twistd") == GOOD + 1), _lines_with(out, "twistd")
+            assert wait_until(lambda: _lines_with(out, "twistd") == GOOD + 1, timeout=30), (
+                _lines_with(out, "twistd")
+            )
         assert waited < 5, waited
         text = log.read_text()
         assert "to let a new one in" in text, text[-2000:]
     finally:
         proc.terminate()
         proc.wait(15)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.daemon

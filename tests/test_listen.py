@@ -17,7 +17,6 @@ import pytest
 import pytest_twisted
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from test_protocols_stream import FakeSink
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
@@ -43,6 +42,7 @@ from syslogsrc.listen import (
     parse_spec,
 )
 from syslogsrc.options import ListenerOptions, OptionError
+from syslogsrc.testing import RecordingSink
 
 TIMEOUT = 5.0
 
@@ -162,7 +162,7 @@ def test_tokenizer_agrees_with_twisted(description: str) -> None:
 
 
 def test_make_listener_picks_the_class_and_transport() -> None:
-    sink = FakeSink()
+    sink = RecordingSink()
     options = ListenerOptions()
     tcp = make_listener(parse_spec("tcp:0"), reactor, sink, options)
     udp = make_listener(parse_spec("udp:0"), reactor, sink, options)
@@ -174,20 +174,20 @@ def test_make_listener_picks_the_class_and_transport() -> None:
 
 def test_tls_listener_without_a_key_is_an_option_error() -> None:
     with pytest.raises(OptionError, match="tls-key-file"):
-        make_listener(parse_spec("ssl:0"), reactor, FakeSink(), ListenerOptions())
+        make_listener(parse_spec("ssl:0"), reactor, RecordingSink(), ListenerOptions())
 
 
 def test_systemd_without_inherited_socket_is_an_option_error() -> None:
     with pytest.raises(OptionError, match="LISTEN_FDS"):
         make_listener(
-            parse_spec("systemd:domain=INET:index=0"), reactor, FakeSink(), ListenerOptions()
+            parse_spec("systemd:domain=INET:index=0"), reactor, RecordingSink(), ListenerOptions()
         )
 
 
 def test_http_listener_uses_the_http_site_behind_the_tracker() -> None:
     http = pytest.importorskip("syslogsrc.protocols.http")
     listener = make_listener(
-        parse_spec("http:0:interface=127.0.0.1"), reactor, FakeSink(), ListenerOptions()
+        parse_spec("http:0:interface=127.0.0.1"), reactor, RecordingSink(), ListenerOptions()
     )
     assert isinstance(listener, StreamListener) and listener.transport == "http"
     assert isinstance(listener.tracker.wrappedFactory, http.HTTPIngestSite)
@@ -205,7 +205,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> Gener
         yield deferLater(reactor, 0.005, lambda: None)
 
 
-def start(text: str, sink: FakeSink, options: ListenerOptions | None = None) -> defer.Deferred:
+def start(text: str, sink: RecordingSink, options: ListenerOptions | None = None) -> defer.Deferred:
     listener = make_listener(parse_spec(text), reactor, sink, options or ListenerOptions())
     return listener.start().addTimeout(TIMEOUT, reactor)
 
@@ -256,7 +256,7 @@ def short_tmp(tmp_path: Path) -> Generator[Path, None, None]:
 
 @pytest_twisted.inlineCallbacks
 def test_tcp_listener_receives_and_stop_closes_connections() -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = yield start("tcp:0:interface=127.0.0.1", sink)
     try:
         address = listener.address
@@ -264,7 +264,7 @@ def test_tcp_listener_receives_and_stop_closes_connections() -> Generator:
         client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port))
         client.transport.write(b"<13>one\n<13>two\n")
         yield wait_until(lambda: len(sink.posts) == 2)
-        assert sink.frames == [b"<13>one", b"<13>two"]
+        assert sink.messages == [b"<13>one", b"<13>two"]
         origin = sink.posts[0][1]
         assert origin.transport == "tcp"
         assert origin.peer_host == "127.0.0.1"
@@ -281,7 +281,7 @@ def test_tcp_listener_receives_and_stop_closes_connections() -> Generator:
 @needs_ipv6
 @pytest_twisted.inlineCallbacks
 def test_tcp6_listener_on_ipv6_loopback() -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = yield start("tcp6:0:interface=\\:\\:1", sink)
     try:
         client = yield connect(TCP6ClientEndpoint(reactor, "::1", listener.address.port))
@@ -295,7 +295,7 @@ def test_tcp6_listener_on_ipv6_loopback() -> Generator:
 
 @pytest_twisted.inlineCallbacks
 def test_unix_listener(short_tmp: Path) -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     path = str(short_tmp / "s.sock")
     listener = yield start(f"unix:{path}", sink)
     try:
@@ -306,7 +306,7 @@ def test_unix_listener(short_tmp: Path) -> Generator:
         yield wait_until(lambda: len(sink.posts) == 2)  # the partial frame, at close
         origin = sink.posts[1][1]
         assert (origin.transport, origin.peer_host, origin.peer_port) == ("unix", None, None)
-        assert sink.frames == [b"<13>local", b"<13>partial"]
+        assert sink.messages == [b"<13>local", b"<13>partial"]
     finally:
         yield listener.stop().addTimeout(TIMEOUT, reactor)
     assert not os.path.exists(path)
@@ -314,7 +314,7 @@ def test_unix_listener(short_tmp: Path) -> Generator:
 
 @pytest_twisted.inlineCallbacks
 def test_max_connections_refuses_at_once() -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     options = ListenerOptions(max_connections=1)
     listener = yield start("tcp:0:interface=127.0.0.1", sink, options)
     try:
@@ -332,7 +332,7 @@ def test_max_connections_refuses_at_once() -> Generator:
 
 @pytest_twisted.inlineCallbacks
 def test_flow_control_over_a_socket() -> Generator:
-    sink = FakeSink(window=2)
+    sink = RecordingSink(window=2)
     listener = yield start("tcp:0:interface=127.0.0.1", sink)
     try:
         client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
@@ -343,7 +343,7 @@ def test_flow_control_over_a_socket() -> Generator:
         while len(sink.posts) < 10:
             sink.resume()
             yield deferLater(reactor, 0.001, lambda: None)
-        assert sink.frames == [b"<13>%d" % i for i in range(10)]
+        assert sink.messages == [b"<13>%d" % i for i in range(10)]
         assert sink.posted_while_paused == []
     finally:
         yield listener.stop().addTimeout(TIMEOUT, reactor)
@@ -351,23 +351,23 @@ def test_flow_control_over_a_socket() -> Generator:
 
 @pytest_twisted.inlineCallbacks
 def test_stop_while_paused_keeps_frames_for_the_resume() -> Generator:
-    sink = FakeSink(window=1)
+    sink = RecordingSink(window=1)
     listener = yield start("tcp:0:interface=127.0.0.1", sink)
     listener.tracker.close_grace = 0.2
     client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
     client.transport.write(b"<13>a\n<13>b\n<13>c\n")
     yield wait_until(lambda: listener.stats.received == 3)
     yield listener.stop().addTimeout(TIMEOUT, reactor)
-    assert sink.frames == [b"<13>a"]
+    assert sink.messages == [b"<13>a"]
     sink.window = None
     sink.resume()
-    assert sink.frames == [b"<13>a", b"<13>b", b"<13>c"]
+    assert sink.messages == [b"<13>a", b"<13>b", b"<13>c"]
     assert sink.producers == []
 
 
 @pytest_twisted.inlineCallbacks
 def test_port_in_use_fails_start() -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     first = yield start("tcp:0:interface=127.0.0.1", sink)
     try:
         with pytest.raises(CannotListenError):
@@ -395,14 +395,14 @@ def proxy_v2_ipv4(src: str, dst: str, sport: int, dport: int) -> bytes:
 )
 @pytest_twisted.inlineCallbacks
 def test_haproxy_origin_is_the_proxied_address(header: bytes) -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = yield start("haproxy:tcp:0:interface=127.0.0.1", sink)
     try:
         client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
         client.transport.write(header + b"<13>via proxy\n")
         yield wait_until(lambda: len(sink.posts) == 1)
         origin = sink.posts[0][1]
-        assert sink.frames == [b"<13>via proxy"]
+        assert sink.messages == [b"<13>via proxy"]
         assert (origin.peer_host, origin.peer_port, origin.local_port) == (
             "203.0.113.5",
             56324,
@@ -417,7 +417,7 @@ def test_haproxy_origin_is_the_proxied_address(header: bytes) -> Generator:
 
 @pytest_twisted.inlineCallbacks
 def test_udp_listener_reads_the_largest_ipv4_datagram_whole() -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = yield start("udp:0:interface=127.0.0.1", sink)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -426,7 +426,7 @@ def test_udp_listener_reads_the_largest_ipv4_datagram_whole() -> Generator:
         sender.sendto(b"<13>small", ("127.0.0.1", port))
         sender.sendto(big, ("127.0.0.1", port))
         yield wait_until(lambda: len(sink.posts) == 2)
-        assert sink.frames == [b"<13>small", big]
+        assert sink.messages == [b"<13>small", big]
         assert sink.batches == [[b"<13>small"], [big]]
         origin = sink.posts[0][1]
         assert origin == type(origin)(
@@ -440,7 +440,7 @@ def test_udp_listener_reads_the_largest_ipv4_datagram_whole() -> Generator:
 
 @pytest_twisted.inlineCallbacks
 def test_udp_so_rcvbuf_is_applied_to_the_socket() -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = yield start("udp:0:interface=127.0.0.1", sink, ListenerOptions(so_rcvbuf=1 << 20))
     try:
         granted = listener.protocol.receive_buffer
@@ -457,7 +457,7 @@ def test_udp_so_rcvbuf_is_applied_to_the_socket() -> Generator:
 @needs_ipv6
 @pytest_twisted.inlineCallbacks
 def test_udp6_listener() -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = yield start("udp6:0:interface=\\:\\:1", sink)
     sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
@@ -471,7 +471,7 @@ def test_udp6_listener() -> Generator:
 
 @pytest_twisted.inlineCallbacks
 def test_udp_pause_stops_reading_until_resume() -> Generator:
-    sink = FakeSink(window=1)
+    sink = RecordingSink(window=1)
     listener = yield start("udp:0:interface=127.0.0.1", sink)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -483,7 +483,7 @@ def test_udp_pause_stops_reading_until_resume() -> Generator:
         sink.window = None
         sink.resume()
         yield wait_until(lambda: len(sink.posts) == 5)
-        assert sink.frames == [b"<13>%d" % i for i in range(5)]
+        assert sink.messages == [b"<13>%d" % i for i in range(5)]
     finally:
         sender.close()
         yield listener.stop().addTimeout(TIMEOUT, reactor)
@@ -495,7 +495,7 @@ def test_unixgram_listener_replaces_a_stale_socket(short_tmp: Path) -> Generator
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     stale.bind(path)
     stale.close()  # the file stays: a socket left by a crashed daemon
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = yield start(f"unixgram:{path}:mode=600", sink)
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
@@ -505,7 +505,7 @@ def test_unixgram_listener_replaces_a_stale_socket(short_tmp: Path) -> Generator
         sender.sendto(b"<13>dgram", path)
         sender.sendto(big, path)
         yield wait_until(lambda: len(sink.posts) == 2)
-        assert sink.frames == [b"<13>dgram", big]
+        assert sink.messages == [b"<13>dgram", big]
         assert sink.posts[0][1].transport == "unixgram"
         assert sink.posts[0][1].peer_host is None
     finally:

@@ -9,10 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from daemons import free_port
 from integration import PRELUDE, JsonOutput, json_file, log_path, loggen, syslogsrc_source
 from prom import parse, promtool_check, value
-from test_standalone import Twistd, _accepts, _free_port, _lines, _wait
+from test_standalone import Twistd, _lines
+
+from syslogsrc.testing import accepts, free_port, wait_until
 
 N = 500
 N_UDP = 20
@@ -42,7 +43,7 @@ def _counter(text: str, field: str, listener: str, transport: str) -> float:
 
 
 def test_twistd_metrics_count_loggen_and_logger(tmp_path: Path) -> None:
-    port, mport = _free_port(), _free_port()
+    port, mport = free_port(), free_port()
     tcp = f"tcp:{port}:interface=127.0.0.1"
     udp = f"udp:{port}:interface=127.0.0.1"
     out = tmp_path / "out.jsonl"
@@ -58,14 +59,14 @@ def test_twistd_metrics_count_loggen_and_logger(tmp_path: Path) -> None:
         str(out),
     )
     try:
-        assert _wait(lambda: _accepts(port) and _accepts(mport)), server.log.read_text()
+        assert wait_until(lambda: accepts(port) and accepts(mport)), server.log.read_text()
         proc = loggen("-i", "-S", "-n", str(N), "-r", "20000", "127.0.0.1", str(port))
         assert proc.returncode == 0, proc.stderr
         for i in range(N_UDP):
             subprocess.run(
                 ["logger", "-n", "127.0.0.1", "-P", str(port), "-d", f"udp {i}"], check=True
             )
-        assert _wait(lambda: len(_lines(out)) == N + N_UDP), len(_lines(out))
+        assert wait_until(lambda: len(_lines(out)) == N + N_UDP), len(_lines(out))
         text = curl_metrics(mport)
         assert _counter(text, "received", tcp, "tcp") == N
         assert _counter(text, "posted", tcp, "tcp") == N
@@ -78,7 +79,7 @@ def test_twistd_metrics_count_loggen_and_logger(tmp_path: Path) -> None:
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
         assert server.stop(), server.log.read_text()
-    assert not _accepts(mport)  # closed with the listeners
+    assert not accepts(mport)  # closed with the listeners
 
 
 def _config(listen: str, metrics_port: int) -> str:
@@ -120,5 +121,5 @@ def test_daemon_metrics_count_loggen_and_serve_after_reloads(syslog_ng) -> None:
         fds.append(d.fds())
     assert fds[-1] - fds[0] <= 2, fds
     assert d.stop() == 0
-    assert not _accepts(mport)
+    assert not accepts(mport)
     print(f"{syslog_ng.name}: metrics after 3 reloads; daemon fds {fds}")

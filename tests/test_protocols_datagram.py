@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from test_protocols_stream import FakeSink
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
@@ -14,6 +13,7 @@ from twisted.logger import capturedLogs
 from syslogsrc.interfaces import ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.protocols.datagram import UDP_MAX_PACKET, SyslogDatagramProtocol
+from syslogsrc.testing import RecordingSink
 
 PEER = ("192.0.2.9", 5140)
 
@@ -61,13 +61,13 @@ class FakePort:
 
 
 def listen(
-    sink: FakeSink | None = None,
+    sink: RecordingSink | None = None,
     options: ListenerOptions | None = None,
     *,
     name: str = "udp",
     port: FakePort | None = None,
-) -> tuple[SyslogDatagramProtocol, FakePort, FakeSink, ListenerStats]:
-    sink = sink if sink is not None else FakeSink()
+) -> tuple[SyslogDatagramProtocol, FakePort, RecordingSink, ListenerStats]:
+    sink = sink if sink is not None else RecordingSink()
     stats = ListenerStats(name="udp:514")
     protocol = SyslogDatagramProtocol(Clock(), sink, options or ListenerOptions(), stats, name)
     port = port or FakePort()
@@ -96,7 +96,7 @@ def test_largest_udp_datagram_is_read_whole() -> None:
     assert protocol.maxPacketSize == UDP_MAX_PACKET == 65535
     big = b"<13>" + b"x" * (65535 - 4)
     protocol.datagramReceived(big, PEER)
-    assert sink.frames == [big]
+    assert sink.messages == [big]
     assert stats.truncated == 0
 
 
@@ -111,7 +111,7 @@ def test_unixgram_reads_one_byte_past_the_maximum_message_size() -> None:
 def test_longer_than_max_message_size_is_truncated_and_counted() -> None:
     protocol, _, sink, stats = listen(options=ListenerOptions(max_message_size=64))
     protocol.datagramReceived(b"y" * 100, PEER)
-    assert sink.frames == [b"y" * 64]
+    assert sink.messages == [b"y" * 64]
     assert stats.truncated == 1
 
 
@@ -136,17 +136,17 @@ def test_registered_at_start_unregistered_at_stop() -> None:
 
 
 def test_pause_stops_reading_and_resume_starts_it_after_posting_what_waited() -> None:
-    protocol, port, sink, stats = listen(FakeSink(window=1))
+    protocol, port, sink, stats = listen(RecordingSink(window=1))
     protocol.datagramReceived(b"1", PEER)
     assert not port.reading
     # The port's read loop goes on after a pause: those datagrams wait, in order.
     protocol.datagramReceived(b"2", PEER)
     protocol.datagramReceived(b"3", ("192.0.2.10", 9))
-    assert sink.frames == [b"1"]
+    assert sink.messages == [b"1"]
     assert sink.posted_while_paused == []
     sink.window = None
     sink.resume()
-    assert sink.frames == [b"1", b"2", b"3"]
+    assert sink.messages == [b"1", b"2", b"3"]
     assert sink.batches == [[b"1"], [b"2"], [b"3"]]  # still one batch per datagram
     assert sink.posts[2][1].peer_host == "192.0.2.10"
     assert port.reading
@@ -155,7 +155,7 @@ def test_pause_stops_reading_and_resume_starts_it_after_posting_what_waited() ->
 
 def test_pause_in_the_middle_of_split_lines() -> None:
     options = ListenerOptions(udp_split_lines=True)
-    protocol, port, sink, _ = listen(FakeSink(window=2), options)
+    protocol, port, sink, _ = listen(RecordingSink(window=2), options)
     protocol.datagramReceived(b"a\nb\nc\nd", PEER)
     assert sink.batches == [[b"a", b"b"]]
     assert not port.reading
@@ -168,26 +168,26 @@ def test_pause_in_the_middle_of_split_lines() -> None:
 
 
 def test_paused_at_registration_reads_nothing() -> None:
-    sink = FakeSink()
+    sink = RecordingSink()
     sink.pause()
     protocol, port, _, _ = listen(sink)
     assert not port.reading
     protocol.datagramReceived(b"early", PEER)
     assert sink.posts == []
     sink.resume()
-    assert sink.frames == [b"early"]
+    assert sink.messages == [b"early"]
     assert port.reading
 
 
 def test_stop_producing_drops_what_waited() -> None:
-    protocol, port, sink, stats = listen(FakeSink(window=1))
+    protocol, port, sink, stats = listen(RecordingSink(window=1))
     protocol.datagramReceived(b"1", PEER)
     protocol.datagramReceived(b"2", PEER)
     sink.stop()
     protocol.datagramReceived(b"3", PEER)
     assert stats.dropped == 2
     assert not port.reading
-    assert sink.frames == [b"1"]
+    assert sink.messages == [b"1"]
 
 
 def test_sink_exception_drops_one_message_and_goes_on() -> None:
@@ -196,7 +196,7 @@ def test_sink_exception_drops_one_message_and_goes_on() -> None:
     with capturedLogs() as events:
         protocol.datagramReceived(b"bad", PEER)
         protocol.datagramReceived(b"good", PEER)
-    assert sink.frames == [b"good"]
+    assert sink.messages == [b"good"]
     assert stats.dropped == 1
     assert sum("the sink raised" in e.get("log_format", "") for e in events) == 1
 

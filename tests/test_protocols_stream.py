@@ -1,13 +1,12 @@
 """SyslogStreamProtocol and the connection tracker, on in-memory transports (no sockets).
 
-``FakeSink`` here is the sink the other protocol tests use too: it records posts and batches,
-and can pause every producer after N posts, from inside ``post`` (syslog-ng's window).
+The sink is ``syslogsrc.testing.RecordingSink``: it records posts and batches, and can pause
+every producer after N posts, from inside ``post`` (syslog-ng's window).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
@@ -19,99 +18,30 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.protocols._tracking import ConnectionTracker, RateLimitedLog, RateLimitedLogs
 from syslogsrc.protocols.stream import SyslogStreamFactory, SyslogStreamProtocol
+from syslogsrc.testing import RecordingSink
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
 HOST = IPv4Address("TCP", "127.0.0.1", 5514)
 
 
-@implementer(IMessageSink)
-class FakeSink:
-    """Records what protocols hand it; pauses its producers after ``window`` posts."""
-
-    def __init__(self, window: int | None = None) -> None:
-        self.window = window
-        self.paused = False
-        self.posts: list[tuple[bytes, Origin]] = []
-        self.batches: list[list[bytes]] = []
-        self.posted_while_paused: list[bytes] = []
-        self.producers: list[object] = []
-        self.raise_on: set[bytes] = set()
-        self.on_post = None  # called after each post, with the frame
-        self._batch: list[bytes] = []
-        self._since_resume = 0
-
-    @property
-    def frames(self) -> list[bytes]:
-        return [frame for frame, _ in self.posts]
-
-    def post(self, messages: Sequence[bytes], origin: Origin) -> int:
-        """Takes messages until its window is full (then pauses every producer, from inside
-        ``post``, as syslog-ng's suspend() comes); one batch per call."""
-        if self.paused:
-            self.posted_while_paused.extend(messages)  # syslog-ng drops these
-            return 0
-        if any(message in self.raise_on for message in messages):
-            raise ValueError(f"sink refuses one of {messages!r}")
-        batch: list[bytes] = []
-        for frame in messages:
-            if self.paused:
-                break
-            self.posts.append((frame, origin))
-            batch.append(frame)
-            origin.listener.posted += 1
-            self._since_resume += 1
-            if self.on_post is not None:
-                self.on_post(frame)
-            if self.window is not None and self._since_resume >= self.window:
-                self.pause()
-        assert batch, "post() of an empty batch"
-        self.batches.append(batch)
-        return len(batch)
-
-    def register_producer(self, producer: object) -> None:
-        self.producers.append(producer)
-        if self.paused:
-            producer.pauseProducing()  # type: ignore[attr-defined]
-
-    def unregister_producer(self, producer: object) -> None:
-        self.producers.remove(producer)
-
-    def pause(self) -> None:
-        self.paused = True
-        for producer in list(self.producers):
-            producer.pauseProducing()  # type: ignore[attr-defined]
-
-    def resume(self) -> None:
-        self.paused = False
-        self._since_resume = 0
-        for producer in list(self.producers):
-            producer.resumeProducing()  # type: ignore[attr-defined]
-
-    def stop(self) -> None:
-        for producer in list(self.producers):
-            producer.stopProducing()  # type: ignore[attr-defined]
-        self.producers.clear()
-
-
-def test_fake_sink_provides_the_interface() -> None:
-    assert verifyObject(IMessageSink, FakeSink())
+def test_the_recording_sink_provides_the_interface() -> None:
+    assert verifyObject(IMessageSink, RecordingSink())
 
 
 def connect(
-    sink: FakeSink | None = None,
+    sink: RecordingSink | None = None,
     options: ListenerOptions | None = None,
     *,
     transport_name: str = "tcp",
     peer: object = PEER,
-) -> tuple[SyslogStreamProtocol, StringTransport, FakeSink, ListenerStats]:
-    sink = sink if sink is not None else FakeSink()
+) -> tuple[SyslogStreamProtocol, StringTransport, RecordingSink, ListenerStats]:
+    sink = sink if sink is not None else RecordingSink()
     stats = ListenerStats(name="tcp:5514")
     factory = SyslogStreamFactory(
         Clock(), sink, options or ListenerOptions(), stats, transport_name
@@ -129,7 +59,7 @@ def test_lf_frames_of_one_read_are_one_batch() -> None:
     protocol, _, sink, stats = connect()
     data = b"<13>one\n<13>two\r\n<13>three\n"
     protocol.dataReceived(data)
-    assert sink.frames == [b"<13>one", b"<13>two", b"<13>three"]
+    assert sink.messages == [b"<13>one", b"<13>two", b"<13>three"]
     assert sink.batches == [[b"<13>one", b"<13>two", b"<13>three"]]
     assert (stats.received, stats.bytes, stats.posted) == (3, len(data), 3)
 
@@ -148,7 +78,7 @@ def test_octet_counting_exact_frames() -> None:
     protocol, _, sink, stats = connect()
     protocol.dataReceived(b"8 <13>abcd8 <13>ef")
     protocol.dataReceived(b"gh")
-    assert sink.frames == [b"<13>abcd", b"<13>efgh"]
+    assert sink.messages == [b"<13>abcd", b"<13>efgh"]
     assert sink.batches == [[b"<13>abcd"], [b"<13>efgh"]]
     assert stats.received == 2
 
@@ -156,7 +86,7 @@ def test_octet_counting_exact_frames() -> None:
 def test_configured_framing_is_used() -> None:
     protocol, _, sink, _ = connect(options=ListenerOptions(framing="nul"))
     protocol.dataReceived(b"<13>a\n b\0<13>c\0")
-    assert sink.frames == [b"<13>a\n b", b"<13>c"]
+    assert sink.messages == [b"<13>a\n b", b"<13>c"]
 
 
 def test_origin_names_peer_listener_and_transport() -> None:
@@ -182,7 +112,7 @@ def test_unix_peer_has_no_host_or_port() -> None:
 def test_truncation_is_counted() -> None:
     protocol, _, sink, stats = connect(options=ListenerOptions(max_message_size=64))
     protocol.dataReceived(b"x" * 100 + b"\nshort\n")
-    assert sink.frames == [b"x" * 64, b"short"]
+    assert sink.messages == [b"x" * 64, b"short"]
     assert stats.truncated == 1
 
 
@@ -190,14 +120,14 @@ def test_partial_frame_is_posted_at_connection_loss() -> None:
     protocol, _, sink, stats = connect()
     protocol.dataReceived(b"<13>a\n<13>cut sh")
     protocol.connectionLost(Failure(Exception("gone")))
-    assert sink.frames == [b"<13>a", b"<13>cut sh"]
+    assert sink.messages == [b"<13>a", b"<13>cut sh"]
     assert sink.batches == [[b"<13>a"], [b"<13>cut sh"]]
     assert stats.received == 2
     assert sink.producers == []
 
 
 def test_invalid_octet_count_is_counted_resynced_and_logged_once_per_interval() -> None:
-    sink = FakeSink()
+    sink = RecordingSink()
     stats = ListenerStats(name="tcp:5514")
     clock = Clock()
     factory = SyslogStreamFactory(clock, sink, ListenerOptions(framing="octet-counting"), stats)
@@ -210,7 +140,7 @@ def test_invalid_octet_count_is_counted_resynced_and_logged_once_per_interval() 
         protocol.dataReceived(b"x again\n")  # held: a line was logged just now
         factory.flush_logs()  # the listener stops
     assert stats.malformed == 3
-    assert sink.frames == [b"<13>a", b"<13>bad one", b"0 leading zero", b"x again"]
+    assert sink.messages == [b"<13>a", b"<13>bad one", b"0 leading zero", b"x again"]
     logged = [e for e in events if "invalid octet count" in e["log_format"]]
     assert [e["count"] for e in logged] == [1, 1, 1]
     assert not clock.getDelayedCalls()
@@ -227,7 +157,7 @@ def test_oversize_octet_count_is_counted_and_logged_when_its_header_arrives() ->
         for word in ("tcp:5514", "192.0.2.7", "MSG-LEN 100", "max-message-size(64)"):
             assert word in line, line
         protocol.dataReceived(b"x" * 77 + b"5 <13>b")
-    assert sink.frames == [b"<13>a", b"<13>start of a long one" + b"x" * 41, b"<13>b"]
+    assert sink.messages == [b"<13>a", b"<13>start of a long one" + b"x" * 41, b"<13>b"]
     assert (stats.truncated, stats.malformed) == (1, 0)
     assert len(events) == 1  # no second line from the truncation itself
 
@@ -242,7 +172,7 @@ def test_absurd_octet_count_is_malformed_logged_at_once_and_nothing_after_it_los
         for word in ("tcp:5514", "192.0.2.7", "MSG-LEN 2000000000", "max_size 64"):
             assert word in line, line
         protocol.dataReceived(b"15 <13>1 - h app -17 <13>1 - h app - -")
-    assert sink.frames == [
+    assert sink.messages == [
         b"2000000000 <13>1 - h app - - - hi",
         b"<13>1 - h app -",
         b"<13>1 - h app - -",
@@ -253,7 +183,7 @@ def test_absurd_octet_count_is_malformed_logged_at_once_and_nothing_after_it_los
 
 
 def test_oversize_counts_flushed_at_stop() -> None:
-    sink = FakeSink()
+    sink = RecordingSink()
     stats = ListenerStats(name="tcp:5514")
     factory = SyslogStreamFactory(Clock(), sink, ListenerOptions(max_message_size=64), stats)
     protocol = factory.buildProtocol(PEER)
@@ -262,7 +192,7 @@ def test_oversize_counts_flushed_at_stop() -> None:
         for data in (b"100 ", b"x" * 100 + b"200 ", b"y" * 200 + b"65 "):
             protocol.dataReceived(data)
         factory.flush_logs()
-    assert sink.frames == [b"x" * 64, b"y" * 64]
+    assert sink.messages == [b"x" * 64, b"y" * 64]
     assert stats.truncated == 3
     assert [(e["count"], e["length"]) for e in events] == [(1, 100), (2, 65)]
 
@@ -278,21 +208,21 @@ def test_registered_on_connect_unregistered_on_disconnect() -> None:
 
 
 def test_pause_inside_post_keeps_the_rest_in_order_until_resume() -> None:
-    protocol, transport, sink, stats = connect(FakeSink(window=2))
+    protocol, transport, sink, stats = connect(RecordingSink(window=2))
     protocol.dataReceived(b"1\n2\n3\n4\n5\n")
-    assert sink.frames == [b"1", b"2"]
+    assert sink.messages == [b"1", b"2"]
     assert sink.batches == [[b"1", b"2"]]  # the posted part is a batch
     assert transport.producerState == "paused"
     assert list(protocol.pending) == [b"3", b"4", b"5"]
 
     protocol.dataReceived(b"6\n")  # a read already under way: kept, not posted
-    assert sink.frames == [b"1", b"2"]
+    assert sink.messages == [b"1", b"2"]
 
     sink.resume()  # window of 2 again: 3, 4 then paused again, transport stays paused
-    assert sink.frames == [b"1", b"2", b"3", b"4"]
+    assert sink.messages == [b"1", b"2", b"3", b"4"]
     assert transport.producerState == "paused"
     sink.resume()
-    assert sink.frames == [b"1", b"2", b"3", b"4", b"5", b"6"]
+    assert sink.messages == [b"1", b"2", b"3", b"4", b"5", b"6"]
     assert sink.batches == [[b"1", b"2"], [b"3", b"4"], [b"5", b"6"]]
     assert sink.posted_while_paused == []
     assert stats.received == stats.posted == 6
@@ -302,17 +232,17 @@ def test_pause_inside_post_keeps_the_rest_in_order_until_resume() -> None:
 
 
 def test_resume_drains_then_resumes_the_transport() -> None:
-    protocol, transport, sink, _ = connect(FakeSink(window=1))
+    protocol, transport, sink, _ = connect(RecordingSink(window=1))
     protocol.dataReceived(b"a\nb\n")
     assert transport.producerState == "paused"
     sink.window = None
     sink.resume()
-    assert sink.frames == [b"a", b"b"]
+    assert sink.messages == [b"a", b"b"]
     assert transport.producerState == "producing"
 
 
 def test_nothing_is_posted_while_the_sink_is_paused() -> None:
-    sink = FakeSink()
+    sink = RecordingSink()
     sink.pause()
     protocol, transport, _, stats = connect(sink)
     assert transport.producerState == "paused"  # paused at registration
@@ -320,7 +250,7 @@ def test_nothing_is_posted_while_the_sink_is_paused() -> None:
     assert sink.posts == [] and sink.posted_while_paused == []
     assert stats.received == 2
     sink.resume()
-    assert sink.frames == [b"a", b"b"]
+    assert sink.messages == [b"a", b"b"]
     assert sink.batches == [[b"a", b"b"]]
     assert transport.producerState == "producing"
 
@@ -335,42 +265,42 @@ def test_resume_from_inside_post_keeps_order() -> None:
 
     sink.on_post = flap
     protocol.dataReceived(b"1\n2\n3\n4\n")
-    assert sink.frames == [b"1", b"2", b"3", b"4"]
+    assert sink.messages == [b"1", b"2", b"3", b"4"]
     assert sink.batches == [[b"1", b"2", b"3", b"4"]]
 
 
 def test_connection_lost_while_paused_keeps_frames_for_the_resume() -> None:
-    protocol, _, sink, stats = connect(FakeSink(window=1))
+    protocol, _, sink, stats = connect(RecordingSink(window=1))
     protocol.dataReceived(b"a\nb\npartial")
     protocol.connectionLost(Failure(Exception("gone")))
-    assert sink.frames == [b"a"]
+    assert sink.messages == [b"a"]
     assert sink.producers == [protocol]  # still registered: frames wait
     sink.window = None
     sink.resume()
-    assert sink.frames == [b"a", b"b", b"partial"]
+    assert sink.messages == [b"a", b"b", b"partial"]
     assert sink.producers == []
     assert stats.dropped == 0
 
 
 def test_stop_producing_drops_pending_frames_and_closes() -> None:
-    protocol, transport, sink, stats = connect(FakeSink(window=1))
+    protocol, transport, sink, stats = connect(RecordingSink(window=1))
     protocol.dataReceived(b"a\nb\nc\n")
     sink.stop()
     assert stats.dropped == 2
     assert transport.disconnecting
     protocol.dataReceived(b"late\n")
     protocol.connectionLost(Failure(Exception("gone")))
-    assert sink.frames == [b"a"]
+    assert sink.messages == [b"a"]
     assert stats.dropped == 3
 
 
 def test_stop_producing_after_disconnect_drops_what_waited() -> None:
-    protocol, _, sink, stats = connect(FakeSink(window=1))
+    protocol, _, sink, stats = connect(RecordingSink(window=1))
     protocol.dataReceived(b"a\nb\nc")
     protocol.connectionLost(Failure(Exception("gone")))
     sink.stop()
     assert stats.dropped == 2
-    assert sink.frames == [b"a"]
+    assert sink.messages == [b"a"]
 
 
 def test_sink_exception_drops_the_batch_logs_and_goes_on() -> None:
@@ -382,7 +312,7 @@ def test_sink_exception_drops_the_batch_logs_and_goes_on() -> None:
         protocol.dataReceived(b"ok1\nbad\n")
         protocol.dataReceived(b"ok2\n")
         protocol.dataReceived(b"bad\nok3\n")
-    assert sink.frames == [b"ok2"]
+    assert sink.messages == [b"ok2"]
     assert stats.dropped == 4
     assert not protocol.transport.disconnecting
     logged = [e for e in events if "the sink raised" in e.get("log_format", "")]
@@ -610,7 +540,7 @@ def test_frames_do_not_depend_on_read_size(chunk: int) -> None:
     whole, _, whole_sink, _ = connect()
     whole.dataReceived(data)
     whole.connectionLost(Failure(Exception("gone")))
-    assert sink.frames == whole_sink.frames
+    assert sink.messages == whole_sink.messages
 
 
 @given(
@@ -629,7 +559,7 @@ def test_any_pause_pattern_posts_every_frame_once_in_order(
     data = b"".join(m + b"\n" for m in messages)
     expected = list(messages)
     protocol, transport, sink, stats = connect(
-        FakeSink(window=window), ListenerOptions(framing="lf")
+        RecordingSink(window=window), ListenerOptions(framing="lf")
     )
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     for start, end in itertools.pairwise(bounds):
@@ -639,7 +569,7 @@ def test_any_pause_pattern_posts_every_frame_once_in_order(
     protocol.connectionLost(Failure(Exception("gone")))
     while sink.producers:
         sink.resume()
-    assert sink.frames == expected
+    assert sink.messages == expected
     assert sink.posted_while_paused == []
     assert all(len(batch) <= window for batch in sink.batches)
     assert stats.received == stats.posted == len(expected)

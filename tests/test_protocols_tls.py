@@ -12,7 +12,6 @@ import pytest
 import pytest_twisted
 from certs import Certs, make_certs
 from test_listen import TIMEOUT, Client, connect, wait_until
-from test_protocols_stream import FakeSink
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
@@ -21,6 +20,7 @@ from twisted.logger import capturedLogs
 from syslogsrc.listen import make_listener, parse_spec
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.protocols.tls import server_tls_options
+from syslogsrc.testing import RecordingSink
 
 # Twisted's client TLS API (optionsForClientTLS) still hands pyOpenSSL objects to pyOpenSSL.
 pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
@@ -104,7 +104,7 @@ def test_ca_file_without_certificates(certs: Certs, tmp_path: Path) -> None:
 
 
 def start(certs: Certs, peer_verify: str | None, text: str = "ssl:0:interface=127.0.0.1"):
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = make_listener(parse_spec(text), reactor, sink, server_options(certs, peer_verify))
     return listener.start().addTimeout(TIMEOUT, reactor), sink
 
@@ -252,7 +252,7 @@ def test_https_listener_posts_with_transport_https(certs: Certs) -> Generator:
         ).addTimeout(TIMEOUT, reactor)
         yield readBody(response).addTimeout(TIMEOUT, reactor)
         assert response.code < 300
-        assert sink.frames == [b"<13>over https"]
+        assert sink.messages == [b"<13>over https"]
         assert sink.posts[0][1].transport == "https"
         assert listener.transport == "https"
     finally:

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_standalone import Twistd, _accepts, _free_port, _wait
+from test_standalone import Twistd
+
+from syslogsrc.testing import accepts, free_port, wait_until
 
 COUNT = 100
 
@@ -65,17 +67,17 @@ def _unix_socket_accepts(path: Path) -> bool:
 def test_python_syslog_handler_over_tcp_one_record_per_message(
     twistd: list[Twistd], tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "out.jsonl"
     listen = f"tcp:{port}:interface=127.0.0.1"
     t = Twistd(tmp_path, "--listen", listen, "--output", str(out))
     twistd.append(t)
-    assert _wait(lambda: _accepts(port)), t.logtext()
+    assert wait_until(lambda: accepts(port)), t.logtext()
     handler = logging.handlers.SysLogHandler(
         address=("127.0.0.1", port), socktype=socket.SOCK_STREAM
     )
     _log_through(handler, "tcp")
-    _wait(lambda: out.exists() and len(out.read_bytes().splitlines()) >= COUNT, timeout=10)
+    wait_until(lambda: out.exists() and len(out.read_bytes().splitlines()) >= COUNT, timeout=10)
     assert t.stop(), t.logtext()
     _check_output(out, t, "tcp")
     assert f"summary {listen}: received={COUNT}" in t.logtext()
@@ -88,9 +90,9 @@ def test_python_syslog_handler_over_a_unix_stream_socket_one_record_per_message(
     out = tmp_path / "out.jsonl"
     t = Twistd(tmp_path, "--listen", f"unix:{path}", "--output", str(out))
     twistd.append(t)
-    assert _wait(lambda: path.exists() and _unix_socket_accepts(path)), t.logtext()
+    assert wait_until(lambda: path.exists() and _unix_socket_accepts(path)), t.logtext()
     handler = logging.handlers.SysLogHandler(address=str(path), socktype=socket.SOCK_STREAM)
     _log_through(handler, "unix")
-    _wait(lambda: out.exists() and len(out.read_bytes().splitlines()) >= COUNT, timeout=10)
+    wait_until(lambda: out.exists() and len(out.read_bytes().splitlines()) >= COUNT, timeout=10)
     assert t.stop(), t.logtext()
     _check_output(out, t, "unix")

@@ -28,8 +28,7 @@ import pytest
 import pytest_twisted
 from certs import Certs, make_certs
 from test_listen import TIMEOUT, connect, wait_until
-from test_protocols_stream import FakeSink
-from test_standalone import Twistd, _accepts, _free_port, _lines, _wait
+from test_standalone import Twistd, _lines
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
@@ -40,11 +39,13 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 
+from syslogsrc import testing
 from syslogsrc.interfaces import ListenerStats
 from syslogsrc.listen import make_listener, parse_spec
 from syslogsrc.options import ListenerOptions
 from syslogsrc.protocols._tracking import ConnectionTracker
 from syslogsrc.protocols.stream import SyslogStreamFactory
+from syslogsrc.testing import RecordingSink
 
 LOGGER = shutil.which("logger")
 CURL = shutil.which("curl")
@@ -80,7 +81,7 @@ class Server:
         def found() -> list[dict]:
             return [line for line in _lines(self.out) if line.get("PROGRAM") == program]
 
-        assert _wait(lambda: len(found()) >= n), self.twistd.logtext()
+        assert testing.wait_until(lambda: len(found()) >= n), self.twistd.logtext()
         return found()
 
     def send_tcp(self, data: bytes) -> None:
@@ -93,14 +94,16 @@ class Server:
 
 
 def _start(directory: Path, *args: str, http: bool = True) -> Server:
-    port, http_port = _free_port(), _free_port()
+    port, http_port = testing.free_port(), testing.free_port()
     out = directory / "out.jsonl"
     listen = ["--listen", f"tcp:{port}:interface=127.0.0.1"]
     listen += ["--listen", f"udp:{port}:interface=127.0.0.1"]
     if http:
         listen += ["--listen", f"http:{http_port}:interface=127.0.0.1"]
     t = Twistd(directory, *listen, "--output", str(out), *args)
-    assert _wait(lambda: _accepts(port) and (not http or _accepts(http_port))), t.logtext()
+    assert testing.wait_until(
+        lambda: testing.accepts(port) and (not http or testing.accepts(http_port))
+    ), t.logtext()
     return Server(t, out, port, http_port)
 
 
@@ -271,16 +274,16 @@ def test_close_all_fires_after_the_innermost_protocol_is_gone() -> None:
     """The tracker's close_all() (what a listener's stop() waits for) fires only once the
     protocol at the bottom (under a wrapper, as under TLS) has run connectionLost: the frame
     cut short by the end of the stream is posted by then."""
-    clock, sink, stats = Clock(), FakeSink(), ListenerStats(name="t")
+    clock, sink, stats = Clock(), RecordingSink(), ListenerStats(name="t")
     stream = SyslogStreamFactory(clock, sink, ListenerOptions(), stats, "tls")
     tracker = ConnectionTracker(clock, WrappingFactory(stream), ListenerOptions(), stats)
     connection = tracker.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40000))
     connection.makeConnection(StringTransport())
     connection.dataReceived(PARTIAL % b"unit")
-    assert stats.open_connections == 1 and sink.frames == []
+    assert stats.open_connections == 1 and sink.messages == []
 
     seen: list[tuple[list[bytes], int]] = []
-    tracker.close_all().addCallback(lambda _: seen.append((list(sink.frames), stats.received)))
+    tracker.close_all().addCallback(lambda _: seen.append((list(sink.messages), stats.received)))
     assert seen == []
     connection.connectionLost(Failure(ConnectionDone()))
     assert seen == [([PARTIAL % b"unit"], 1)]
@@ -290,7 +293,7 @@ def test_close_all_fires_after_the_innermost_protocol_is_gone() -> None:
 @pytest_twisted.inlineCallbacks
 @pytest.mark.parametrize("kind", ["ssl", "tcp"])
 def test_a_listener_stops_after_its_connections_posted_their_partial_frames(pki: Certs, kind: str):
-    sink = FakeSink()
+    sink = RecordingSink()
     options = ListenerOptions(tls_key_file=str(pki.server_key), tls_cert_file=str(pki.server_cert))
     spec = parse_spec(f"{kind}:0:interface=127.0.0.1")
     listener = (
@@ -304,10 +307,10 @@ def test_a_listener_stops_after_its_connections_posted_their_partial_frames(pki:
     frame = PARTIAL % kind.encode()
     client.transport.write(frame)  # no LF
     yield wait_until(lambda: listener.stats.bytes == len(frame))
-    assert sink.frames == []
+    assert sink.messages == []
     seen: list[tuple[list[bytes], int]] = []
     stopped = listener.stop().addCallback(
-        lambda _: seen.append((list(sink.frames), listener.stats.received))
+        lambda _: seen.append((list(sink.messages), listener.stats.received))
     )
     yield stopped.addTimeout(TIMEOUT, reactor)
     yield client.lost.addTimeout(TIMEOUT, reactor)
@@ -335,7 +338,7 @@ def _partial_frame_at_sigterm(
     client = None
     try:
         port = int(spec.split(":")[1])
-        assert _wait(lambda: _accepts(port)), t.logtext()
+        assert testing.wait_until(lambda: testing.accepts(port)), t.logtext()
         client = connect()
         frame = PARTIAL % name.encode()
 
@@ -344,7 +347,7 @@ def _partial_frame_at_sigterm(
             return stats is not None and _counters(stats)["bytes"] == len(frame)
 
         # twistd has read the frame (not complete: no LF yet) before it is stopped
-        assert _wait(read_by_twistd), t.logtext()
+        assert testing.wait_until(read_by_twistd), t.logtext()
         assert t.stop(), t.logtext()
         summary = _stats_line(t.logtext(), spec, "summary")
         assert summary is not None, t.logtext()
@@ -369,7 +372,7 @@ def test_a_partial_tls_frame_is_written_and_counted_at_sigterm(tmp_path: Path) -
     pki = tmp_path / "pki"
     pki.mkdir()
     certs = make_certs(pki)
-    port = _free_port()
+    port = testing.free_port()
     spec = (
         f"ssl:{port}:privateKey={certs.server_key}:certKey={certs.server_cert}:interface=127.0.0.1"
     )
@@ -390,7 +393,7 @@ def test_a_partial_tls_frame_is_written_and_counted_at_sigterm(tmp_path: Path) -
 
 
 def test_a_partial_tcp_frame_is_written_and_counted_at_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = testing.free_port()
 
     def connect() -> socket.socket:
         s = socket.create_connection(("127.0.0.1", port))

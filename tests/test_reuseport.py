@@ -15,13 +15,13 @@ import textwrap
 import pytest
 import pytest_twisted
 from daemons import free_port
-from test_protocols_stream import FakeSink
 from twisted.internet import defer, reactor
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
 
 from syslogsrc.listen import make_listener, parse_spec
 from syslogsrc.options import ListenerOptions, OptionError
+from syslogsrc.testing import RecordingSink
 
 TIMEOUT = 5.0
 
@@ -70,14 +70,14 @@ def _reuseport(listener) -> int:
     return listener._port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
 
 
-def _start(text: str, sink: FakeSink):
+def _start(text: str, sink: RecordingSink):
     return make_listener(parse_spec(text), reactor, sink, ListenerOptions())
 
 
 @pytest_twisted.inlineCallbacks
 def test_two_tcp_listeners_share_a_port_and_both_receive() -> None:
     port = free_port("tcp")
-    sinks = [FakeSink(), FakeSink()]
+    sinks = [RecordingSink(), RecordingSink()]
     listeners = [_start(f"tcp:{port}:interface=127.0.0.1:reuseport=yes", s) for s in sinks]
     for listener in listeners:
         yield listener.start().addTimeout(TIMEOUT, reactor)
@@ -93,10 +93,10 @@ def test_two_tcp_listeners_share_a_port_and_both_receive() -> None:
         for c in clients:
             c.close()
         deadline = reactor.seconds() + TIMEOUT
-        while sum(len(s.frames) for s in sinks) < 64 and reactor.seconds() < deadline:
+        while sum(len(s.messages) for s in sinks) < 64 and reactor.seconds() < deadline:
             yield deferLater(reactor, 0.01, lambda: None)
-        assert sum(len(s.frames) for s in sinks) == 64
-        assert all(s.frames for s in sinks)
+        assert sum(len(s.messages) for s in sinks) == 64
+        assert all(s.messages for s in sinks)
     finally:
         yield defer.gatherResults([listener.stop() for listener in listeners])
 
@@ -104,7 +104,7 @@ def test_two_tcp_listeners_share_a_port_and_both_receive() -> None:
 @pytest_twisted.inlineCallbacks
 def test_two_udp_listeners_share_a_port() -> None:
     port = free_port("udp")
-    sinks = [FakeSink(), FakeSink()]
+    sinks = [RecordingSink(), RecordingSink()]
     listeners = [_start(f"udp:{port}:interface=127.0.0.1:reuseport=yes", s) for s in sinks]
     for listener in listeners:
         yield listener.start().addTimeout(TIMEOUT, reactor)
@@ -115,12 +115,12 @@ def test_two_udp_listeners_share_a_port() -> None:
         for i, sender in enumerate(senders):
             sender.sendto(b"<13>1 - - - - - - datagram %d" % i, ("127.0.0.1", port))
         deadline = reactor.seconds() + TIMEOUT
-        while sum(len(s.frames) for s in sinks) < 32 and reactor.seconds() < deadline:
+        while sum(len(s.messages) for s in sinks) < 32 and reactor.seconds() < deadline:
             yield deferLater(reactor, 0.01, lambda: None)
         for sender in senders:
             sender.close()
-        assert sum(len(s.frames) for s in sinks) == 32
-        assert all(s.frames for s in sinks)
+        assert sum(len(s.messages) for s in sinks) == 32
+        assert all(s.messages for s in sinks)
     finally:
         yield defer.gatherResults([listener.stop() for listener in listeners])
 
@@ -130,7 +130,7 @@ def test_tcp6_listener_with_reuseport() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     port = free_port("tcp")
-    listener = _start(f"tcp6:{port}:interface=\\:\\:1:reuseport=yes", FakeSink())
+    listener = _start(f"tcp6:{port}:interface=\\:\\:1:reuseport=yes", RecordingSink())
     try:
         yield listener.start().addTimeout(TIMEOUT, reactor)
     except CannotListenError as e:
@@ -146,10 +146,10 @@ def test_tcp6_listener_with_reuseport() -> None:
 @pytest_twisted.inlineCallbacks
 def test_without_reuseport_the_second_bind_fails(kind: str) -> None:
     port = free_port(kind)
-    first = _start(f"{kind}:{port}:interface=127.0.0.1:reuseport=yes", FakeSink())
+    first = _start(f"{kind}:{port}:interface=127.0.0.1:reuseport=yes", RecordingSink())
     yield first.start().addTimeout(TIMEOUT, reactor)
     try:
-        second = _start(f"{kind}:{port}:interface=127.0.0.1", FakeSink())
+        second = _start(f"{kind}:{port}:interface=127.0.0.1", RecordingSink())
         with pytest.raises(CannotListenError):
             yield second.start().addTimeout(TIMEOUT, reactor)
     finally:

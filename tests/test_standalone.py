@@ -19,36 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from syslogsrc.testing import accepts, free_port, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def _free_port() -> int:
-    with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        tcp.bind(("127.0.0.1", 0))
-        port = tcp.getsockname()[1]
-        try:
-            udp.bind(("127.0.0.1", port))
-        except OSError:
-            return _free_port()
-        return port
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _lines(path: Path) -> list[dict]:
@@ -103,7 +77,7 @@ def twistd(tmp_path: Path) -> Iterator[Callable[..., Twistd]]:
 
 
 def test_twistd_receives_from_logger_loggen_and_curl(twistd, tmp_path: Path) -> None:
-    port, http = _free_port(), _free_port()
+    port, http = free_port(), free_port()
     out = tmp_path / "out.jsonl"
     t = twistd(
         "--listen",
@@ -115,7 +89,7 @@ def test_twistd_receives_from_logger_loggen_and_curl(twistd, tmp_path: Path) -> 
         "--output",
         str(out),
     )
-    assert _wait(lambda: _accepts(port) and _accepts(http)), t.logtext()
+    assert wait_until(lambda: accepts(port) and accepts(http)), t.logtext()
     logger = shutil.which("logger")
     if logger:
         subprocess.run(
@@ -197,38 +171,40 @@ def test_twistd_receives_from_logger_loggen_and_curl(twistd, tmp_path: Path) -> 
 
 def test_twistd_default_listeners_and_text_output(twistd, tmp_path: Path) -> None:
     # The documented default: TCP and UDP 5514 on 127.0.0.1. Skip if something holds the port.
-    if _accepts(5514):
+    if accepts(5514):
         pytest.skip("127.0.0.1:5514 is in use on this machine")
     out = tmp_path / "out.log"
     t = twistd("--output", str(out), "--output-format", "text")
-    assert _wait(lambda: _accepts(5514)), t.logtext()
+    assert wait_until(lambda: accepts(5514)), t.logtext()
     with socket.create_connection(("127.0.0.1", 5514)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 myhost myapp[42]: the text layout\n")
-    assert _wait(lambda: (out.exists() and out.stat().st_size > 0) or t.proc.poll() is not None)
+    assert wait_until(
+        lambda: (out.exists() and out.stat().st_size > 0) or t.proc.poll() is not None
+    )
     assert t.stop(), t.logtext()
     assert out.read_text() == "Nov 24 06:00:00 myhost myapp[42]: the text layout\n"
 
 
 def test_sighup_reopens_the_output(twistd, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "out.jsonl"
     t = twistd("--listen", f"tcp:{port}:interface=127.0.0.1", "--output", str(out))
-    assert _wait(lambda: _accepts(port)), t.logtext()
+    assert wait_until(lambda: accepts(port)), t.logtext()
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 h app: before rotation\n")
-        assert _wait(lambda: len(_lines(out)) == 1)
+        assert wait_until(lambda: len(_lines(out)) == 1)
         out.rename(tmp_path / "out.jsonl.1")  # what logrotate does
         t.proc.send_signal(signal.SIGHUP)
-        assert _wait(lambda: "reopening the output" in t.logtext())
+        assert wait_until(lambda: "reopening the output" in t.logtext())
         s.sendall(b"<13>Nov 24 06:00:01 h app: after rotation\n")
-        assert _wait(lambda: len(_lines(out)) == 1)
+        assert wait_until(lambda: len(_lines(out)) == 1)
     assert t.stop(), t.logtext()
     assert _lines(tmp_path / "out.jsonl.1")[0]["MESSAGE"] == "before rotation"
     assert _lines(out)[0]["MESSAGE"] == "after rotation"
 
 
 def test_everything_accepted_is_flushed_at_stop(twistd, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "out.jsonl"
     t = twistd(
         "--listen",
@@ -238,13 +214,13 @@ def test_everything_accepted_is_flushed_at_stop(twistd, tmp_path: Path) -> None:
         "--stats-interval",
         "0.1",
     )
-    assert _wait(lambda: _accepts(port)), t.logtext()
+    assert wait_until(lambda: accepts(port)), t.logtext()
     n = 20_000
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"".join(b"<13>Nov 24 06:00:00 h app: m%d\n" % i for i in range(n)))
         # Stop the moment the source has posted everything: messages may still wait for the
         # output thread then, and they must all be written before the process exits.
-        assert _wait(lambda: f"posted={n} " in t.logtext(), timeout=30), t.logtext()
+        assert wait_until(lambda: f"posted={n} " in t.logtext(), timeout=30), t.logtext()
         assert t.stop(), t.logtext()
     assert [line["MESSAGE"] for line in _lines(out)] == [f"m{i}" for i in range(n)]
 
@@ -299,7 +275,7 @@ def test_a_bad_flag_is_a_usage_error(args: list[str], says: str) -> None:
 
 
 def test_embed_app_example_runs(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "examples" / "embed_app.py"), "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -315,15 +291,15 @@ def test_embed_app_example_runs(tmp_path: Path) -> None:
         return sum('"message"' in line for line in list(lines)) >= n
 
     try:
-        assert _wait(lambda: _accepts(port))
+        assert wait_until(lambda: accepts(port))
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(b"<13>Nov 24 06:00:00 h sshd[1]: one\n<13>Nov 24 06:00:00 h cron[2]: two\n")
         # Both listeners start together: once TCP messages are out, UDP is bound (on a busy
         # machine a fixed sleep was not always enough for the datagram to be handled).
-        assert _wait(lambda: printed(2), timeout=30)
+        assert wait_until(lambda: printed(2), timeout=30)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.sendto(b"<13>Nov 24 06:00:00 h sshd[1]: three", ("127.0.0.1", port))
-        assert _wait(lambda: printed(3), timeout=30)
+        assert wait_until(lambda: printed(3), timeout=30)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
@@ -337,7 +313,7 @@ def test_a_stalled_output_pauses_streams_and_http_answers_503(twistd, tmp_path: 
     # The output is a FIFO that nobody reads for a while: the writer blocks once the pipe is
     # full, the window (100) empties, the source is suspended. TCP must lose nothing; HTTP
     # must say 503 with Retry-After, and 200 again once the output drains.
-    port, http = _free_port(), _free_port()
+    port, http = free_port(), free_port()
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so twistd's open() does not block
@@ -349,7 +325,7 @@ def test_a_stalled_output_pauses_streams_and_http_answers_503(twistd, tmp_path: 
     n = 5000
     url = f"http://127.0.0.1:{http}/"
     try:
-        assert _wait(lambda: _accepts(port) and _accepts(http)), t.logtext()
+        assert wait_until(lambda: accepts(port) and accepts(http)), t.logtext()
         sender = socket.create_connection(("127.0.0.1", port))
         sender.sendall(b"".join(b"<13>Nov 24 06:00:00 h app: m%d\n" % i for i in range(n)))
 
@@ -363,7 +339,7 @@ def test_a_stalled_output_pauses_streams_and_http_answers_503(twistd, tmp_path: 
             except urllib.error.HTTPError as err:
                 return err.code, dict(err.headers)
 
-        assert _wait(lambda: post()[0] == 503, timeout=15), t.logtext()
+        assert wait_until(lambda: post()[0] == 503, timeout=15), t.logtext()
         status, headers = post()
         assert status == 503 and headers.get("Retry-After") == "1"
         # now drain the output
@@ -378,10 +354,12 @@ def test_a_stalled_output_pauses_streams_and_http_answers_503(twistd, tmp_path: 
             complete = bytes(data).rpartition(b"\n")[0]  # the last line may still be coming
             return [json.loads(x) for x in complete.splitlines()]
 
-        assert _wait(lambda: sum(1 for r in got() if r.get("PROGRAM") == "app") == n, timeout=30)
-        assert _wait(lambda: post()[0] == 200, timeout=10)
+        assert wait_until(
+            lambda: sum(1 for r in got() if r.get("PROGRAM") == "app") == n, timeout=30
+        )
+        assert wait_until(lambda: post()[0] == 200, timeout=10)
         sender.close()
-        assert _wait(lambda: any(r.get("PROGRAM") == "web" for r in got()), timeout=10)
+        assert wait_until(lambda: any(r.get("PROGRAM") == "web" for r in got()), timeout=10)
         assert [r["MESSAGE"] for r in got() if r.get("PROGRAM") == "app"] == [
             f"m{i}" for i in range(n)
         ]
@@ -393,7 +371,7 @@ def test_a_stalled_output_pauses_streams_and_http_answers_503(twistd, tmp_path: 
 def test_stdout_carries_json_lines_only(tmp_path: Path) -> None:
     """The README's command as written: ``twistd -n syslogsrc`` with no --logfile writes its
     messages to stdout, and its own log to stderr, so ``twistd -n syslogsrc | jq`` works."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*TWISTD, "-n", "--pidfile=", "syslogsrc", "--listen", f"tcp:{port}:interface=127.0.0.1"],
         cwd=tmp_path,
@@ -403,7 +381,7 @@ def test_stdout_carries_json_lines_only(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        assert _wait(lambda: _accepts(port) or proc.poll() is not None)
+        assert wait_until(lambda: accepts(port) or proc.poll() is not None)
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(b"".join(b"<13>Nov 24 06:00:00 h app: line %d\n" % i for i in range(5)))
         time.sleep(0.5)
@@ -425,7 +403,7 @@ def test_stdout_carries_json_lines_only(tmp_path: Path) -> None:
 
 
 def test_stats_lines_carry_every_counter(twistd, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     t = twistd(
         "--listen",
         f"udp:{port}:interface=127.0.0.1",
@@ -436,7 +414,7 @@ def test_stats_lines_carry_every_counter(twistd, tmp_path: Path) -> None:
         "--stats-interval",
         "0.1",
     )
-    assert _wait(lambda: "stats udp:" in t.logtext()), t.logtext()
+    assert wait_until(lambda: "stats udp:" in t.logtext()), t.logtext()
     assert t.stop(), t.logtext()
     from syslogsrc.interfaces import ListenerStats
 
@@ -452,7 +430,7 @@ def test_stats_lines_carry_every_counter(twistd, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("policy", ["escape", "replace"])
 def test_output_of_bytes_that_are_not_utf8(twistd, tmp_path: Path, policy: str) -> None:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "out.jsonl"
     t = twistd(
         "--listen",
@@ -461,10 +439,10 @@ def test_output_of_bytes_that_are_not_utf8(twistd, tmp_path: Path, policy: str) 
         str(out),
         *(["--output-non-utf8", policy] if policy != "escape" else []),
     )
-    assert _wait(lambda: _accepts(port)), t.logtext()
+    assert wait_until(lambda: accepts(port)), t.logtext()
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 h app: caf\xe9 \xc3\xa9t\xc3\xa9\n")
-    assert _wait(lambda: len(_lines(out)) == 1), t.logtext()
+    assert wait_until(lambda: len(_lines(out)) == 1), t.logtext()
     assert t.stop(), t.logtext()
     raw = out.read_bytes()
     message = json.loads(raw)["MESSAGE"]
@@ -495,7 +473,7 @@ def test_each_listener_has_its_own_framing_and_format(twistd, tmp_path: Path) ->
     import logging
     import logging.handlers
 
-    nul_port, raw_port, plain_port = _free_port(), _free_port(), _free_port()
+    nul_port, raw_port, plain_port = free_port(), free_port(), free_port()
     out = tmp_path / "out.jsonl"
     t = twistd(
         "--listen",
@@ -509,7 +487,7 @@ def test_each_listener_has_its_own_framing_and_format(twistd, tmp_path: Path) ->
         "--output",
         str(out),
     )
-    assert _wait(lambda: all(_accepts(p) for p in (nul_port, raw_port, plain_port)))
+    assert wait_until(lambda: all(accepts(p) for p in (nul_port, raw_port, plain_port)))
     handler = logging.handlers.SysLogHandler(
         address=("127.0.0.1", nul_port), socktype=socket.SOCK_STREAM
     )
@@ -524,7 +502,7 @@ def test_each_listener_has_its_own_framing_and_format(twistd, tmp_path: Path) ->
         s.sendall(b"<13>Nov 24 06:00:00 h app: kept whole\n")
     with socket.create_connection(("127.0.0.1", plain_port)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 h app: parsed\n")
-    assert _wait(lambda: len(_lines(out)) == 3), t.logtext()
+    assert wait_until(lambda: len(_lines(out)) == 3), t.logtext()
     assert t.stop(), t.logtext()
     messages = sorted(r["MESSAGE"] for r in _lines(out))
     assert messages == sorted(

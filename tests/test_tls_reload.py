@@ -17,7 +17,6 @@ import pytest
 import pytest_twisted
 from certs import Certs, make_certs, reissue_server
 from test_listen import TIMEOUT, Client, connect, wait_until
-from test_protocols_stream import FakeSink
 from test_protocols_tls import client_tls
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
@@ -27,6 +26,7 @@ from syslogsrc.listen import make_listener, parse_spec
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.protocols.tls import ReloadableTLS
 from syslogsrc.source import SourceOptions
+from syslogsrc.testing import RecordingSink
 
 pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
 
@@ -69,18 +69,18 @@ def peer_serial(client: Client) -> int:
 
 
 @defer.inlineCallbacks
-def send(client: Client, sink: FakeSink, line: bytes) -> Generator:
+def send(client: Client, sink: RecordingSink, line: bytes) -> Generator:
     before = len(sink.posts)
     client.transport.write(line + b"\n")
     yield wait_until(lambda: len(sink.posts) > before)
-    assert sink.frames[-1] == line
+    assert sink.messages[-1] == line
 
 
 @pytest_twisted.inlineCallbacks
 def test_reload_serves_the_new_certificate_and_established_connections_go_on(
     certs: Certs,
 ) -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     listener = make_listener(parse_spec(SPEC), reactor, sink, options(certs))
     yield listener.start().addTimeout(TIMEOUT, reactor)
     old = serial_of(certs.server_cert)
@@ -142,7 +142,7 @@ def _ca_that_does_not_parse(certs: Certs) -> tuple[Path, str]:
 )  # fmt: skip
 @pytest_twisted.inlineCallbacks
 def test_a_broken_new_file_keeps_the_previous_certificate(certs: Certs, breakage) -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     # tls-peer-verify optional: the CA file is read, and clients without a certificate pass
     opts = options(certs, certs.ca, tls_peer_verify="optional")
     listener = make_listener(parse_spec(SPEC), reactor, sink, opts)
@@ -172,7 +172,7 @@ def test_rotating_the_ca_file_changes_which_client_certificates_are_accepted(
 ) -> Generator:
     trusted = certs.directory / "trusted-ca.pem"
     shutil.copy(certs.ca, trusted)
-    sink = FakeSink()
+    sink = RecordingSink()
     opts = options(certs, trusted, tls_peer_verify="required")
     listener = make_listener(parse_spec(SPEC), reactor, sink, opts)
     yield listener.start().addTimeout(TIMEOUT, reactor)
@@ -236,7 +236,7 @@ def test_the_poll_takes_files_once_they_stand_still(certs: Certs) -> None:
 
 @pytest_twisted.inlineCallbacks
 def test_tls_reload_interval_on_a_live_listener(certs: Certs) -> Generator:
-    sink = FakeSink()
+    sink = RecordingSink()
     opts = options(certs, tls_reload_interval=0.05)
     listener = make_listener(parse_spec(SPEC), reactor, sink, opts)
     yield listener.start().addTimeout(TIMEOUT, reactor)
@@ -257,25 +257,27 @@ def test_tls_reload_interval_on_a_live_listener(certs: Certs) -> Generator:
 def test_a_bad_file_at_start_up_is_still_an_error_naming_the_option(certs: Certs) -> None:
     certs.server_cert.write_bytes(b"garbage")
     with pytest.raises(OptionError) as info:
-        make_listener(parse_spec(SPEC), reactor, FakeSink(), options(certs))
+        make_listener(parse_spec(SPEC), reactor, RecordingSink(), options(certs))
     assert info.value.option == "tls-cert-file"
 
 
 def test_a_new_instance_keeps_what_the_previous_one_took(certs: Certs) -> None:
     # a daemon reload: a new source instance makes the same listener again, in the same process
     spec = parse_spec(SPEC)
-    before = make_listener(spec, reactor, FakeSink(), options(certs))
+    before = make_listener(spec, reactor, RecordingSink(), options(certs))
     taken = before.tls.current
     certs.server_cert.write_bytes(b"garbage")
     with capturedLogs() as events:
-        after = make_listener(spec, reactor, FakeSink(), options(certs))
+        after = make_listener(spec, reactor, RecordingSink(), options(certs))
     assert after.tls.current is taken and after.tls.failures == 1
     errors = [e for e in events if "not reloaded" in e.get("log_format", "")]
     assert len(errors) == 1
     assert f"option tls-cert-file('{certs.server_cert}')" in errors[0]["error"]
     # another listener (another spec) with the same files has nothing to keep: an error
     with pytest.raises(OptionError):
-        make_listener(parse_spec("ssl:0:interface=127.0.0.2"), reactor, FakeSink(), options(certs))
+        make_listener(
+            parse_spec("ssl:0:interface=127.0.0.2"), reactor, RecordingSink(), options(certs)
+        )
 
 
 def test_tls_reload_interval_option() -> None:
@@ -288,5 +290,5 @@ def test_tls_reload_interval_option() -> None:
 
 
 def test_plain_listeners_have_nothing_to_reload() -> None:
-    listener = make_listener(parse_spec("tcp:0"), reactor, FakeSink(), ListenerOptions())
+    listener = make_listener(parse_spec("tcp:0"), reactor, RecordingSink(), ListenerOptions())
     assert listener.reload_tls() is None

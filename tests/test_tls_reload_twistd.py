@@ -17,7 +17,9 @@ import pytest
 from certs import Certs, make_certs, reissue_server
 from cryptography import x509
 from integration import tls_client
-from test_standalone import _accepts, _free_port, _lines, _wait, twistd  # noqa: F401 - fixture
+from test_standalone import _lines, twistd  # noqa: F401 - fixture
+
+from syslogsrc.testing import accepts, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="no openssl command")
 
@@ -46,7 +48,7 @@ def messages(out: Path) -> list[str]:
 
 def hup_and_wait(t, text: str, times: int) -> None:
     t.proc.send_signal(signal.SIGHUP)
-    assert _wait(lambda: t.logtext().count(text) >= times), t.logtext()
+    assert wait_until(lambda: t.logtext().count(text) >= times), t.logtext()
 
 
 def test_sighup_rotates_the_certificate_for_new_connections(
@@ -54,20 +56,20 @@ def test_sighup_rotates_the_certificate_for_new_connections(
     tmp_path: Path,
 ) -> None:
     certs: Certs = make_certs(tmp_path)
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "out.jsonl"
     t = twistd(
         "--listen", f"ssl:{port}:interface=127.0.0.1",
         "--tls-key-file", str(certs.server_key), "--tls-cert-file", str(certs.server_cert),
         "--output", str(out),
     )  # fmt: skip
-    assert _wait(lambda: _accepts(port)), t.logtext()
+    assert wait_until(lambda: accepts(port)), t.logtext()
     first = serial_of(certs.server_cert)
     assert s_client_serial(port, certs.ca) == first
 
     with tls_client(port, certs.ca) as kept:
         kept.sendall(b"<13>1 - h app - - - before the rotation\n")
-        assert _wait(lambda: messages(out) == ["before the rotation"])
+        assert wait_until(lambda: messages(out) == ["before the rotation"])
         assert x509.load_der_x509_certificate(kept.getpeercert(True)).serial_number == first
 
         second = reissue_server(certs).serial_number
@@ -75,7 +77,7 @@ def test_sighup_rotates_the_certificate_for_new_connections(
         assert f"serial {second:#x}" in t.logtext()
         assert s_client_serial(port, certs.ca) == second
         kept.sendall(b"<13>1 - h app - - - after the rotation, same connection\n")
-        assert _wait(lambda: len(messages(out)) == 2), messages(out)
+        assert wait_until(lambda: len(messages(out)) == 2), messages(out)
 
         # a broken certificate file: logged with the file and the option, the second stays
         certs.server_cert.write_bytes(b"-----BEGIN CERTIFICATE-----\ntruncated")
@@ -84,7 +86,7 @@ def test_sighup_rotates_the_certificate_for_new_connections(
         assert f"option tls-cert-file('{certs.server_cert}')" in line, line
         assert s_client_serial(port, certs.ca) == second
         kept.sendall(b"<13>1 - h app - - - after the broken file, same connection\n")
-        assert _wait(lambda: len(messages(out)) == 3), messages(out)
+        assert wait_until(lambda: len(messages(out)) == 3), messages(out)
         kept.unwrap()
     assert t.stop(), t.logtext()
     assert messages(out) == [
@@ -114,7 +116,7 @@ def test_sighup_rotates_the_ca_file(twistd, tmp_path: Path) -> None:  # noqa: F8
     certs = make_certs(tmp_path)
     trusted = tmp_path / "trusted-ca.pem"
     shutil.copy(certs.ca, trusted)
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "out.jsonl"
     t = twistd(
         "--listen", f"ssl:{port}:interface=127.0.0.1",
@@ -122,7 +124,7 @@ def test_sighup_rotates_the_ca_file(twistd, tmp_path: Path) -> None:  # noqa: F8
         "--tls-ca-file", str(trusted), "--tls-peer-verify", "required",
         "--output", str(out),
     )  # fmt: skip
-    assert _wait(lambda: _accepts(port)), t.logtext()
+    assert wait_until(lambda: accepts(port)), t.logtext()
     ours = (certs.client_cert, certs.client_key)
     theirs = (certs.other_client_cert, certs.other_client_key)
     assert _accepted(port, certs, *ours, "<13>1 - h app - - - first CA, before")
@@ -132,6 +134,6 @@ def test_sighup_rotates_the_ca_file(twistd, tmp_path: Path) -> None:  # noqa: F8
     hup_and_wait(t, "TLS files reloaded", 1)
     assert _accepted(port, certs, *theirs, "<13>1 - h app - - - other CA, after")
     assert not _accepted(port, certs, *ours, "<13>1 - h app - - - first CA, after")
-    assert _wait(lambda: len(messages(out)) == 2)
+    assert wait_until(lambda: len(messages(out)) == 2)
     assert t.stop(), t.logtext()
     assert messages(out) == ["first CA, before", "other CA, after"]
