@@ -33,9 +33,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from syslogsrc import emulation
+from syslogsrc import emulation, optiontable
 from syslogsrc.emulation import LogMessage, LogSource, ParseOptions, SourceDriver
-from syslogsrc.outputs import NON_UTF8_POLICIES, Output, open_output
+from syslogsrc.optiontable import OptionError
+from syslogsrc.outputs import Output, open_output
 
 __all__ = ["SourceHost", "SourceInitError", "init_source", "main", "persist_name_of"]
 
@@ -392,7 +393,19 @@ def _option(text: str) -> tuple[str, str]:
     return key, value
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parsed_by(declared: optiontable.Option) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return declared.parse(text)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = declared.name  # argparse names the type in its errors
+    return parse
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """``syslogsrc-host``'s command line."""
     parser = argparse.ArgumentParser(
         prog="syslogsrc-host",
         description="Run a syslog-ng Python LogSource class outside syslog-ng.",
@@ -409,42 +422,29 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="an options() entry (repeatable)",
     )
-    parser.add_argument(
-        "--output", default="-", help="file for JSON lines, - for stdout (default: -)"
-    )
-    parser.add_argument(
-        "--output-format",
-        choices=("json", "text"),
-        default="json",
-        help="json (default) or text (syslog-ng's file layout)",
-    )
-    parser.add_argument(
-        "--output-non-utf8",
-        choices=NON_UTF8_POLICIES,
-        default="escape",
-        help="bytes that are not UTF-8: escape (default; lossless, JSON \\udcNN escapes) or"
-        " replace (U+FFFD, valid UTF-8 for every JSON reader)",
-    )
-    parser.add_argument(
-        "--log-iw-size", type=int, default=100, help="the source's window (default: 100)"
-    )
-    parser.add_argument(
-        "--state-dir", default=None, help="directory of the persist file (default: none)"
-    )
-    parser.add_argument(
-        "--keep-hostname",
-        action="store_true",
-        help="keep HOST from the message (syslog-ng's keep-hostname(yes))",
-    )
+    for declared in optiontable.OPTIONS:  # --output, --log-iw-size, ...: as twistd's
+        if "host" in declared.drivers:
+            default = declared.default_text()
+            parser.add_argument(
+                f"--{declared.name}",
+                type=_parsed_by(declared),
+                default=declared.default,
+                # a bare --keep-hostname says yes, as it always did
+                **({"nargs": "?", "const": True} if declared.kind == "bool" else {}),
+                help=declared.help + ("" if default is None else f" (default: {default})"),
+            )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging to stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.log_iw_size < 1:
-        parser.error(f"--log-iw-size must be >= 1, not {args.log_iw_size}")
     cls = _load_class(args.source_class)
     host = SourceHost(
         cls,

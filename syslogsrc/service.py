@@ -31,11 +31,12 @@ from twisted.logger import Logger as TwistedLogger
 from twisted.python import usage
 from twisted.python.components import Componentized
 
+from syslogsrc import optiontable
 from syslogsrc.host import SourceInitError, normalise_options
 from syslogsrc.interfaces import IMessageSink, Origin
 from syslogsrc.listen import make_listener, parse_listen
 from syslogsrc.options import ListenerOptions, OptionError
-from syslogsrc.outputs import NON_UTF8_POLICIES, Output, Received, open_output
+from syslogsrc.outputs import Output, Received, open_output
 from syslogsrc.parsing import FORMATS, ParsedMessage
 from syslogsrc.sinks import CallbackSink, OutputSink
 from syslogsrc.source import DEFAULT_LISTEN, SourceOptions, SyslogSource
@@ -231,60 +232,9 @@ class SyslogService(service.Service):
 # --------------------------------------------------------------------------------------------
 # twistd syslogsrc
 
-_FLAG_HELP = {
-    "format": f"message format: {', '.join(FORMATS)}",
-    "parser": "syslogsrc (ours) or native (the daemon's; here the same as ours)",
-    "time-zone": "time zone of stamps without one, e.g. Europe/Budapest or +01:00",
-    "framing": "stream framing: auto, octet-counting, lf, nul",
-    "max-message-size": "longer messages are truncated and counted",
-    "max-connections": "stream connections per listener; more are refused and counted",
-    "idle-timeout": "seconds of silence before a stream connection is closed (0: never)",
-    "tls-key-file": "PEM key for ssl:/https: listeners",
-    "tls-cert-file": "PEM certificate for ssl:/https: listeners",
-    "tls-ca-file": "PEM CA bundle that client certificates must chain to",
-    "tls-peer-verify": "client certificates: none, optional, required",
-    "tls-reload-interval": "seconds between looks for changed TLS files (0: only on SIGHUP)",
-    "so-rcvbuf": "SO_RCVBUF of datagram sockets, bytes",
-    "udp-split-lines": "split LF-separated messages in one datagram (yes/no)",
-    "http-path": "HTTP path prefix that accepts POSTs",
-    "http-token": "bearer token HTTP clients must send (none: no auth)",
-    "http-max-body": "largest HTTP body after decompression, bytes",
-    "http-headers": "HTTP request headers kept as http.header.<name> pairs (comma-separated)",
-    "metrics": "serve Prometheus metrics at /metrics on this Twisted endpoint, e.g."
-    " tcp:9100:interface=127.0.0.1 (off by default; without interface= every address)",
-    "allow": "senders allowed: IPv4/IPv6 networks or addresses, comma-separated (default: all)",
-    "rate": "messages per second per sender (token bucket; default: no limit)",
-    "burst": "messages a sender may send at once beyond --rate (default: a second's worth)",
-}
-
-
-def _defaults() -> dict[str, str | None]:
-    d = SourceOptions()
-    lo = d.listener
-    return {
-        "format": d.format,
-        "parser": d.parser,
-        "time-zone": None,
-        "framing": lo.framing,
-        "max-message-size": str(lo.max_message_size),
-        "max-connections": str(lo.max_connections),
-        "idle-timeout": str(lo.idle_timeout),
-        "tls-key-file": None,
-        "tls-cert-file": None,
-        "tls-ca-file": None,
-        "tls-peer-verify": None,
-        "tls-reload-interval": str(lo.tls_reload_interval),
-        "so-rcvbuf": str(lo.so_rcvbuf),
-        "udp-split-lines": "no",
-        "http-path": lo.http_path,
-        "http-token": None,
-        "http-max-body": str(lo.http_max_body),
-        "http-headers": None,
-        "metrics": None,
-        "allow": None,
-        "rate": None,
-        "burst": None,
-    }
+#: twistd's flags: every option the table gives to twistd, but ``listen`` (``--listen``,
+#: repeatable); source and listener options go to SourceOptions as given
+_FLAGS = [o for o in optiontable.OPTIONS if "twistd" in o.drivers and o.name != "listen"]
 
 
 class Options(usage.Options):
@@ -296,20 +246,10 @@ class Options(usage.Options):
         f"Default listeners: {' '.join(DEFAULT_LISTEN)} (loopback only)."
     )
     optParameters = [
-        ["output", "o", "-", "where messages go: a file path, or - for stdout"],
-        ["output-format", None, "json", "json (JSON lines) or text (syslog-ng's file layout)"],
-        [
-            "output-non-utf8",
-            None,
-            "escape",
-            "bytes that are not UTF-8: escape (lossless, JSON \\udcNN escapes) or replace"
-            " (U+FFFD, valid UTF-8 for every JSON reader)",
-        ],
-        ["log-iw-size", None, "1000", "messages that may wait for the output before pausing"],
-        ["stats-interval", None, "0", "seconds between stats lines in the log (0: only at stop)"],
-    ] + [[name, None, default, _FLAG_HELP[name]] for name, default in _defaults().items()]
+        [o.name, "o" if o.name == "output" else None, o.default_text(), o.help] for o in _FLAGS
+    ]
     optFlags = [
-        ["replace-hostname", None, "replace HOST by the sender's address (keep-hostname(no))"],
+        ["replace-hostname", None, "the same as --keep-hostname no"],
     ]
 
     def __init__(self) -> None:
@@ -324,27 +264,20 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         source_options: dict[str, Any] = {"listen": " ".join(self["listen"] or DEFAULT_LISTEN)}
-        for name in _defaults():
-            if self[name] is not None:
-                source_options[name] = self[name]
+        #: the output options' values (output, output-format, log-iw-size, ...)
+        self.output_options: dict[str, Any] = {}
         try:
+            for o in _FLAGS:
+                if o.scope != "output":
+                    if self[o.name] is not None:
+                        source_options[o.name] = self[o.name]
+                elif self[o.name] is not None:
+                    self.output_options[o.attr] = o.parse(self[o.name])
             SourceOptions.from_options(source_options)
         except OptionError as exc:
             raise usage.UsageError(str(exc)) from exc
-        for name in ("log-iw-size", "stats-interval"):
-            try:
-                value = float(self[name])
-            except ValueError:
-                raise usage.UsageError(f"--{name} must be a number, not {self[name]!r}") from None
-            if value < 0 or (name == "log-iw-size" and value < 1):
-                raise usage.UsageError(f"--{name} is out of range: {self[name]}")
-        if self["output-format"] not in ("json", "text"):
-            raise usage.UsageError("--output-format must be json or text")
-        if self["output-non-utf8"] not in NON_UTF8_POLICIES:
-            raise usage.UsageError(
-                f"--output-non-utf8 must be one of {', '.join(NON_UTF8_POLICIES)},"
-                f" not {self['output-non-utf8']!r}"
-            )
+        if self["replace-hostname"]:
+            self.output_options["keep_hostname"] = False
         self.source_options = source_options
 
 
@@ -364,18 +297,17 @@ def _twistd_logs_to_stdout(options: usage.Options) -> bool:
 
 def makeService(options: Options) -> SourceService:
     """The twistd entry point."""
-    output = open_output(
-        options["output"], options["output-format"], non_utf8=options["output-non-utf8"]
-    )
+    out = options.output_options
+    output = open_output(out["output"], out["output_format"], non_utf8=out["output_non_utf8"])
     service = SourceService(
         options.source_options,
         output,
-        log_iw_size=int(float(options["log-iw-size"])),
-        keep_hostname=not options["replace-hostname"],
-        stats_interval=float(options["stats-interval"]),
+        log_iw_size=out["log_iw_size"],
+        keep_hostname=out["keep_hostname"],
+        stats_interval=out["stats_interval"],
     )
     # Messages to stdout and twistd's log to stdout would interleave two formats in one
     # stream (`twistd -n syslogsrc | jq` would break at the first log line): stdout is
     # the messages', the log goes to stderr.
-    service.log_to_stderr = options["output"] == "-" and _twistd_logs_to_stdout(options)
+    service.log_to_stderr = out["output"] == "-" and _twistd_logs_to_stdout(options)
     return service

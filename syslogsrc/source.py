@@ -33,7 +33,6 @@ import functools
 import re
 import threading
 import time
-import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -53,9 +52,11 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from syslogsrc import optiontable
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions, OptionError
-from syslogsrc.parsing import FORMATS, ParsedMessage, malformed, parse
+from syslogsrc.optiontable import option
+from syslogsrc.parsing import ParsedMessage, malformed, parse
 from syslogsrc.producers import ProducerSet
 from syslogsrc.protocols._tracking import RateLimitedLog
 from syslogsrc.runtime import FEATURES, Logger, LogMessage, LogSource
@@ -81,7 +82,6 @@ _SET_SOURCE_IP = FEATURES.set_source_ipaddress
 #: (The emulation's does not leak: hosted sources get the address as before.)
 _SOURCE_IP_LEAKS = FEATURES.in_daemon
 #: What a source sets of the sender's address: name-value pairs, or the message's own address.
-SOURCE_IP_MODES = ("pairs", "saddr")
 _RAWMSG_SIZE = FEATURES.set_recvd_rawmsg_size
 
 #: pairs that carry what we know of a message's origin when the daemon has no API for it
@@ -810,185 +810,46 @@ def _chain(d: defer.Deferred[Any]) -> defer.Deferred[None]:
 # SyslogSource
 
 
-_TRUE = {"yes", "true", "on", "1"}
-_FALSE = {"no", "false", "off", "0"}
-PARSERS = ("syslogsrc", "native")
-
-
-def _as_bool(option: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise OptionError(option, value, "must be yes or no")
-
-
-def _as_int(option: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise OptionError(option, value, "must be an integer")
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise OptionError(option, value, "must be an integer") from None
-
-
-def _as_float(option: str, value: Any) -> float:
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        raise OptionError(option, value, "must be a number of seconds") from None
+PARSERS = optiontable.PARSERS
+DEFAULT_LISTEN = optiontable.DEFAULT_LISTEN
+parse_time_zone = optiontable.parse_time_zone
 
 
 def _as_specs(value: Any) -> list[str]:
-    """The listen option: specs separated by whitespace (a ``\\`` escapes it); commas are
-    part of a spec (``allow=10.0.0.0/8,192.0.2.1``). A list (4.x typed values) is a list of
-    such texts."""
+    """The listen option's specs, unchecked (for the persist name, before ``init()``)."""
     from syslogsrc.listen import _split_specs
 
     items = value if isinstance(value, list | tuple) else [value]
     return [spec for item in items for spec in _split_specs(str(item))]
 
 
-def _as_number(option: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise OptionError(option, value, "must be a number")
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        raise OptionError(option, value, "must be a number") from None
-
-
-def _as_words(value: Any) -> list[str]:
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    return str(value).replace(",", " ").split()
-
-
-def parse_time_zone(value: str) -> dt.tzinfo:
-    """``Europe/Budapest`` or ``+01:00`` / ``-05:30`` (syslog-ng's time-zone() forms)."""
-    text = value.strip()
-    if text[:1] in "+-" and len(text) == 6 and text[3] == ":":
-        try:
-            hours, minutes = int(text[1:3]), int(text[4:6])
-        except ValueError:
-            raise OptionError("time-zone", value, "is not +hh:mm") from None
-        sign = -1 if text[0] == "-" else 1
-        return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
-    try:
-        return zoneinfo.ZoneInfo(text)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise OptionError("time-zone", value, "is not a known time zone") from None
-
-
-#: option name -> (converter, ListenerOptions field or None)
-_LISTENER_OPTIONS = {
-    "framing": str,
-    "max_message_size": "int",
-    "max_connections": "int",
-    "idle_timeout": "float",
-    "tls_key_file": str,
-    "tls_cert_file": str,
-    "tls_ca_file": str,
-    "tls_peer_verify": str,
-    "tls_reload_interval": "float",
-    "so_rcvbuf": "int",
-    "udp_split_lines": "bool",
-    "http_path": str,
-    "http_token": str,
-    "http_max_body": "int",
-    "http_headers": "words",
-    "allow": "words",
-    "rate": "number",
-    "burst": "int",
-}
-
-
-#: loopback only by default: exposing a receiver to the network is the operator's decision
-DEFAULT_LISTEN = ("tcp:5514:interface=127.0.0.1", "udp:5514:interface=127.0.0.1")
-
-
 @attrs.frozen(kw_only=True)
 class SourceOptions:
-    """Every option of :class:`SyslogSource`, validated (the syslog-ng names, ``-`` or ``_``)."""
+    """Every option of :class:`SyslogSource`, validated (the syslog-ng names, ``-`` or ``_``):
+    what each means, its default and its limits are declared in :mod:`syslogsrc.optiontable`
+    (and the table of docs/syslog-ng.md)."""
 
-    #: listener specs, e.g. ``("tcp:5514:interface=127.0.0.1", "udp:5514")``
-    listen: tuple[str, ...] = DEFAULT_LISTEN
-    #: message format: auto, rfc5424, rfc3164, json, raw
-    format: str = "auto"
-    #: syslogsrc (ours) or native (the daemon's LogMessage.parse; in the emulation, ours)
-    parser: str = "syslogsrc"
-    #: time zone of stamps without an offset (default: the local one)
-    time_zone: dt.tzinfo | None = None
-    #: serve Prometheus metrics at /metrics on this Twisted stream endpoint, e.g.
-    #: ``tcp:9100:interface=127.0.0.1``; None (the default): no metrics endpoint
-    metrics: str | None = None
-    #: the sender's address: "pairs" (PEERIP, PEERPORT) or "saddr" (the message's own: $SOURCEIP;
-    #: leaks about 44 bytes a message in the daemons that have the API)
-    source_ip: str = "pairs"
+    listen: tuple[str, ...] = option("listen").default
+    format: str = option("format").default
+    parser: str = option("parser").default
+    time_zone: dt.tzinfo | None = option("time-zone").default
+    metrics: str | None = option("metrics").default
+    source_ip: str = option("source-ip").default
     listener: ListenerOptions = attrs.Factory(ListenerOptions)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SourceOptions:
         """Build from what ``init()`` receives (strings in 3.x, typed values in 4.2+)."""
-        opts = {str(k).replace("-", "_"): v for k, v in options.items()}
         kwargs: dict[str, Any] = {}
         listener: dict[str, Any] = {}
-        for key, value in opts.items():
-            name = key.replace("_", "-")
-            if key == "listen":
-                kwargs["listen"] = tuple(_as_specs(value))
-                if not kwargs["listen"]:
-                    raise OptionError("listen", value, "needs at least one listener")
-            elif key == "format":
-                if value not in FORMATS:
-                    raise OptionError("format", value, f"must be one of {', '.join(FORMATS)}")
-                kwargs["format"] = value
-            elif key == "parser":
-                if value not in PARSERS:
-                    raise OptionError("parser", value, f"must be one of {', '.join(PARSERS)}")
-                kwargs["parser"] = value
-            elif key == "time_zone":
-                kwargs["time_zone"] = parse_time_zone(str(value))
-            elif key == "source_ip":
-                if value not in SOURCE_IP_MODES:
-                    raise OptionError(
-                        "source-ip", value, f"must be one of {', '.join(SOURCE_IP_MODES)}"
-                    )
-                kwargs["source_ip"] = value
-            elif key == "metrics":
-                from syslogsrc.metrics import check_metrics_spec
-
-                kwargs["metrics"] = check_metrics_spec(str(value).strip())
-            elif key in _LISTENER_OPTIONS:
-                kind = _LISTENER_OPTIONS[key]
-                if kind == "int":
-                    value = _as_int(name, value)
-                elif kind == "float":
-                    value = _as_float(name, value)
-                elif kind == "number":
-                    value = _as_number(name, value)
-                elif kind == "bool":
-                    value = _as_bool(name, value)
-                elif kind == "words":
-                    value = tuple(_as_words(value))
-                else:
-                    value = str(value)
-                listener[key] = value
-            else:
+        for key, value in options.items():
+            name = str(key).replace("_", "-")
+            declared = optiontable.OPTIONS_BY_NAME.get(name)
+            if declared is None or "daemon" not in declared.drivers:
                 raise OptionError(name, value, "is not an option of SyslogSource")
-        try:
-            kwargs["listener"] = ListenerOptions(**listener)
-        except OptionError:
-            raise
-        except (TypeError, ValueError) as exc:  # pragma: no cover - validators raise OptionError
-            raise OptionError("options", listener, str(exc)) from exc
-        from syslogsrc.listen import parse_listen
-
-        for spec in kwargs.get("listen", DEFAULT_LISTEN):
-            parse_listen(spec)  # raises OptionError("listen", spec, why)
+            into = listener if declared.scope == "listener" else kwargs
+            into[declared.attr] = declared.parse(value)
+        kwargs["listener"] = ListenerOptions(**listener)
         return cls(**kwargs)
 
 
