@@ -72,6 +72,8 @@ _IN_DAEMON = FEATURES.in_daemon
 _monotonic = time.monotonic  # the clock of suspended time (tests replace it)
 # What the version gives, decided once for every message (FEATURES is frozen).
 _CLOSE_BATCH = FEATURES.close_batch
+#: the daemon's close_batch() (4.x), called directly from the hot path
+_close_batch = getattr(LogSource, "close_batch", None)
 _STALE_CLOCK = FEATURES.stale_receive_time
 _SET_SOURCE_IP = FEATURES.set_source_ipaddress
 #: ``LogMessage.set_source_ipaddress()`` leaks the address it makes, about 44 bytes a call, in
@@ -595,7 +597,9 @@ class TwistedSource(LogSource):
         stale ``wakeup()`` can make the daemon drop (see *flow control* below)."""
         if self._suspended:
             return 0
-        build = self.builder(origin)
+        build = origin.memo.get(self)  # made once per connection, sender or request
+        if build is None:
+            build = origin.memo[self] = self.builder(origin)
         post_message = self.post_message
         stats = origin.listener
         taken = posted = 0
@@ -623,17 +627,18 @@ class TwistedSource(LogSource):
         finally:
             stats.posted += posted
             if taken and _CLOSE_BATCH:
-                self.close_batch()
+                _close_batch(self)  # the daemon's own, without our override's frames
         return taken
 
     def close_batch(self) -> None:  # type: ignore[override]
         if _CLOSE_BATCH:
-            super().close_batch()
+            _close_batch(self)
 
     def builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
-        """What builds the ``LogMessage`` of each message of one batch from ``origin``:
-        :meth:`build_message` with the origin bound. A subclass may return something faster
-        for the origin (:class:`SyslogSource` does, for the daemon's parser)."""
+        """What builds the ``LogMessage`` of each message from ``origin``: :meth:`build_message`
+        with the origin bound. Asked once per origin (a connection, a datagram's sender, an
+        HTTP request; kept in ``origin.memo``), after :meth:`attach`. A subclass may return
+        something faster for the origin (:class:`SyslogSource` does, for the daemon's parser)."""
         return functools.partial(self.build_message, origin=origin)
 
     def build_message(self, message: bytes | ParsedMessage, origin: Origin) -> Any:
