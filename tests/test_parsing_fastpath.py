@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syslogsrc import parsing
+from syslogsrc import _rfc3164, parsing
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 ZONES = [None, dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30))]
@@ -24,8 +24,8 @@ ZONES = [None, dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30))]
 def both_ways(monkeypatch, frame: bytes, time_zone) -> tuple:
     fast = parsing.parse(frame, "rfc3164", time_zone=time_zone, now=NOW)
     with monkeypatch.context() as m:
-        m.setattr(parsing, "_legacy_common", lambda text: None)
-        m.setattr(parsing, "_legacy_iso_common", lambda text: None)
+        m.setattr(_rfc3164, "_legacy_common", lambda text: None)
+        m.setattr(_rfc3164, "_legacy_iso_common", lambda text: None)
         slow = parsing.parse(frame, "rfc3164", time_zone=time_zone, now=NOW)
     return fast, slow
 
