@@ -272,9 +272,10 @@ class TwistedSource(LogSource):
         self.transport_name: str | None = None
         self._check_next = False  # ask whether the daemon took the next post (after a resume)
         self._transport_pair = True  # each message carries TRANSPORT (decided at attach)
-        #: how the sender's address is given: "pairs" (``PEERIP``/``PEERPORT``, the default) or
+        #: how the sender's address is given: "pairs" (``PEERIP``/``PEERPORT``, the default),
         #: "saddr" (the message's own source address: ``$SOURCEIP``, ``$SOURCEPORT`` and
-        #: ``HOST_FROM`` on 4.x; leaks about 44 bytes a message, see docs/syslog-ng.md)
+        #: ``HOST_FROM`` on 4.x; leaks about 44 bytes a message, see docs/syslog-ng.md) or
+        #: "none" (not at all: two calls into the daemon fewer per message)
         self.source_ip = "pairs"
         self._set_source_ip = False  # decided at attach
         #: where the listeners hand their messages: the source itself (inside the daemon, or
@@ -702,7 +703,7 @@ class TwistedSource(LogSource):
         if self._transport_pair:
             msg["TRANSPORT"] = origin.transport
         host = origin.peer_host
-        if host is not None:
+        if host is not None and self.source_ip != "none":
             if self._set_source_ip:
                 msg.set_source_ipaddress(host, origin.peer_port or 0)
             else:  # 3.x has no API; 4.x's leaks (source-ip saddr asks for it all the same)
@@ -918,7 +919,7 @@ class SyslogSource(TwistedSource):
         stamp_read = self._stamp_read
         pairs = origin.pairs
         transport = origin.transport if self._transport_pair else None
-        host = origin.peer_host
+        host = origin.peer_host if self.source_ip != "none" else None
         port = origin.peer_port or 0
         set_source_ip = self._set_source_ip and host is not None
         peer_pairs = not self._set_source_ip and host is not None

@@ -315,6 +315,21 @@ def test_source_ip_pairs_by_default_the_leaking_api_only_when_asked(
         assert (msg._source_ip == "192.0.2.7") is not peer_pairs
 
 
+def test_source_ip_none_gives_no_address() -> None:
+    from syslogsrc.emulation import ParseOptions
+
+    source = SyslogSource()
+    assert source.init({"listen": "tcp:5514", "source-ip": "none"})
+    source.parse_options = ParseOptions("auto")
+    origin = Origin("tcp", ListenerStats("tcp:5514"), "192.0.2.7", 40000, 5514)
+    for native in (False, True):
+        source._native = native
+        msg = source.builder(origin)(b"<13>Nov 24 06:00:00 h app: m")
+        assert "PEERIP" not in msg._values and "PEERPORT" not in msg._values
+        assert msg._source_ip is None
+        assert msg._values["MESSAGE"] == b"m"
+
+
 def test_a_bad_source_ip_fails_init_naming_it() -> None:
     source = SyslogSource()
     assert not source.init({"listen": "tcp:5514", "source-ip": "both"})
