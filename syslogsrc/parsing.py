@@ -27,6 +27,7 @@ from ._tags import (
 
 __all__ = [
     "FORMATS",
+    "MAX_NAME_BYTES",
     "ParsedMessage",
     "json_bytes",
     "json_number",

@@ -64,6 +64,16 @@ _FIRST_FRAME_GUESS = 32
 _log = Logger(namespace="syslogsrc.listen")
 
 
+#: How a TLS ClientHello starts: a handshake record (22) of TLS major version 3. A plain
+#: listener that sees it closes the connection (a client that should have used ssl:/https:).
+TLS_CLIENT_HELLO = b"\x16\x03"
+
+
+def looks_like_tls(data: bytes) -> bool:
+    """True when ``data``, the first bytes of a connection, start a TLS handshake."""
+    return data[:2] == TLS_CLIENT_HELLO
+
+
 class RateLimitedLog:
     """Log a recurring condition at most once per ``interval`` seconds, with a count.
 

@@ -42,13 +42,10 @@ from syslogsrc.httpbody import (
 )
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.parsing import ParsedMessage
-from syslogsrc.protocols._tracking import RateLimitedLogs
+from syslogsrc.parsing import MAX_NAME_BYTES, ParsedMessage
+from syslogsrc.protocols._tracking import RateLimitedLogs, looks_like_tls
 
 __all__ = ["HTTPIngestSite"]
-
-_TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS handshake record (a ClientHello)
-_MAX_NAME_BYTES = 255  # syslog-ng's longest name-value pair name
 
 
 # -- replies ------------------------------------------------------------------------------------
@@ -302,7 +299,7 @@ class _IngestChannel(http.HTTPChannel):
             self._seen_data = True
             site = getattr(self, "site", None)
             if (
-                data[:1] == _TLS_HANDSHAKE
+                looks_like_tls(data)
                 and isinstance(site, HTTPIngestSite)
                 and site.transport_name == "http"
             ):
@@ -507,7 +504,7 @@ def _pairs(request: _IngestRequest, options: ListenerOptions) -> dict[str, str]:
         # query arguments whose name would make one (the client chooses them)
         if name and values:
             pair = f"http.query.{text(name)}"
-            if len(pair.encode("utf-8")) <= _MAX_NAME_BYTES:
+            if len(pair.encode("utf-8")) <= MAX_NAME_BYTES:
                 pairs[pair] = text(values[-1])
     for name in options.http_headers:
         value = _header_text(request.requestHeaders, name.encode("latin-1"))

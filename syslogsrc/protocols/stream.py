@@ -30,7 +30,7 @@ from zope.interface import implementer
 from syslogsrc.framing import FrameDecoder
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.protocols._tracking import RateLimitedLog, looks_like_tls
 
 __all__ = ["SyslogStreamFactory", "SyslogStreamProtocol", "origin_of"]
 
@@ -38,7 +38,6 @@ _log = Logger(namespace="syslogsrc.listen")
 
 #: The start of a TLS record carrying a handshake message (RFC 8446 5.1: ContentType 22, then
 #: legacy_record_version 3.x).
-_TLS_HANDSHAKE = b"\x16\x03"
 
 
 def origin_of(
@@ -108,7 +107,7 @@ class SyslogStreamProtocol(Protocol):
             # Now, not in _post: the first frame may be posted only by connectionLost, when
             # the socket is gone (and getHost() with it). Not at connectionMade either: behind
             # haproxy: the peer is known once the PROXY header has been read, before our data.
-            if data[:2] == _TLS_HANDSHAKE and self.factory.refuse_tls:
+            if looks_like_tls(data) and self.factory.refuse_tls:
                 self._refuse_tls()
                 return
             self._origin = origin_of(
