@@ -120,7 +120,7 @@ class _JsonNumber(str):
 
 
 # NaN, Infinity and -Infinity are no JSON, but Python's decoder (like json-c) reads them: they
-# are kept as written, like numbers. (As floats, one inside an array made _json_text raise.)
+# are kept as written, like numbers (never floats: _json_text writes only JSON's own forms).
 _json_decoder = json.JSONDecoder(
     parse_float=_JsonNumber, parse_int=_JsonNumber, parse_constant=_JsonNumber
 )
@@ -169,8 +169,8 @@ def _flatten(obj: dict, prefix: str, pairs: dict) -> bool:
     """Nested objects -> dotted names (as syslog-ng's json-parser); lists -> JSON text.
 
     A name syslog-ng would refuse (empty, or over 255 bytes) is left out, with what is under it;
-    returns False if anything was. (Without the limit a 64 kB object made of one 30 kB key
-    holding 3 500 members flattened into 105 MB of names.)
+    returns False if anything was. The bound keeps the names a frame makes in proportion to
+    the frame (docs/reliability.md: at most about 50 times its size), whatever its nesting.
     """
     complete = True
     longest = MAX_NAME_BYTES // 4
