@@ -53,6 +53,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from syslogsrc import _daemon_parse
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.parsing import FORMATS, ParsedMessage, malformed, parse
@@ -653,6 +654,14 @@ class TwistedSource(LogSource):
         """A ``LogMessage`` of a parsed message: its stamp (or now), pairs, PRI and tags, then
         :meth:`annotate`. ``size`` is the frame's size (``$RAWMSG_SIZE`` where the daemon has
         it)."""
+        msg = self._parsed_message(parsed)
+        if parsed.tags and malformed(parsed):
+            origin.listener.malformed += 1
+        self.annotate(msg, origin, size)
+        return msg
+
+    def _parsed_message(self, parsed: ParsedMessage) -> Any:
+        """A ``LogMessage`` of a parsed message: its stamp (or now), pairs, PRI and tags."""
         if parsed.timestamp is not None:
             msg = self._message_at(parsed.timestamp, parsed.format)
         else:
@@ -665,9 +674,6 @@ class TwistedSource(LogSource):
         msg.set_pri(parsed.pri)
         if parsed.tags:
             msg[TAGS_PAIR] = ",".join(parsed.tags)
-            if malformed(parsed):
-                origin.listener.malformed += 1
-        self.annotate(msg, origin, size)
         return msg
 
     def _message_at(self, ts: dt.datetime, format: str) -> Any:
@@ -751,6 +757,45 @@ def _stamp_shapes_read(parse_options: Any) -> Callable[[bytes], bool]:
     return re.compile(b"|".join(read)).match  # type: ignore[return-value]
 
 
+#: what the daemon's parse options can change of a message, compared on the hybrid's probes
+_PROBED_NAMES = (
+    "HOST",
+    "PROGRAM",
+    "PID",
+    "MSGID",
+    "MESSAGE",
+    "LEGACY_MSGHDR",
+    "RAWMSG",
+    "SDATA",
+    "PRI",
+    "ISODATE",
+    "TAGS",
+    TAGS_PAIR,
+)
+
+
+def _probe_sd_names(frame: bytes) -> list[str]:
+    """The ``.SDATA.<id>.<param>`` names of a probe frame's SD (no escapes in probes)."""
+    names = []
+    for element in re.findall(rb"\[([^ \]]+)((?: [^=]+=\"[^\"]*\")*)\]", frame):
+        sd_id = element[0].decode()
+        for param in re.findall(rb' ([^=]+)="', element[1]):
+            names.append(f".SDATA.{sd_id}.{param.decode()}")
+    return names
+
+
+def _is_utf8(frame: bytes) -> bool:
+    try:
+        frame.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _today() -> dt.date:
+    return dt.date.today()
+
+
 def _sdata_last_first(pairs: Mapping[str, str]) -> Iterable[tuple[str, str]]:
     """The items of ``pairs`` in the order that makes the daemon render ``$SDATA`` as sent.
 
@@ -812,7 +857,7 @@ def _chain(d: defer.Deferred[Any]) -> defer.Deferred[None]:
 
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
-PARSERS = ("syslogsrc", "native")
+PARSERS = ("syslogsrc", "native", "hybrid")
 
 
 def _as_bool(option: str, value: Any) -> bool:
@@ -918,7 +963,8 @@ class SourceOptions:
     listen: tuple[str, ...] = DEFAULT_LISTEN
     #: message format: auto, rfc5424, rfc3164, json, raw
     format: str = "auto"
-    #: syslogsrc (ours) or native (the daemon's LogMessage.parse; in the emulation, ours)
+    #: syslogsrc (ours), native (the daemon's LogMessage.parse; in the emulation, ours) or hybrid
+    #: (the daemon's for the frames it provably reads as ours does, ours for the rest)
     parser: str = "syslogsrc"
     #: time zone of stamps without an offset (default: the local one)
     time_zone: dt.tzinfo | None = None
@@ -1019,6 +1065,9 @@ class SyslogSource(TwistedSource):
         self._format = self.options.format
         self._time_zone = self.options.time_zone
         self._native = self.options.parser == "native"
+        self._hybrid = self.options.parser == "hybrid"
+        #: format -> the shapes of frames the daemon's parser reads as ours (hybrid; at attach)
+        self._c_shapes: dict[str, tuple[str, ...]] = {}
         self.metrics_spec = self.options.metrics
         self.source_ip = self.options.source_ip
         self._stamp_read: Any = _no_stamp_known  # set at the first native parse (attach)
@@ -1026,7 +1075,62 @@ class SyslogSource(TwistedSource):
     def attach(self, reactor: Any) -> defer.Deferred[list[Any]]:
         if self._native and _STALE_CLOCK and self.sink is self:
             self._stamp_read = _stamp_shapes_read(self.parse_options)
+        self._c_shapes = {}
+        if self._hybrid and _IN_DAEMON and self.sink is self:
+            formats = {self._format} | {s.format for s in self._specs if s.format is not None}
+            for fmt in sorted(formats):
+                self._c_shapes[fmt] = self._shapes_read_alike(fmt)
+            self.logger.info(
+                "syslogsrc: parser hybrid: the daemon's parser for "
+                + "; ".join(
+                    f"format {fmt}: {', '.join(names) or 'no frame'}"
+                    for fmt, names in sorted(self._c_shapes.items())
+                )
+            )
         return super().attach(reactor)
+
+    def _shapes_read_alike(self, fmt: str) -> tuple[str, ...]:
+        """The shapes of frames (:mod:`syslogsrc._daemon_parse`) that the daemon's parser,
+        with this driver's parse options, reads as ours does in format ``fmt``: each tried on
+        probe frames, once."""
+        if fmt == "auto":
+            wanted: tuple[str, ...] = _daemon_parse.SHAPES
+        elif fmt == "rfc3164":
+            wanted = tuple(n for n in _daemon_parse.SHAPES if n.startswith("rfc3164"))
+        elif fmt == "rfc5424":
+            wanted = ("rfc5424",)
+        else:  # json, raw: the daemon has no such parser
+            wanted = ()
+        if self._time_zone is not None:  # ours reads stamps without offset in another zone
+            wanted = tuple(n for n in wanted if n not in _daemon_parse.LOCAL_SHAPES)
+        alike = []
+        for name, frames in _daemon_parse.probes().items():
+            if name not in wanted:
+                continue
+            try:
+                if all(self._read_alike(frame, fmt) for frame in frames):
+                    alike.append(name)
+            except Exception as exc:  # a probe the daemon refuses: not known to be read alike
+                self.logger.debug(f"syslogsrc: probe of {name} failed: {exc!r}")
+        return tuple(alike)
+
+    def _read_alike(self, frame: bytes, fmt: str) -> bool:
+        """Whether both parsers make the same message of ``frame``, as far as the daemon's
+        parse options can change it (fields, stamp, PRI, tags, raw message)."""
+        mine = self._parsed_message(parse(frame, fmt, time_zone=self._time_zone))
+        theirs = LogMessage.parse(frame, self.parse_options)
+        names = [*_PROBED_NAMES, *(n for n in _probe_sd_names(frame))]
+        for name in names:
+            if _value(mine, name) != _value(theirs, name):
+                self.logger.debug(
+                    f"syslogsrc: parser hybrid: {name} differs for {frame!r}:"
+                    f" {_value(mine, name)!r} (ours) != {_value(theirs, name)!r}"
+                )
+                return False
+        get_timestamp = getattr(theirs, "get_timestamp", None)
+        if get_timestamp is not None and get_timestamp() != mine.get_timestamp():
+            return False
+        return True
 
     def listeners(self, reactor: Any) -> list[Any]:
         from syslogsrc.listen import make_listener
@@ -1035,13 +1139,64 @@ class SyslogSource(TwistedSource):
 
     def builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
         if (
-            self._native
-            and origin.format is None
-            and type(self).build_message is SyslogSource.build_message
+            type(self).build_message is SyslogSource.build_message
             and type(self).annotate is TwistedSource.annotate
         ):
-            return self._native_builder(origin)
+            if self._native and origin.format is None:
+                return self._native_builder(origin)
+            if self._c_shapes:
+                return self._hybrid_builder(origin)
         return super().builder(origin)
+
+    def _hybrid_builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
+        """The hybrid parser for one batch from ``origin``: the daemon's parser for a frame
+        of a shape it reads as ours (:mod:`syslogsrc._daemon_parse`, one regex), ours for any
+        other; then what :meth:`annotate` adds, decided here for the origin."""
+        fmt = origin.format or self._format
+        names = self._c_shapes.get(fmt, ())
+        if not names:
+            return functools.partial(self.build_message, origin=origin)
+        read_alike = _daemon_parse.frame_test(names, _today())
+        c_parse = LogMessage.parse
+        parse_options = self.parse_options
+        ours = parse
+        time_zone = self._time_zone
+        parsed_message = self._parsed_message
+        stats = origin.listener
+        pairs = origin.pairs
+        transport = origin.transport if self._transport_pair else None
+        host = origin.peer_host
+        port = origin.peer_port or 0
+        set_source_ip = self._set_source_ip and host is not None
+        peer_pairs = not self._set_source_ip and host is not None
+        port_text = str(port)
+        message_from = self.message_from
+
+        def build(frame: bytes | ParsedMessage) -> Any:
+            if type(frame) is not bytes:
+                return message_from(frame, origin, len(frame.pairs.get("MESSAGE", "")))
+            if read_alike(frame) and (frame.isascii() or _is_utf8(frame)):
+                msg = c_parse(frame, parse_options)
+            else:
+                parsed = ours(frame, fmt, time_zone=time_zone)
+                msg = parsed_message(parsed)
+                if parsed.tags and malformed(parsed):
+                    stats.malformed += 1
+            if pairs:
+                for name, value in pairs.items():
+                    msg[name] = value
+            if transport is not None:
+                msg["TRANSPORT"] = transport
+            if set_source_ip:
+                msg.set_source_ipaddress(host, port)
+            elif peer_pairs:
+                msg["PEERIP"] = host
+                msg["PEERPORT"] = port_text
+            if _RAWMSG_SIZE:
+                msg.set_recvd_rawmsg_size(len(frame))
+            return msg
+
+        return build
 
     def _native_builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
         """:meth:`build_message` with the daemon's parser and :meth:`annotate` in one function
@@ -1085,6 +1240,12 @@ class SyslogSource(TwistedSource):
         if type(message) is not bytes:
             return self.message_from(message, origin, len(message.pairs.get("MESSAGE", "")))
         fmt = origin.format
+        names = self._c_shapes.get(fmt or self._format) if self._c_shapes else None
+        if names and _daemon_parse.accepts(_daemon_parse.frame_test(names), message):
+            # hybrid: the same decision as _hybrid_builder's
+            msg = LogMessage.parse(message, self.parse_options)
+            self.annotate(msg, origin, len(message))
+            return msg
         if self._native and fmt is None:
             msg = LogMessage.parse(message, self.parse_options)
             # asked only of frames whose stamp the daemon may not have read
