@@ -72,6 +72,7 @@ HAND_SOURCES = [
     ("handwritten", "hand-written Twisted source"),
     ("syslogsrc-native", "SyslogSource, parser native"),
     ("syslogsrc", "SyslogSource, parser syslogsrc"),
+    ("syslogsrc-hybrid", "SyslogSource, parser hybrid"),
     ("native-tuned", "native tuned"),
 ]
 
@@ -101,7 +102,7 @@ def source_config(
         if source == "native-tuned":
             opts += f" log-fetch-limit(1000) log-iw-size({WINDOW}) max-connections(100)"
         return f"{driver}(transport({transport}) {addr}{opts})"
-    parser = "native" if source == "syslogsrc-native" else "syslogsrc"
+    parser = {"syslogsrc-native": "native", "syslogsrc-hybrid": "hybrid"}.get(source, "syslogsrc")
     if transport == "udp":
         listen = f"udp:{port}:interface=127.0.0.1"
         extra = f' "so-rcvbuf" "{UDP_RCVBUF}"'
@@ -113,7 +114,7 @@ def source_config(
         listen = f"tcp:{port}:interface=127.0.0.1"
         extra = ""
     # the daemon's parser needs flags(syslog-protocol) to read RFC 5424, as syslog() sets it
-    flags = " flags(syslog-protocol)" if (rfc5424 and parser == "native") else ""
+    flags = " flags(syslog-protocol)" if (rfc5424 and parser != "syslogsrc") else ""
     return (
         f'python(class("syslogsrc.SyslogSource") options("listen" "{listen}" "parser" "{parser}"'
         f' "max-connections" "100"{extra}) log-iw-size({WINDOW}){flags})'

@@ -62,11 +62,14 @@ _TAG = rb" " + _PROGRAM + rb"(?:\[[0-9]{1,10}\])?: "
 # control characters are read alike, unless flags(no-multi-line): a probe has them.
 _BODY = rb"(?:[^\x00]*[^\r\n\x00])?"
 
-# RFC 5424 (section 6): PRINTUSASCII fields within their lengths, "-" for nil
-_PRINTUS = rb"[\x21-\x7e]"
-_SD_NAME = rb"[\x21\x23-\x3c\x3e-\x5c\x5e-\x7e]{1,32}"  # PRINTUSASCII but = SP ] "
+# RFC 5424 (section 6): header fields within their lengths, "-" for nil, of PRINTUSASCII but
+# " = [ \ ] (a host name "a[b" or "a\:" is read differently); SD params named without "." and
+# no empty SD element (ours orders $SDATA differently for those)
+_PRINTUS = rb"[\x21\x23-\x3c\x3e-\x5a\x5e-\x7e]"
+_SD_ID = rb"[\x21\x23-\x3c\x3e-\x5c\x5e-\x7e]{1,32}"  # PRINTUSASCII but = SP ] "
+_SD_NAME = rb"[\x21\x23-\x2d\x2f-\x3c\x3e-\x5c\x5e-\x7e]{1,32}"  # and not "."
 _PARAM_VALUE = rb"[\x20\x21\x23-\x5b\x5e-\x7e]{0,64}"  # no " \ ] (no escapes to read)
-_SD_ELEMENT = rb"\[" + _SD_NAME + rb"(?: " + _SD_NAME + rb'="' + _PARAM_VALUE + rb'"){0,8}\]'
+_SD_ELEMENT = rb"\[" + _SD_ID + rb"(?: " + _SD_NAME + rb'="' + _PARAM_VALUE + rb'"){1,8}\]'
 _RFC5424 = (
     _PRI
     + rb"1 "

@@ -270,6 +270,8 @@ class TwistedSource(LogSource):
         self.paused = False  # IMessageSink: True while suspended
         self.transport_name: str | None = None
         self._check_next = False  # ask whether the daemon took the next post (after a resume)
+        #: parsed messages carry MSGFORMAT, as the daemon's parser sets it (4.7+; at attach)
+        self._msgformat_pair = False
         self._transport_pair = True  # each message carries TRANSPORT (decided at attach)
         #: how the sender's address is given: "pairs" (``PEERIP``/``PEERPORT``, the default) or
         #: "saddr" (the message's own source address: ``$SOURCEIP``, ``$SOURCEPORT`` and
@@ -674,6 +676,8 @@ class TwistedSource(LogSource):
         msg.set_pri(parsed.pri)
         if parsed.tags:
             msg[TAGS_PAIR] = ",".join(parsed.tags)
+        if self._msgformat_pair:  # as the daemon's parser names it (4.7+)
+            msg["MSGFORMAT"] = parsed.format
         return msg
 
     def _message_at(self, ts: dt.datetime, format: str) -> Any:
@@ -771,6 +775,7 @@ _PROBED_NAMES = (
     "ISODATE",
     "TAGS",
     TAGS_PAIR,
+    "MSGFORMAT",
 )
 
 
@@ -782,6 +787,13 @@ def _probe_sd_names(frame: bytes) -> list[str]:
         for param in re.findall(rb' ([^=]+)="', element[1]):
             names.append(f".SDATA.{sd_id}.{param.decode()}")
     return names
+
+
+def _probe_value(msg: Any, name: str) -> bytes:
+    """:func:`_value`, with 4.x's typed empty list (``TAGS`` of a message without tags) as
+    the empty value it is."""
+    value = _value(msg, name)
+    return b"" if value == b"[]" else value
 
 
 def _is_utf8(frame: bytes) -> bool:
@@ -1076,6 +1088,9 @@ class SyslogSource(TwistedSource):
         if self._native and _STALE_CLOCK and self.sink is self:
             self._stamp_read = _stamp_shapes_read(self.parse_options)
         self._c_shapes = {}
+        if _IN_DAEMON and self.sink is self:
+            probe = LogMessage.parse(_stamp_carrier(dt.datetime.now(_UTC)), self.parse_options)
+            self._msgformat_pair = bool(_value(probe, "MSGFORMAT"))
         if self._hybrid and _IN_DAEMON and self.sink is self:
             formats = {self._format} | {s.format for s in self._specs if s.format is not None}
             for fmt in sorted(formats):
@@ -1121,10 +1136,10 @@ class SyslogSource(TwistedSource):
         theirs = LogMessage.parse(frame, self.parse_options)
         names = [*_PROBED_NAMES, *(n for n in _probe_sd_names(frame))]
         for name in names:
-            if _value(mine, name) != _value(theirs, name):
+            a, b = _probe_value(mine, name), _probe_value(theirs, name)
+            if a != b:
                 self.logger.debug(
-                    f"syslogsrc: parser hybrid: {name} differs for {frame!r}:"
-                    f" {_value(mine, name)!r} (ours) != {_value(theirs, name)!r}"
+                    f"syslogsrc: parser hybrid: {name} differs for {frame!r}: {a!r} (ours) != {b!r}"
                 )
                 return False
         get_timestamp = getattr(theirs, "get_timestamp", None)
