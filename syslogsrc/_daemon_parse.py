@@ -66,8 +66,8 @@ _BODY = rb"(?:[^\x00]*[^\r\n\x00])?"
 # " = [ \ ] (a host name "a[b" or "a\:" is read differently); SD params named without "." and
 # no empty SD element (ours orders $SDATA differently for those)
 _PRINTUS = rb"[\x21\x23-\x3c\x3e-\x5a\x5e-\x7e]"
-_SD_ID = rb"[\x21\x23-\x3c\x3e-\x5c\x5e-\x7e]{1,32}"  # PRINTUSASCII but = SP ] "
-_SD_NAME = rb"[\x21\x23-\x2d\x2f-\x3c\x3e-\x5c\x5e-\x7e]{1,32}"  # and not "."
+_SD_ID = rb"[\x21\x23-\x3c\x3e-\x5b\x5e-\x7e]{1,32}"  # PRINTUSASCII but = SP ] " \
+_SD_NAME = rb"[\x21\x23-\x2d\x2f-\x3c\x3e-\x5b\x5e-\x7e]{1,32}"  # and not "."
 _PARAM_VALUE = rb"[\x20\x21\x23-\x5b\x5e-\x7e]{0,64}"  # no " \ ] (no escapes to read)
 _SD_ELEMENT = rb"\[" + _SD_ID + rb"(?: " + _SD_NAME + rb'="' + _PARAM_VALUE + rb'"){1,8}\]'
 _RFC5424 = (

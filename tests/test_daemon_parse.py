@@ -25,6 +25,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 import zoneinfo
 
 import pytest
@@ -322,8 +323,6 @@ def test_hybrid_stores_what_ours_stores(syslog_ng, frames):
     old_tz = os.environ.get("TZ")
     os.environ["TZ"] = TZ
     try:
-        import time
-
         time.tzset()
         _daemon_parse._compiled.clear()
         test = _daemon_parse.frame_test(_daemon_parse.SHAPES)
@@ -335,3 +334,107 @@ def test_hybrid_stores_what_ours_stores(syslog_ng, frames):
             os.environ["TZ"] = old_tz
         time.tzset()
     assert accepted > len(frames) // 3, (accepted, len(frames))
+
+
+# --------------------------------------------------------------------------------------------
+# the pre-check alone (no daemon)
+
+
+def _in_zone(zone: str, fn):
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    _daemon_parse._compiled.clear()
+    try:
+        return fn()
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+        _daemon_parse._compiled.clear()
+
+
+@pytest.mark.parametrize(
+    ("today", "months"),
+    [
+        (dt.date(2026, 12, 15), {(2026, 11), (2026, 12), (2027, 1)}),
+        (dt.date(2027, 1, 15), {(2026, 12), (2027, 1), (2027, 2)}),
+        # on the first of a month, yesterday's month-before is out of tomorrow's reach
+        (dt.date(2026, 12, 1), {(2026, 11), (2026, 12)}),
+        (dt.date(2026, 11, 30), {(2026, 11), (2026, 12)}),
+    ],
+)
+def test_months_both_year_rules_agree_on(today, months):
+    assert _in_zone("UTC", lambda: _daemon_parse.local_months(today)) == months
+
+
+def test_months_with_a_daylight_saving_change_are_left_out():
+    # New York: DST ends on 1 November 2026 and starts on 14 March 2027
+    got = _in_zone(TZ, lambda: _daemon_parse.local_months(dt.date(2026, 12, 15)))
+    assert got == {(2026, 12), (2027, 1)}
+    got = _in_zone(TZ, lambda: _daemon_parse.local_months(dt.date(2027, 2, 15)))
+    assert got == {(2027, 1), (2027, 2)}
+
+
+ACCEPTED = [
+    b"<38>2026-12-02T11:02:26 localhost prg00000[1234]: seq: 0000000000, thread: 0000",
+    b"<38>1 2026-12-02T11:02:26+00:00 localhost prg00000 1234 - - \xef\xbb\xbfseq: 00000",
+    b"<13>Dec  2 10:00:00 host prog[1]: text",
+    b"<13>Nov 30 10:00:00 10.0.0.1 prog: text with \t tab",
+    b"<13>2020-02-28T10:00:00.123456-05:00 host prog: any date with an offset",
+    b'<165>1 2003-10-11T22:14:15.003Z mymachine evntslog - ID47 [ex@32473 iut="3"] An event',
+    b"<165>1 2003-10-11T22:14:15.003Z mymachine evntslog - ID47 -",
+    b"<13>Dec  2 10:00:00 host prog[1]: caf\xc3\xa9",
+]
+REJECTED = [
+    b"<13>Feb  2 10:00:00 host prog[1]: two months ago: the year rules may differ",
+    b"<13>2026-03-08T02:30:00 host prog: no offset, out of the months",
+    b"<13>Dec  2 10:00:00 host prog[1]: trailing CR\r",
+    b"<13>Dec  2 10:00:00 host prog[1]: a NUL\0inside",
+    b"<13>Dec  2 10:00:00 host prog[1]: latin-1 caf\xe9",
+    b"<192>Dec  2 10:00:00 host prog[1]: PRI too large",
+    b"<13>Dec  2 10:00:00 2026 prog[1]: a year for a host",
+    b"<13>Dec  2 10:00:00 host prog[1] no colon",
+    b"<13>Dec 02 10:00:00 h[x] prog: odd host",
+    b"<13>2026-02-29T10:00:00Z host prog: no such day",
+    b"<13>2026-12-02T10:00:00.1234567Z host prog: seven digits",
+    b"<13>1 2026-12-02T10:00:00 h app - - - no offset",
+    b"<13>1 - h app - - - no stamp",
+    b"<13>1 2026-12-02T10:00:00Z h app - - [empty] element",
+    b'<13>1 2026-12-02T10:00:00Z h app - - [a x\\="1"] backslash in a name',
+    b'<13>1 2026-12-02T10:00:00Z h app - - [a x="\\""] escaped',
+    b'<13>1 2026-12-02T10:00:00Z h app - - [a x.y="1"] dotted param',
+    b"<13>1 2026-12-02T10:00:00Z a[b app - - - bracket in host",
+    b"Use the BFG!",
+]
+
+
+def test_the_pre_check_takes_the_common_shapes_and_leaves_the_rest():
+    def check():
+        test = _daemon_parse.frame_test(_daemon_parse.SHAPES, dt.date(2026, 12, 2))
+        taken = [f for f in ACCEPTED if not _daemon_parse.accepts(test, f)]
+        left = [f for f in REJECTED if _daemon_parse.accepts(test, f)]
+        return taken, left
+
+    missed, wrongly = _in_zone("UTC", check)
+    assert not missed, missed
+    assert not wrongly, wrongly
+
+
+def test_without_the_local_shapes_stamps_without_offset_are_left_to_ours():
+    def check():
+        test = _daemon_parse.frame_test(["rfc3164-iso", "rfc5424"], dt.date(2026, 12, 2))
+        return [_daemon_parse.accepts(test, f) for f in ACCEPTED[:3]]
+
+    assert _in_zone("UTC", check) == [False, True, False]
+
+
+def test_outside_the_daemon_hybrid_is_ours():
+    from syslogsrc.host import SourceHost  # noqa: F401  (the emulation's runtime)
+    from syslogsrc.source import SyslogSource
+
+    src = SyslogSource()
+    assert src.init({"listen": "tcp:5514", "parser": "hybrid"})
+    assert src._hybrid and src._c_shapes == {}
