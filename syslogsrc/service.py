@@ -233,7 +233,7 @@ class SyslogService(service.Service):
 
 _FLAG_HELP = {
     "format": f"message format: {', '.join(FORMATS)}",
-    "parser": "syslogsrc (ours) or native (the daemon's; here the same as ours)",
+    "parser": "hybrid, syslogsrc (ours) or native (the daemon's); here all three are ours",
     "time-zone": "time zone of stamps without one, e.g. Europe/Budapest or +01:00",
     "framing": "stream framing: auto, octet-counting, lf, nul",
     "max-message-size": "longer messages are truncated and counted",

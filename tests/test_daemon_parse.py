@@ -274,14 +274,18 @@ def frames() -> list[bytes]:
 
 
 def test_hybrid_stores_what_ours_stores(syslog_ng, frames):
-    ports = {name: free_port() for name in ("ours", "hybrid", "hybrid5424")}
+    names = ("ours", "hybrid", "hybrid5424", "ours_3164", "hybrid_3164")
+    ports = {name: free_port() for name in names}
     config = PRELUDE.replace("frac-digits(6);", "frac-digits(6); keep-hostname(yes);")
     for name, port in ports.items():
-        parser = "syslogsrc" if name == "ours" else "hybrid"
+        parser = "syslogsrc" if name.startswith("ours") else "hybrid"
         flags = " flags(syslog-protocol)" if name == "hybrid5424" else ""
+        # a listener's format= (RFC 3164 for every frame): the daemon's parser only for the
+        # RFC 3164 shapes
+        listener_format = ":format=rfc3164" if name.endswith("_3164") else ""
         config += syslogsrc_source(
             f"s_{name}",
-            f"tcp:{port}:interface=127.0.0.1:framing=octet-counting",
+            f"tcp:{port}:interface=127.0.0.1:framing=octet-counting{listener_format}",
             {"parser": parser},
             driver_options=f"keep-hostname(yes){flags}",
         )
@@ -297,42 +301,34 @@ def test_hybrid_stores_what_ours_stores(syslog_ng, frames):
     log = daemon.stderr()
     # the daemon's parser took part: each hybrid source says which shapes it gives it
     shapes = [line for line in log.splitlines() if "parser hybrid" in line]
-    assert len(shapes) == 2, log[-2000:]
+    assert len(shapes) == 3, log[-2000:]
+    assert any("format rfc3164: rfc3164-bsd, rfc3164-iso, rfc3164-iso-local;" in x for x in shapes)
     assert any("rfc5424" in line for line in shapes), shapes
     assert all("rfc3164-iso," in line or "rfc3164-iso " in line for line in shapes), shapes
 
     ours = [_clean(r) for r in outputs["ours"]]
     assert len(ours) == len(frames)
-    for name in ("hybrid", "hybrid5424"):
+    ours_3164 = [_clean(r) for r in outputs["ours_3164"]]
+    for name in ("hybrid", "hybrid5424", "hybrid_3164"):
+        reference = ours_3164 if name.endswith("_3164") else ours
         theirs = [_clean(r) for r in outputs[name]]
         differ = [
             f"{frame!r}:\n  ours   {json.dumps(a, sort_keys=True)}\n"
             f"  {name} {json.dumps(b, sort_keys=True)}"
-            for frame, a, b in zip(frames, ours, theirs, strict=True)
+            for frame, a, b in zip(frames, reference, theirs, strict=True)
             if a != b
         ]
         if differ and os.environ.get("HYBRID_DEBUG"):
             with open(os.environ["HYBRID_DEBUG"] + "." + syslog_ng.name, "w") as f:
-                for frame, a, b in zip(frames, ours, theirs, strict=True):
+                for frame, a, b in zip(frames, reference, theirs, strict=True):
                     if a != b:
                         keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
                         f.write(f"{keys} {frame!r}\n")
         assert not differ, f"{len(differ)} of {len(frames)} differ:\n" + "\n".join(differ[:8])
 
     # most well-formed frames were the daemon's parser's (as the pre-check sees them here)
-    old_tz = os.environ.get("TZ")
-    os.environ["TZ"] = TZ
-    try:
-        time.tzset()
-        _daemon_parse._compiled.clear()
-        test = _daemon_parse.frame_test(_daemon_parse.SHAPES)
-        accepted = sum(_daemon_parse.accepts(test, f) for f in frames)
-    finally:
-        if old_tz is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old_tz
-        time.tzset()
+    test = _in_zone(TZ, lambda: _daemon_parse.frame_test(_daemon_parse.SHAPES))
+    accepted = sum(bool(_daemon_parse.accepts(test, f)) for f in frames)
     assert accepted > len(frames) // 3, (accepted, len(frames))
 
 
