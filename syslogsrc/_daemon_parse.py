@@ -57,10 +57,10 @@ _ISO = rb"(?:19[7-9][0-9]|20[0-9][0-9])-" + _ISO_MONTH_DAY + rb"T" + _TIME + _FR
 _HOST = rb"(?![0-9]{4} )[A-Za-z0-9_][A-Za-z0-9._-]{0,62}"
 _PROGRAM = rb"[A-Za-z0-9_./()@+=,%-]{1,64}"
 _TAG = rb" " + _PROGRAM + rb"(?:\[[0-9]{1,10}\])?: "
-# the rest of the frame: no NUL, not ending in CR or LF (ours strips a CRLF's CR, the daemon not);
-# bytes past ASCII must be UTF-8 (checked apart: isascii() is cheaper than any regex). Other
-# control characters are read alike, unless flags(no-multi-line): a probe has them.
-_BODY = rb"(?:[^\x00]*[^\r\n\x00])?"
+# The rest of the frame is not matched (a regex over 300 bytes costs more than the header):
+# the caller checks it has no NUL, does not end in CR or LF (ours strips a CRLF's CR, the
+# daemon not) and is UTF-8 (see accepts()). Other control characters are read alike, unless
+# flags(no-multi-line): a probe has them.
 
 # RFC 5424 (section 6): header fields within their lengths, "-" for nil, of PRINTUSASCII but
 # " = [ \ ] (a host name "a[b" or "a\:" is read differently); SD params named without "." and
@@ -84,11 +84,9 @@ _RFC5424 = (
     + _PRINTUS
     + rb"{1,32} (?:-|(?:"
     + _SD_ELEMENT
-    + rb"){1,8})(?: "
-    + _BODY
-    + rb")?"
+    + rb"){1,8})(?: |\Z)"
 )
-_RFC3164_ISO = _PRI + _ISO + rb" " + _HOST + _TAG + _BODY
+_RFC3164_ISO = _PRI + _ISO + rb" " + _HOST + _TAG
 
 _MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct")
 _MONTHS += (b"Nov", b"Dec")
@@ -115,7 +113,7 @@ def _bsd(months: Iterable[int]) -> bytes | None:
     parts = [_MONTHS[m - 1] + b" " + _DAYS[m] for m in sorted(set(months))]
     if not parts:
         return None
-    return _PRI + rb"(?:" + b"|".join(parts) + rb") " + _TIME + rb" " + _HOST + _TAG + _BODY
+    return _PRI + rb"(?:" + b"|".join(parts) + rb") " + _TIME + rb" " + _HOST + _TAG
 
 
 #: the shapes by name
@@ -172,7 +170,7 @@ def _iso_local(months: Iterable[tuple[int, int]]) -> bytes | None:
         dates.append(f"{year:04d}-{m:02d}-".encode() + day)
     if not dates:
         return None
-    return _PRI + rb"(?:" + b"|".join(dates) + rb")T" + _TIME + _FRAC + rb" " + _HOST + _TAG + _BODY
+    return _PRI + rb"(?:" + b"|".join(dates) + rb")T" + _TIME + _FRAC + rb" " + _HOST + _TAG
 
 
 def shapes_for(names: Iterable[str], today: dt.date) -> bytes | None:
@@ -206,26 +204,30 @@ _compiled: dict[tuple[tuple[str, ...], int], FrameTest] = {}
 
 
 def frame_test(names: Iterable[str], today: dt.date | None = None) -> FrameTest:
-    """The test of a frame for the shapes ``names`` as of ``today`` (the local date): compiled
-    once a day per set of shapes. Its truth says the daemon's parser may read the frame; a frame
-    with bytes past ASCII also needs to be UTF-8 (see :func:`accepts`)."""
+    """The test of a frame's header for the shapes ``names`` as of ``today`` (the local date):
+    compiled once a day per set of shapes. Its truth says the daemon's parser may read the frame
+    if the rest of it passes too (see :func:`accepts`)."""
     if today is None:
         today = dt.date.today()
     key = (tuple(sorted(names)), today.toordinal())
     test = _compiled.get(key)
     if test is None:
         pattern = shapes_for(key[0], today)
-        test = _never if pattern is None else re.compile(pattern, re.DOTALL).fullmatch
+        test = _never if pattern is None else re.compile(pattern, re.DOTALL).match
         if len(_compiled) > 64:
             _compiled.clear()
         _compiled[key] = test
     return test
 
 
+#: last bytes that make a frame ours (a trailing CR, LF or NUL)
+TRAILERS = (13, 10, 0)
+
+
 def accepts(test: FrameTest, frame: bytes) -> bool:
-    """``test`` and the UTF-8 rule: the whole decision for one frame (for tests and tools; the
-    daemon's builder inlines it)."""
-    if not test(frame):
+    """``test`` (the header), no NUL, no trailing CR or LF, and the UTF-8 rule: the whole
+    decision for one frame (for tests and tools; the daemon's builder inlines it)."""
+    if not test(frame) or b"\0" in frame or frame[-1] in TRAILERS:
         return False
     if frame.isascii():
         return True
@@ -247,25 +249,28 @@ def probes(now: dt.datetime | None = None) -> dict[str, list[bytes]]:
     iso = iso_text.encode()
     iso_us = now.replace(microsecond=123456).astimezone(dt.UTC).isoformat().encode()
     iso_us = iso_us.replace(b"+00:00", b"Z")
+    local = iso_text[:19].encode()
+    # control characters, LF and CR inside (flags(no-multi-line) changes them), UTF-8
+    body = b"controls \x01\t\x1b[0m and lines\nand\rreturns, caf\xc3\xa9 ."
     return {
         "rfc3164-bsd": [
             b"<13>" + bsd + b" probe-host probe[42]: a probe of the parse options",
-            b"<13>" + bsd + b" h p: controls \x01\t\x1b[0m and lines\nand\rreturns .",
+            b"<13>" + bsd + b" h p: " + body,
             b"<165>" + bsd + b" 192.0.2.1 app: x",
         ],
         "rfc3164-iso": [
             b"<38>" + iso + b" probe-host probe[42]: a probe of the parse options",
-            b"<13>" + iso_us + b" h p: x",
+            b"<13>" + iso_us + b" h p: " + body,
         ],
         "rfc3164-iso-local": [
-            b"<38>"
-            + iso_text[:19].encode()
-            + b" probe-host probe[42]: a probe of the parse options",
+            b"<38>" + local + b" probe-host probe[42]: a probe of the parse options",
+            b"<13>" + local + b".5 h p: " + body,
         ],
         "rfc5424": [
             b"<165>1 " + iso + b" probe-host probe 42 ID47 "
             b'[a@32473 i="3" e="App"][b@32473 c="high"] a probe \xc3\xa9',
-            b"<13>1 " + iso_us + b" - - - - - x",
+            b"<13>1 " + iso_us + b" - - - - - " + body,
+            b"<13>1 " + iso + b" h app - - - \xef\xbb\xbf" + body,
             b"<13>1 " + iso + b" h app - - -",
         ],
     }

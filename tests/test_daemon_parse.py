@@ -434,3 +434,45 @@ def test_outside_the_daemon_hybrid_is_ours():
     src = SyslogSource()
     assert src.init({"listen": "tcp:5514", "parser": "hybrid"})
     assert src._hybrid and src._c_shapes == {}
+
+
+# --------------------------------------------------------------------------------------------
+# driver options that change what the daemon's parser makes: the probes turn those shapes off
+
+
+@pytest.mark.parametrize(
+    ("driver_options", "left"),
+    [
+        ("flags(no-parse)", "no frame"),
+        ('time-zone("+05:00")', "rfc3164-iso, rfc5424"),
+        ("flags(store-raw-message)", "no frame"),
+        ("flags(dont-store-legacy-msghdr)", "rfc5424"),
+        ("flags(no-multi-line)", "no frame"),
+    ],
+)
+def test_driver_options_turn_shapes_off(syslog_ng, driver_options, left):
+    ports = {name: free_port() for name in ("ours", "hybrid")}
+    config = PRELUDE
+    for name, port in ports.items():
+        config += syslogsrc_source(
+            f"s_{name}",
+            f"tcp:{port}:interface=127.0.0.1:framing=octet-counting",
+            {"parser": "syslogsrc" if name == "ours" else "hybrid"},
+            driver_options=f"keep-hostname(yes) {driver_options}",
+        )
+        config += json_file(f"d_{name}", f"{name}.jsonl", TEMPLATE)
+        config += log_path([f"s_{name}"], [f"d_{name}"])
+    daemon = syslog_ng(config, wait_ports=list(ports.values()), env={"TZ": TZ}, extra_args=("-v",))
+    frames = corpus_frames()[-30:] + loggen_frames()[::10]
+    for port in ports.values():
+        _send(port, frames)
+    outputs = {
+        name: JsonOutput(daemon.state_dir / f"{name}.jsonl").wait(len(frames), timeout=30)
+        for name in ports
+    }
+    shapes = [line for line in daemon.stderr().splitlines() if "parser hybrid" in line]
+    assert len(shapes) == 1 and shapes[0].endswith(f"format auto: {left};"), shapes
+    ours = [_clean(r) for r in outputs["ours"]]
+    theirs = [_clean(r) for r in outputs["hybrid"]]
+    differ = [(f, a, b) for f, a, b in zip(frames, ours, theirs, strict=True) if a != b]
+    assert not differ, differ[:3]
