@@ -1173,7 +1173,6 @@ class SyslogSource(TwistedSource):
         if not names:
             return functools.partial(self.build_message, origin=origin)
         read_alike = _daemon_parse.frame_test(names, _today())
-        trailers = _daemon_parse.TRAILERS
         c_parse = LogMessage.parse
         parse_options = self.parse_options
         ours = parse
@@ -1192,12 +1191,7 @@ class SyslogSource(TwistedSource):
         def build(frame: bytes | ParsedMessage) -> Any:
             if type(frame) is not bytes:
                 return message_from(frame, origin, len(frame.pairs.get("MESSAGE", "")))
-            if (
-                read_alike(frame)
-                and b"\0" not in frame
-                and frame[-1] not in trailers
-                and (frame.isascii() or _is_utf8(frame))
-            ):
+            if read_alike(frame) and (frame.isascii() or _is_utf8(frame)):
                 msg = c_parse(frame, parse_options)
             else:
                 parsed = ours(frame, fmt, time_zone=time_zone)
