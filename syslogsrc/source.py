@@ -656,14 +656,27 @@ class TwistedSource(LogSource):
         """A ``LogMessage`` of a parsed message: its stamp (or now), pairs, PRI and tags, then
         :meth:`annotate`. ``size`` is the frame's size (``$RAWMSG_SIZE`` where the daemon has
         it)."""
-        msg = self._parsed_message(parsed)
-        if parsed.tags and malformed(parsed):
-            origin.listener.malformed += 1
+        if parsed.timestamp is not None:
+            msg = self._message_at(parsed.timestamp, parsed.format)
+        else:
+            msg = LogMessage()
+            if _STALE_CLOCK:
+                msg.set_timestamp(_now_for_daemon())
+        pairs = _sdata_last_first(parsed.pairs) if _IN_DAEMON else parsed.pairs.items()
+        for name, value in pairs:
+            msg[name] = value
+        msg.set_pri(parsed.pri)
+        if parsed.tags:
+            msg[TAGS_PAIR] = ",".join(parsed.tags)
+            if malformed(parsed):
+                origin.listener.malformed += 1
+        if self._msgformat_pair:  # as the daemon's parser names it (4.7+)
+            msg["MSGFORMAT"] = parsed.format
         self.annotate(msg, origin, size)
         return msg
 
     def _parsed_message(self, parsed: ParsedMessage) -> Any:
-        """A ``LogMessage`` of a parsed message: its stamp (or now), pairs, PRI and tags."""
+        """:meth:`message_from` without what the origin adds (for the hybrid's probes)."""
         if parsed.timestamp is not None:
             msg = self._message_at(parsed.timestamp, parsed.format)
         else:
@@ -1177,8 +1190,6 @@ class SyslogSource(TwistedSource):
         parse_options = self.parse_options
         ours = parse
         time_zone = self._time_zone
-        parsed_message = self._parsed_message
-        stats = origin.listener
         pairs = origin.pairs
         transport = origin.transport if self._transport_pair else None
         host = origin.peer_host
@@ -1191,13 +1202,9 @@ class SyslogSource(TwistedSource):
         def build(frame: bytes | ParsedMessage) -> Any:
             if type(frame) is not bytes:
                 return message_from(frame, origin, len(frame.pairs.get("MESSAGE", "")))
-            if read_alike(frame) and (frame.isascii() or _is_utf8(frame)):
-                msg = c_parse(frame, parse_options)
-            else:
-                parsed = ours(frame, fmt, time_zone=time_zone)
-                msg = parsed_message(parsed)
-                if parsed.tags and malformed(parsed):
-                    stats.malformed += 1
+            if not (read_alike(frame) and (frame.isascii() or _is_utf8(frame))):
+                return message_from(ours(frame, fmt, time_zone=time_zone), origin, len(frame))
+            msg = c_parse(frame, parse_options)
             if pairs:
                 for name, value in pairs.items():
                     msg[name] = value
