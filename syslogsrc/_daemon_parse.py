@@ -65,9 +65,11 @@ _TAG = rb" " + _PROGRAM + rb"(?:\[[0-9]{1,10}\])?: "
 _BODY = rb"(?:[^\x00]*[^\r\n\x00])?"
 
 # RFC 5424 (section 6): header fields within their lengths, "-" for nil, of PRINTUSASCII but
-# " = [ \ ] (a host name "a[b" or "a\:" is read differently); SD params named without "." and
+# " = [ \ ] (a host name "a[b" or "a\:" is read differently), a host name without ":" (the
+# daemon's parser rejects "h:x"); SD params named without "." and
 # no empty SD element (ours orders $SDATA differently for those)
 _PRINTUS = rb"[\x21\x23-\x3c\x3e-\x5a\x5e-\x7e]"
+_HOSTNAME = rb"[\x21\x23-\x39\x3b\x3c\x3e-\x5a\x5e-\x7e]{1,255}"  # and no ":" (the daemon fails)
 _SD_ID = rb"[\x21\x23-\x3c\x3e-\x5b\x5e-\x7e]{1,32}"  # PRINTUSASCII but = SP ] " \
 _SD_NAME = rb"[\x21\x23-\x2d\x2f-\x3c\x3e-\x5b\x5e-\x7e]{1,32}"  # and not "."
 _PARAM_VALUE = rb"[\x20\x21\x23-\x5b\x5e-\x7e]{0,64}"  # no " \ ] (no escapes to read)
@@ -77,8 +79,8 @@ _RFC5424 = (
     + rb"1 "
     + _ISO
     + rb" "
-    + _PRINTUS
-    + rb"{1,255} "
+    + _HOSTNAME
+    + rb" "
     + _PRINTUS
     + rb"{1,48} "
     + _PRINTUS
@@ -177,12 +179,21 @@ def _iso_local(months: Iterable[tuple[int, int]]) -> bytes | None:
     return _PRI + rb"(?:" + b"|".join(dates) + rb")T" + _TIME + _FRAC + rb" " + _HOST + _TAG + _BODY
 
 
-def shapes_for(names: Iterable[str], today: dt.date) -> bytes | None:
-    """One pattern for the shapes ``names`` as of ``today``; None when no frame can be."""
+def shapes_for(
+    names: Iterable[str], today: dt.date, daemon_today: dt.date | None = None
+) -> bytes | None:
+    """One pattern for the shapes ``names`` as of ``today``; None when no frame can be.
+
+    ``daemon_today`` is the date of the daemon's own clock, which decides its year of BSD
+    stamps: in a Python source's thread it is stale (set when the thread started, see
+    docs/syslog-ng.md), so the BSD months are those both dates agree on."""
     parts = []
     for name in names:
         if name == "rfc3164-bsd":
-            bsd = _bsd(m for _, m in local_months(today))
+            months = local_months(today)
+            if daemon_today is not None and daemon_today != today:
+                months &= local_months(daemon_today)
+            bsd = _bsd(m for _, m in months)
             if bsd is not None:
                 parts.append(bsd)
         elif name == "rfc3164-iso-local":
@@ -204,19 +215,23 @@ def _never(frame: bytes) -> bool:
     return False
 
 
-_compiled: dict[tuple[tuple[str, ...], int], FrameTest] = {}
+_compiled: dict[tuple[tuple[str, ...], int, int], FrameTest] = {}
 
 
-def frame_test(names: Iterable[str], today: dt.date | None = None) -> FrameTest:
+def frame_test(
+    names: Iterable[str], today: dt.date | None = None, daemon_today: dt.date | None = None
+) -> FrameTest:
     """The test of a frame for the shapes ``names`` as of ``today`` (the local date): compiled
     once a day per set of shapes. Its truth says the daemon's parser may read the frame; a frame
     with bytes past ASCII also needs to be UTF-8 (see :func:`accepts`)."""
     if today is None:
         today = dt.date.today()
-    key = (tuple(sorted(names)), today.toordinal())
+    if daemon_today is None:
+        daemon_today = today
+    key = (tuple(sorted(names)), today.toordinal(), daemon_today.toordinal())
     test = _compiled.get(key)
     if test is None:
-        pattern = shapes_for(key[0], today)
+        pattern = shapes_for(key[0], today, daemon_today)
         test = _never if pattern is None else re.compile(pattern, re.DOTALL).fullmatch
         if len(_compiled) > 64:
             _compiled.clear()

@@ -1094,6 +1094,8 @@ class SyslogSource(TwistedSource):
         self._hybrid = self.options.parser == "hybrid"
         #: format -> the shapes of frames the daemon's parser reads as ours (hybrid; at attach)
         self._c_shapes: dict[str, tuple[str, ...]] = {}
+        self._daemon_today_until = 0.0  # when to ask the daemon's date again (monotonic)
+        self._daemon_today_value: dt.date | None = None
         self.metrics_spec = self.options.metrics
         self.source_ip = self.options.source_ip
         self._stamp_read: Any = _no_stamp_known  # set at the first native parse (attach)
@@ -1117,6 +1119,21 @@ class SyslogSource(TwistedSource):
                 )
             )
         return super().attach(reactor)
+
+    def _daemon_today(self) -> dt.date | None:
+        """The date of the daemon's clock as its parser sees it (stale in a Python source's
+        thread: it decides the year of BSD stamps), asked at most once a minute."""
+        now = time.monotonic()
+        if now >= self._daemon_today_until:
+            self._daemon_today_until = now + 60.0
+            try:
+                probe = LogMessage.parse(b"<13>probe", self.parse_options)
+                self._daemon_today_value = dt.date.fromisoformat(
+                    _value(probe, "R_ISODATE")[:10].decode()
+                )
+            except Exception:  # no date to read: no BSD stamp for the daemon's parser
+                self._daemon_today_value = None
+        return self._daemon_today_value
 
     def _shapes_read_alike(self, fmt: str) -> tuple[str, ...]:
         """The shapes of frames (:mod:`syslogsrc._daemon_parse`) that the daemon's parser,
@@ -1185,7 +1202,10 @@ class SyslogSource(TwistedSource):
         names = self._c_shapes.get(fmt, ())
         if not names:
             return functools.partial(self.build_message, origin=origin)
-        read_alike = _daemon_parse.frame_test(names, _today())
+        daemon_today = self._daemon_today()
+        if daemon_today is None:  # the daemon's date unknown: its year of BSD stamps too
+            names = tuple(n for n in names if n != "rfc3164-bsd")
+        read_alike = _daemon_parse.frame_test(names, _today(), daemon_today)
         c_parse = LogMessage.parse
         parse_options = self.parse_options
         ours = parse

@@ -86,6 +86,9 @@ def corpus_frames() -> list[bytes]:
         b"<13>1 2026-03-08T07:30:00Z h app 1 m -",
         b"<13>1 2026-03-08T07:30:00Z h app 1 m - ",
         b"<13>1 2026-03-08T07:30:00 h app 1 m - no offset",
+        b"<13>1 2026-03-08T07:30:00Z h:x app 1 m - colon in the host",
+        b"<13>1 2026-03-08T07:30:00Z ::1 app 1 m - IPv6 host",
+        b"<13>1 2026-03-08T07:30:00Z h a:p 1:2 m:3 - colons elsewhere",
         b"<13>1 2026-03-08T07:30:00Z " + b"h" * 256 + b" app 1 m - long host",
         b"<13>1 2026-03-08T07:30:00Z h " + b"a" * 49 + b" 1 m - long app",
     ]
@@ -403,6 +406,7 @@ REJECTED = [
     b'<13>1 2026-12-02T10:00:00Z h app - - [a x="\\""] escaped',
     b'<13>1 2026-12-02T10:00:00Z h app - - [a x.y="1"] dotted param',
     b"<13>1 2026-12-02T10:00:00Z a[b app - - - bracket in host",
+    b"<13>1 2026-12-02T10:00:00Z h:x app - - - colon in host",
     b"Use the BFG!",
 ]
 
@@ -417,6 +421,17 @@ def test_the_pre_check_takes_the_common_shapes_and_leaves_the_rest():
     missed, wrongly = _in_zone("UTC", check)
     assert not missed, missed
     assert not wrongly, wrongly
+
+
+def test_bsd_stamps_go_to_the_daemon_only_for_months_its_stale_clock_agrees_on():
+    # the daemon's clock in a Python source's thread is the one of the thread's start
+    def check(daemon_today):
+        test = _daemon_parse.frame_test(["rfc3164-bsd"], dt.date(2027, 2, 10), daemon_today)
+        return [bool(test(b"<13>%s 10 10:00:00 h p: x" % m)) for m in (b"Jan", b"Feb", b"Mar")]
+
+    assert _in_zone("UTC", lambda: check(dt.date(2027, 2, 9))) == [True, True, True]
+    assert _in_zone("UTC", lambda: check(dt.date(2027, 1, 20))) == [True, True, False]
+    assert _in_zone("UTC", lambda: check(dt.date(2026, 11, 15))) == [False, False, False]
 
 
 def test_without_the_local_shapes_stamps_without_offset_are_left_to_ours():
