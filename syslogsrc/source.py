@@ -1120,6 +1120,14 @@ class SyslogSource(TwistedSource):
             )
         return super().attach(reactor)
 
+    def _frame_test(self, names: tuple[str, ...]) -> _daemon_parse.FrameTest:
+        """The hybrid's pre-check for the shapes ``names``, as of today by our clock and the
+        daemon's."""
+        daemon_today = self._daemon_today()
+        if daemon_today is None:  # the daemon's date unknown: its year of BSD stamps too
+            names = tuple(n for n in names if n != "rfc3164-bsd")
+        return _daemon_parse.frame_test(names, _today(), daemon_today)
+
     def _daemon_today(self) -> dt.date | None:
         """The date of the daemon's clock as its parser sees it (stale in a Python source's
         thread: it decides the year of BSD stamps), asked at most once a minute."""
@@ -1202,10 +1210,7 @@ class SyslogSource(TwistedSource):
         names = self._c_shapes.get(fmt, ())
         if not names:
             return functools.partial(self.build_message, origin=origin)
-        daemon_today = self._daemon_today()
-        if daemon_today is None:  # the daemon's date unknown: its year of BSD stamps too
-            names = tuple(n for n in names if n != "rfc3164-bsd")
-        read_alike = _daemon_parse.frame_test(names, _today(), daemon_today)
+        read_alike = self._frame_test(names)
         c_parse = LogMessage.parse
         parse_options = self.parse_options
         ours = parse
@@ -1284,7 +1289,7 @@ class SyslogSource(TwistedSource):
             return self.message_from(message, origin, len(message.pairs.get("MESSAGE", "")))
         fmt = origin.format
         names = self._c_shapes.get(fmt or self._format) if self._c_shapes else None
-        if names and _daemon_parse.accepts(_daemon_parse.frame_test(names), message):
+        if names and _daemon_parse.accepts(self._frame_test(names), message):
             # hybrid: the same decision as _hybrid_builder's
             msg = LogMessage.parse(message, self.parse_options)
             self.annotate(msg, origin, len(message))

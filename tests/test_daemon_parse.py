@@ -253,6 +253,18 @@ def hypothesis_frames(count: int = 600) -> list[bytes]:
 # --------------------------------------------------------------------------------------------
 # the daemon
 
+#: a subclass that overrides annotate(): its messages are built by build_message(), one call a
+#: message, which decides as the hybrid's builder does
+SUBCLASS = """
+python {
+from syslogsrc import SyslogSource
+
+class Annotating(SyslogSource):
+    def annotate(self, msg, origin, size):
+        super().annotate(msg, origin, size)
+};
+"""
+
 
 def _send(port: int, frames: list[bytes]) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -277,21 +289,25 @@ def frames() -> list[bytes]:
 
 
 def test_hybrid_stores_what_ours_stores(syslog_ng, frames):
-    names = ("ours", "hybrid", "hybrid5424", "ours_3164", "hybrid_3164")
+    names = ("ours", "hybrid", "hybrid5424", "ours_3164", "hybrid_3164", "hybrid_subclass")
     ports = {name: free_port() for name in names}
     config = PRELUDE.replace("frac-digits(6);", "frac-digits(6); keep-hostname(yes);")
+    config += SUBCLASS
     for name, port in ports.items():
         parser = "syslogsrc" if name.startswith("ours") else "hybrid"
         flags = " flags(syslog-protocol)" if name == "hybrid5424" else ""
         # a listener's format= (RFC 3164 for every frame): the daemon's parser only for the
         # RFC 3164 shapes
         listener_format = ":format=rfc3164" if name.endswith("_3164") else ""
-        config += syslogsrc_source(
+        source = syslogsrc_source(
             f"s_{name}",
             f"tcp:{port}:interface=127.0.0.1:framing=octet-counting{listener_format}",
             {"parser": parser},
             driver_options=f"keep-hostname(yes){flags}",
         )
+        if name == "hybrid_subclass":  # build_message() per message, not the builder
+            source = source.replace('class("syslogsrc.SyslogSource")', "class(Annotating)")
+        config += source
         config += json_file(f"d_{name}", f"{name}.jsonl", TEMPLATE)
         config += log_path([f"s_{name}"], [f"d_{name}"])
     daemon = syslog_ng(config, wait_ports=list(ports.values()), env={"TZ": TZ}, extra_args=("-v",))
@@ -304,7 +320,7 @@ def test_hybrid_stores_what_ours_stores(syslog_ng, frames):
     log = daemon.stderr()
     # the daemon's parser took part: each hybrid source says which shapes it gives it
     shapes = [line for line in log.splitlines() if "parser hybrid" in line]
-    assert len(shapes) == 3, log[-2000:]
+    assert len(shapes) == 4, log[-2000:]
     assert any("format rfc3164: rfc3164-bsd, rfc3164-iso, rfc3164-iso-local;" in x for x in shapes)
     assert any("rfc5424" in line for line in shapes), shapes
     assert all("rfc3164-iso," in line or "rfc3164-iso " in line for line in shapes), shapes
@@ -312,7 +328,7 @@ def test_hybrid_stores_what_ours_stores(syslog_ng, frames):
     ours = [_clean(r) for r in outputs["ours"]]
     assert len(ours) == len(frames)
     ours_3164 = [_clean(r) for r in outputs["ours_3164"]]
-    for name in ("hybrid", "hybrid5424", "hybrid_3164"):
+    for name in ("hybrid", "hybrid5424", "hybrid_3164", "hybrid_subclass"):
         reference = ours_3164 if name.endswith("_3164") else ours
         theirs = [_clean(r) for r in outputs[name]]
         differ = [
