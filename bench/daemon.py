@@ -72,6 +72,7 @@ HAND_SOURCES = [
     ("handwritten", "hand-written Twisted source"),
     ("syslogsrc-native", "SyslogSource, parser native"),
     ("syslogsrc", "SyslogSource, parser syslogsrc"),
+    ("syslogsrc-hybrid", "SyslogSource, parser hybrid"),
     ("native-tuned", "native tuned"),
 ]
 
@@ -101,7 +102,7 @@ def source_config(
         if source == "native-tuned":
             opts += f" log-fetch-limit(1000) log-iw-size({WINDOW}) max-connections(100)"
         return f"{driver}(transport({transport}) {addr}{opts})"
-    parser = "native" if source == "syslogsrc-native" else "syslogsrc"
+    parser = {"syslogsrc-native": "native", "syslogsrc-hybrid": "hybrid"}.get(source, "syslogsrc")
     if transport == "udp":
         listen = f"udp:{port}:interface=127.0.0.1"
         extra = f' "so-rcvbuf" "{UDP_RCVBUF}"'
@@ -113,7 +114,7 @@ def source_config(
         listen = f"tcp:{port}:interface=127.0.0.1"
         extra = ""
     # the daemon's parser needs flags(syslog-protocol) to read RFC 5424, as syslog() sets it
-    flags = " flags(syslog-protocol)" if (rfc5424 and parser == "native") else ""
+    flags = " flags(syslog-protocol)" if (rfc5424 and parser != "syslogsrc") else ""
     return (
         f'python(class("syslogsrc.SyslogSource") options("listen" "{listen}" "parser" "{parser}"'
         f' "max-connections" "100"{extra}) log-iw-size({WINDOW}){flags})'
@@ -299,32 +300,36 @@ class LineSource(syslogng.LogSource):
 
 COST_PROBE = '''"""Run inside syslog-ng by bench/daemon.py.
 
-What SyslogSource costs per message in its own thread, without the network: parse(),
-build_message() and post() (with close_batch() every 200 posts, as a 64 KiB read gives), for
-loggen's RFC 3164 and RFC 5424 frames, with each parser.
+What SyslogSource costs per message in its own thread, without the network, for loggen's RFC
+3164 and RFC 5424 frames: our parse(), the hybrid's pre-check, each parser's builder (the
+LogMessage of a frame, annotations included) and each call into the daemon a message may take.
+The window is large and the batch closed every 200 posts, as a 64 KiB read gives.
 """
 
+import datetime as dt
 import json
 import time
 
-from syslogng import Logger
+from syslogng import Logger, LogMessage
+from syslogsrc import _daemon_parse
 from syslogsrc.interfaces import ListenerStats, Origin
 from syslogsrc.parsing import parse
 from syslogsrc.source import SyslogSource
 
+TODAY = dt.date.today().isoformat().encode()
 FRAMES = {
-    "3164": b"<38>2026-11-24T06:42:28 localhost prg00000[1234]: seq: 0000000000, thread: 0000,"
+    "3164": b"<38>" + TODAY + b"T06:42:28 localhost prg00000[1234]: seq: 0000000000, thread: 0000,"
     b" runid: 1795502548, stamp: 2026-11-24T06:42:28 " + b"PADD" * 40,
-    "5424": b"<38>1 2026-11-24T06:48:00+00:00 localhost prg00000 1234 - - \\xef\\xbb\\xbfseq:"
+    "5424": b"<38>1 " + TODAY + b"T06:48:00+00:00 localhost prg00000 1234 - - \\xef\\xbb\\xbfseq:"
     b" 0000000000, thread: 0000, runid: 1795502880, stamp: 2026-11-24T06:48:00 "
-    + b"PADD" * 35
-    + b"\\n",
+    + b"PADD" * 35,
 }
 N = 20000
 
 
 class CostProbe(SyslogSource):
     def run(self):
+        self.attach_for_probe()
         origin = Origin("tcp", ListenerStats("probe"), "127.0.0.1", 40000, 5514)
         out = {}
 
@@ -336,34 +341,63 @@ class CostProbe(SyslogSource):
                 runs.append(time.perf_counter() - t0)
             out[name] = sorted(runs)[2] / N * 1e6
 
+        opts = self.parse_options
+        stamp = dt.datetime.now(dt.timezone.utc)
         for fmt, frame in FRAMES.items():
+            msg = LogMessage.parse(frame, opts)
+            timed(f"ours parse() {fmt}", lambda: [parse(frame, "auto") for _ in range(N)])
+            test = _daemon_parse.frame_test(_daemon_parse.SHAPES)
+            timed(f"pre-check {fmt}", lambda: [test(frame) for _ in range(N)])
+            timed(
+                f"call LogMessage.parse {fmt}",
+                lambda: [LogMessage.parse(frame, opts) for _ in range(N)],
+            )
+            if fmt == "3164":
+                timed("call LogMessage()", lambda: [LogMessage() for _ in range(N)])
 
-            def parsing():
-                for _ in range(N):
-                    parse(frame, "auto")
-
-            timed(f"parse {fmt}", parsing)
-            for native in (False, True):
-                self._native = native
-                who = "native" if native else "syslogsrc"
-
-                def build():
+                def setitem():
                     for _ in range(N):
-                        self.build_message(frame, origin)
+                        msg["PEERIP"] = "127.0.0.1"
+
+                timed("call msg[name] = value", setitem)
+                timed("call set_pri", lambda: [msg.set_pri(38) for _ in range(N)])
+                timed("call set_timestamp", lambda: [msg.set_timestamp(stamp) for _ in range(N)])
 
                 def post():
                     for i in range(N):
-                        self.post(frame, origin)
+                        self.post_message(LogMessage.parse(frame, opts))
                         if i % 200 == 199:
                             self.close_batch()
                     self.close_batch()
 
-                timed(f"build {fmt} {who}", build)
-                timed(f"post {fmt} {who}", post)
+                timed("call LogMessage.parse + post_message", post)
+            for parser in ("syslogsrc", "native", "hybrid"):
+                self._native = parser == "native"
+                self._hybrid = parser == "hybrid"
+                self._c_shapes = {"auto": self._shapes_read_alike("auto")} if self._hybrid else {}
+
+                def build():
+                    b = self.builder(origin)
+                    for _ in range(N):
+                        b(frame)
+
+                timed(f"build {fmt} {parser}", build)
         Logger().error("SYSLOGSRC-BENCH-COST " + json.dumps(out))
+
+    def attach_for_probe(self):
+        probe = LogMessage.parse(b"<13>1 2024-01-02T03:04:05Z h a - - - x", self.parse_options)
+        self._msgformat_pair = bool(_value(probe, "MSGFORMAT"))
 
     def request_exit(self):
         pass
+
+
+def _value(msg, name):
+    try:
+        v = msg[name]
+    except KeyError:
+        return b""
+    return v if isinstance(v, bytes) else str(v).encode()
 '''
 
 

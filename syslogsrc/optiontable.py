@@ -52,7 +52,7 @@ class OptionError(ValueError):
 
 #: loopback only by default: exposing a receiver to the network is the operator's decision
 DEFAULT_LISTEN = ("tcp:5514:interface=127.0.0.1", "udp:5514:interface=127.0.0.1")
-PARSERS = ("syslogsrc", "native")
+PARSERS = ("hybrid", "syslogsrc", "native")
 SOURCE_IP_MODES = ("pairs", "saddr", "none")
 PEER_VERIFY = ("none", "optional", "required")
 OUTPUT_FORMATS = ("json", "text")
@@ -279,13 +279,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _source(
         "parser",
-        "syslogsrc",
+        "hybrid",
         "text",
-        "syslogsrc (ours) or native (the daemon's; outside it the same as ours)",
+        "hybrid (ours, made by the daemon's parser for the frames it reads alike), syslogsrc"
+        " (ours) or native (the daemon's); outside the daemon all three are ours",
         choices=PARSERS,
-        doc="`syslogsrc`: ours ([parsing.md](parsing.md)); `native`: the daemon's"
-        " `LogMessage.parse` with the driver's `flags()`/`time-zone()`. HTTP JSON bodies always"
-        " use ours.",
+        doc="`hybrid`: the messages of ours, made by the daemon's own parser for the frames it"
+        " provably reads alike, by ours for the rest (see *Which parser*); `syslogsrc`: ours for"
+        " every frame ([parsing.md](parsing.md)); `native`: the daemon's `LogMessage.parse` for"
+        " every frame, with the driver's `flags()`/`time-zone()`. HTTP JSON bodies always use"
+        " ours.",
     ),
     _source(
         "time-zone",

@@ -52,7 +52,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from syslogsrc import optiontable
+from syslogsrc import _daemon_parse, optiontable
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.optiontable import option
@@ -271,7 +271,12 @@ class TwistedSource(LogSource):
         self.paused = False  # IMessageSink: True while suspended
         self.transport_name: str | None = None
         self._check_next = False  # ask whether the daemon took the next post (after a resume)
+        #: parsed messages carry MSGFORMAT, as the daemon's parser sets it (4.7+; at attach)
+        self._msgformat_pair = False
         self._transport_pair = True  # each message carries TRANSPORT (decided at attach)
+        #: seconds a builder made for an origin is used before it is made again; None: for
+        #: the origin's life (see :meth:`builder`)
+        self.builder_ttl: float | None = None
         #: how the sender's address is given: "pairs" (``PEERIP``/``PEERPORT``, the default),
         #: "saddr" (the message's own source address: ``$SOURCEIP``, ``$SOURCEPORT`` and
         #: ``HOST_FROM`` on 4.x; leaks about 44 bytes a message, see docs/syslog-ng.md) or
@@ -598,9 +603,15 @@ class TwistedSource(LogSource):
         stale ``wakeup()`` can make the daemon drop (see *flow control* below)."""
         if self._suspended:
             return 0
-        build = origin.memo.get(self)  # made once per connection, sender or request
-        if build is None:
-            build = origin.memo[self] = self.builder(origin)
+        # made once per connection, sender or request (again after builder_ttl seconds)
+        made = origin.memo.get(self)
+        if made is None or (made[1] is not None and _monotonic() >= made[1]):
+            ttl = self.builder_ttl
+            made = origin.memo[self] = (
+                self.builder(origin),
+                None if ttl is None else _monotonic() + ttl,
+            )
+        build = made[0]
         post_message = self.post_message
         stats = origin.listener
         taken = posted = 0
@@ -638,8 +649,10 @@ class TwistedSource(LogSource):
     def builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
         """What builds the ``LogMessage`` of each message from ``origin``: :meth:`build_message`
         with the origin bound. Asked once per origin (a connection, a datagram's sender, an
-        HTTP request; kept in ``origin.memo``), after :meth:`attach`. A subclass may return
-        something faster for the origin (:class:`SyslogSource` does, for the daemon's parser)."""
+        HTTP request; kept in ``origin.memo``), after :meth:`attach`, and again every
+        :attr:`builder_ttl` seconds when that is set (a builder that depends on the date). A
+        subclass may return something faster for the origin (:class:`SyslogSource` does, for
+        the daemon's parser)."""
         return functools.partial(self.build_message, origin=origin)
 
     def build_message(self, message: bytes | ParsedMessage, origin: Origin) -> Any:
@@ -673,7 +686,27 @@ class TwistedSource(LogSource):
             msg[TAGS_PAIR] = ",".join(parsed.tags)
             if malformed(parsed):
                 origin.listener.malformed += 1
+        if self._msgformat_pair:  # as the daemon's parser names it (4.7+)
+            msg["MSGFORMAT"] = parsed.format
         self.annotate(msg, origin, size)
+        return msg
+
+    def _parsed_message(self, parsed: ParsedMessage) -> Any:
+        """:meth:`message_from` without what the origin adds (for the hybrid's probes)."""
+        if parsed.timestamp is not None:
+            msg = self._message_at(parsed.timestamp, parsed.format)
+        else:
+            msg = LogMessage()
+            if _STALE_CLOCK:
+                msg.set_timestamp(_now_for_daemon())
+        pairs = _sdata_last_first(parsed.pairs) if _IN_DAEMON else parsed.pairs.items()
+        for name, value in pairs:
+            msg[name] = value
+        msg.set_pri(parsed.pri)
+        if parsed.tags:
+            msg[TAGS_PAIR] = ",".join(parsed.tags)
+        if self._msgformat_pair:  # as the daemon's parser names it (4.7+)
+            msg["MSGFORMAT"] = parsed.format
         return msg
 
     def _message_at(self, ts: dt.datetime, format: str) -> Any:
@@ -755,6 +788,53 @@ def _stamp_shapes_read(parse_options: Any) -> Callable[[bytes], bool]:
     if not read:
         return _no_stamp_known
     return re.compile(b"|".join(read)).match  # type: ignore[return-value]
+
+
+#: what the daemon's parse options can change of a message, compared on the hybrid's probes
+_PROBED_NAMES = (
+    "HOST",
+    "PROGRAM",
+    "PID",
+    "MSGID",
+    "MESSAGE",
+    "LEGACY_MSGHDR",
+    "RAWMSG",
+    "SDATA",
+    "PRI",
+    "ISODATE",
+    "TAGS",
+    TAGS_PAIR,
+    "MSGFORMAT",
+)
+
+
+def _probe_sd_names(frame: bytes) -> list[str]:
+    """The ``.SDATA.<id>.<param>`` names of a probe frame's SD (no escapes in probes)."""
+    names = []
+    for element in re.findall(rb"\[([^ \]]+)((?: [^=]+=\"[^\"]*\")*)\]", frame):
+        sd_id = element[0].decode()
+        for param in re.findall(rb' ([^=]+)="', element[1]):
+            names.append(f".SDATA.{sd_id}.{param.decode()}")
+    return names
+
+
+def _probe_value(msg: Any, name: str) -> bytes:
+    """:func:`_value`, with 4.x's typed empty list (``TAGS`` of a message without tags) as
+    the empty value it is."""
+    value = _value(msg, name)
+    return b"" if value == b"[]" else value
+
+
+def _is_utf8(frame: bytes) -> bool:
+    try:
+        frame.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _today() -> dt.date:
+    return dt.date.today()
 
 
 def _sdata_last_first(pairs: Mapping[str, str]) -> Iterable[tuple[str, str]]:
@@ -886,6 +966,13 @@ class SyslogSource(TwistedSource):
         self._format = self.options.format
         self._time_zone = self.options.time_zone
         self._native = self.options.parser == "native"
+        self._hybrid = self.options.parser == "hybrid"
+        # the hybrid's pre-check depends on the date (ours and the daemon's, read once a minute)
+        self.builder_ttl = 60.0 if self._hybrid else None
+        #: format -> the shapes of frames the daemon's parser reads as ours (hybrid; at attach)
+        self._c_shapes: dict[str, tuple[str, ...]] = {}
+        self._daemon_today_until = 0.0  # when to ask the daemon's date again (monotonic)
+        self._daemon_today_value: dt.date | None = None
         self.metrics_spec = self.options.metrics
         self.source_ip = self.options.source_ip
         self._stamp_read: Any = _no_stamp_known  # set at the first native parse (attach)
@@ -893,7 +980,88 @@ class SyslogSource(TwistedSource):
     def attach(self, reactor: Any) -> defer.Deferred[list[Any]]:
         if self._native and _STALE_CLOCK and self.sink is self:
             self._stamp_read = _stamp_shapes_read(self.parse_options)
+        self._c_shapes = {}
+        if _IN_DAEMON and self.sink is self:
+            probe = LogMessage.parse(_stamp_carrier(dt.datetime.now(_UTC)), self.parse_options)
+            self._msgformat_pair = bool(_value(probe, "MSGFORMAT"))
+        if self._hybrid and _IN_DAEMON and self.sink is self:
+            formats = {self._format} | {s.format for s in self._specs if s.format is not None}
+            for fmt in sorted(formats):
+                self._c_shapes[fmt] = self._shapes_read_alike(fmt)
+            self.logger.info(
+                "syslogsrc: parser hybrid: the daemon's parser for "
+                + "; ".join(
+                    f"format {fmt}: {', '.join(names) or 'no frame'}"
+                    for fmt, names in sorted(self._c_shapes.items())
+                )
+            )
         return super().attach(reactor)
+
+    def _frame_test(self, names: tuple[str, ...]) -> _daemon_parse.FrameTest:
+        """The hybrid's pre-check for the shapes ``names``, as of today by our clock and the
+        daemon's."""
+        daemon_today = self._daemon_today()
+        if daemon_today is None:  # the daemon's date unknown: its year of BSD stamps too
+            names = tuple(n for n in names if n != "rfc3164-bsd")
+        return _daemon_parse.frame_test(names, _today(), daemon_today)
+
+    def _daemon_today(self) -> dt.date | None:
+        """The date of the daemon's clock as its parser sees it (stale in a Python source's
+        thread: it decides the year of BSD stamps), asked at most once a minute."""
+        now = time.monotonic()
+        if now >= self._daemon_today_until:
+            self._daemon_today_until = now + 60.0
+            try:
+                probe = LogMessage.parse(b"<13>probe", self.parse_options)
+                self._daemon_today_value = dt.date.fromisoformat(
+                    _value(probe, "R_ISODATE")[:10].decode()
+                )
+            except Exception:  # no date to read: no BSD stamp for the daemon's parser
+                self._daemon_today_value = None
+        return self._daemon_today_value
+
+    def _shapes_read_alike(self, fmt: str) -> tuple[str, ...]:
+        """The shapes of frames (:mod:`syslogsrc._daemon_parse`) that the daemon's parser,
+        with this driver's parse options, reads as ours does in format ``fmt``: each tried on
+        probe frames, once."""
+        if fmt == "auto":
+            wanted: tuple[str, ...] = _daemon_parse.SHAPES
+        elif fmt == "rfc3164":
+            wanted = tuple(n for n in _daemon_parse.SHAPES if n.startswith("rfc3164"))
+        elif fmt == "rfc5424":
+            wanted = ("rfc5424",)
+        else:  # json, raw: the daemon has no such parser
+            wanted = ()
+        if self._time_zone is not None:  # ours reads stamps without offset in another zone
+            wanted = tuple(n for n in wanted if n not in _daemon_parse.LOCAL_SHAPES)
+        alike = []
+        for name, frames in _daemon_parse.probes().items():
+            if name not in wanted:
+                continue
+            try:
+                if all(self._read_alike(frame, fmt) for frame in frames):
+                    alike.append(name)
+            except Exception as exc:  # a probe the daemon refuses: not known to be read alike
+                self.logger.debug(f"syslogsrc: probe of {name} failed: {exc!r}")
+        return tuple(alike)
+
+    def _read_alike(self, frame: bytes, fmt: str) -> bool:
+        """Whether both parsers make the same message of ``frame``, as far as the daemon's
+        parse options can change it (fields, stamp, PRI, tags, raw message)."""
+        mine = self._parsed_message(parse(frame, fmt, time_zone=self._time_zone))
+        theirs = LogMessage.parse(frame, self.parse_options)
+        names = [*_PROBED_NAMES, *(n for n in _probe_sd_names(frame))]
+        for name in names:
+            a, b = _probe_value(mine, name), _probe_value(theirs, name)
+            if a != b:
+                self.logger.debug(
+                    f"syslogsrc: parser hybrid: {name} differs for {frame!r}: {a!r} (ours) != {b!r}"
+                )
+                return False
+        get_timestamp = getattr(theirs, "get_timestamp", None)
+        if get_timestamp is not None and get_timestamp() != mine.get_timestamp():
+            return False
+        return True
 
     def listeners(self, reactor: Any) -> list[Any]:
         from syslogsrc.listen import make_listener
@@ -902,13 +1070,58 @@ class SyslogSource(TwistedSource):
 
     def builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
         if (
-            self._native
-            and origin.format is None
-            and type(self).build_message is SyslogSource.build_message
+            type(self).build_message is SyslogSource.build_message
             and type(self).annotate is TwistedSource.annotate
         ):
-            return self._native_builder(origin)
+            if self._native and origin.format is None:
+                return self._native_builder(origin)
+            if self._c_shapes:
+                return self._hybrid_builder(origin)
         return super().builder(origin)
+
+    def _hybrid_builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
+        """The hybrid parser for one batch from ``origin``: the daemon's parser for a frame
+        of a shape it reads as ours (:mod:`syslogsrc._daemon_parse`, one regex), ours for any
+        other; then what :meth:`annotate` adds, decided here for the origin."""
+        fmt = origin.format or self._format
+        names = self._c_shapes.get(fmt, ())
+        if not names:
+            return functools.partial(self.build_message, origin=origin)
+        read_alike = self._frame_test(names)
+        c_parse = LogMessage.parse
+        parse_options = self.parse_options
+        ours = parse
+        time_zone = self._time_zone
+        pairs = origin.pairs
+        transport = origin.transport if self._transport_pair else None
+        host = origin.peer_host
+        port = origin.peer_port or 0
+        set_source_ip = self._set_source_ip and host is not None
+        peer_pairs = not self._set_source_ip and host is not None
+        port_text = str(port)
+        message_from = self.message_from
+
+        def build(frame: bytes | ParsedMessage) -> Any:
+            if type(frame) is not bytes:
+                return message_from(frame, origin, len(frame.pairs.get("MESSAGE", "")))
+            if not (read_alike(frame) and (frame.isascii() or _is_utf8(frame))):
+                return message_from(ours(frame, fmt, time_zone=time_zone), origin, len(frame))
+            msg = c_parse(frame, parse_options)
+            if pairs:
+                for name, value in pairs.items():
+                    msg[name] = value
+            if transport is not None:
+                msg["TRANSPORT"] = transport
+            if set_source_ip:
+                msg.set_source_ipaddress(host, port)
+            elif peer_pairs:
+                msg["PEERIP"] = host
+                msg["PEERPORT"] = port_text
+            if _RAWMSG_SIZE:
+                msg.set_recvd_rawmsg_size(len(frame))
+            return msg
+
+        return build
 
     def _native_builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
         """:meth:`build_message` with the daemon's parser and :meth:`annotate` in one function
@@ -952,6 +1165,12 @@ class SyslogSource(TwistedSource):
         if type(message) is not bytes:
             return self.message_from(message, origin, len(message.pairs.get("MESSAGE", "")))
         fmt = origin.format
+        names = self._c_shapes.get(fmt or self._format) if self._c_shapes else None
+        if names and _daemon_parse.accepts(self._frame_test(names), message):
+            # hybrid: the same decision as _hybrid_builder's
+            msg = LogMessage.parse(message, self.parse_options)
+            self.annotate(msg, origin, len(message))
+            return msg
         if self._native and fmt is None:
             msg = LogMessage.parse(message, self.parse_options)
             # asked only of frames whose stamp the daemon may not have read

@@ -127,7 +127,8 @@ def _absent(record: dict, key: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("parser", "source_ip"), [("syslogsrc", "pairs"), ("native", "pairs"), ("native", "saddr")]
+    ("parser", "source_ip"),
+    [("syslogsrc", "pairs"), ("hybrid", "pairs"), ("native", "pairs"), ("native", "saddr")],
 )
 def test_fields_and_stamps_match_what_was_sent(syslog_ng, parser, source_ip):
     port = free_port()
