@@ -41,24 +41,28 @@ from _soak import WORKDIR, daemons, pick_daemon
 LOGGEN = "loggen"
 FULL_RATE = 1_000_000_000  # loggen -r is per connection; this is "as fast as it can"
 DROP_LINE = "Incorrectly suspended source, dropping message"
-_LINE = re.compile(rb"(\d+) (\d{10}) (\d{4})\n")
+_LINE = re.compile(rb"(\d+) (?:seq: )?(\d{10}),? (?:thread: )?(\d{4})(?:,.*)?\n")
 _SUMMARY = re.compile(r"listener (\S+) stopped: (.*?);?$", re.M)
 _LOGGEN = re.compile(r"count=(\d+)")
 
 
-def config(main_port: int, load_port: int, parser: str, window: int) -> str:
+def config(
+    main_port: int, load_port: int, parser: str, window: int, flow_control: bool, wide: bool
+) -> str:
     listen = f"tcp:{main_port}:interface=127.0.0.1"
     if load_port:
         listen += f" tcp:{load_port}:interface=127.0.0.1"
     # seq and thread are at fixed places in loggen's MESSAGE ("seq: 0000000012, thread: 0003, ")
     template = r'"${PEERPORT} $(substr \"${MSG}\" 5 10) $(substr \"${MSG}\" 25 4)\n"'
+    if wide:  # the whole message, as bench/daemon.py writes it: a slower destination
+        template = r'"${PEERPORT} ${MSG}\n"'
     return (
         "options { use-dns(no); };\n"
         f'source s {{ python(class("syslogsrc.SyslogSource") options("listen" "{listen}"'
         f' "parser" "{parser}" "max-connections" "100") log-iw-size({window})'
         f" flags(syslog-protocol)); }};\n"
         f'destination d {{ file("@STATE@/out.log" template({template})); }};\n'
-        "log { source(s); destination(d); flags(flow-control); };\n"
+        f"log {{ source(s); destination(d);{' flags(flow-control);' if flow_control else ''} }};\n"
     )
 
 
@@ -125,6 +129,15 @@ def check(seen: dict[int, collections.Counter[int]], ports: set[int] | None = No
     return {"lost_inside": lost, "dup": dups, "delivered": total}
 
 
+def _queue_drops(stats: str) -> int:
+    """What the file destination's queue dropped (full, without flow control)."""
+    return sum(
+        int(line.rsplit(";", 1)[1])
+        for line in stats.splitlines()
+        if line.startswith("dst.file;") and ";dropped;" in line
+    )
+
+
 def summaries(stderr: str) -> dict[str, dict[str, int]]:
     """The source's stop lines: received, posted, dropped per listener."""
     out: dict[str, dict[str, int]] = {}
@@ -137,17 +150,17 @@ def summaries(stderr: str) -> dict[str, dict[str, int]]:
 
 
 def one_run(daemon: daemons.Daemon, *, parser: str, connections: int, rfc5424: bool,
-            messages: int, load: int, load_seconds: int, window: int,
-            quiet: float) -> dict:  # fmt: skip
+            messages: int, load: int, load_seconds: int, window: int, flow_control: bool,
+            wide: bool, seconds: int, quiet: float) -> dict:  # fmt: skip
     main_port = daemons.free_port()
     load_port = daemons.free_port() if load else 0
     running = daemon.spawn(
-        config(main_port, load_port, parser, window),
+        config(main_port, load_port, parser, window, flow_control, wide),
         workdir=WORKDIR,
         wait_ports=[p for p in (main_port, load_port) if p],
     )
     out = Path(running.state_dir) / "out.log"
-    per_connection = messages // connections
+    per_connection = messages // connections if not seconds else None
     started = time.monotonic()
     load_proc = None
     load_ports: set[int] = set()
@@ -158,7 +171,7 @@ def one_run(daemon: daemons.Daemon, *, parser: str, connections: int, rfc5424: b
                                rate=load, seconds=load_seconds)  # fmt: skip
             load_ports = local_ports(load_proc.pid, load_port)
         main = loggen(main_port, per_connection=per_connection, connections=connections,
-                      rfc5424=rfc5424)  # fmt: skip
+                      rfc5424=rfc5424, seconds=seconds or None)  # fmt: skip
         sent = loggen_count(main, timeout=600)
         send_seconds = time.monotonic() - started
         load_sent = 0
@@ -175,6 +188,7 @@ def one_run(daemon: daemons.Daemon, *, parser: str, connections: int, rfc5424: b
             elif time.monotonic() - since > quiet:
                 break
             time.sleep(0.2)
+        queue_drops = _queue_drops(running.ctl("stats"))
         rc = running.stop()
     finally:
         if load_proc is not None and load_proc.poll() is None:
@@ -198,6 +212,7 @@ def one_run(daemon: daemons.Daemon, *, parser: str, connections: int, rfc5424: b
         "rc": rc,
         "bad_lines": bad,
         "drop_lines": stderr.count(DROP_LINE),
+        "queue_drops": queue_drops,
         "main": main_stats,
         "load": load_stats,
         "tracebacks": stderr.count("Traceback"),
@@ -206,10 +221,8 @@ def one_run(daemon: daemons.Daemon, *, parser: str, connections: int, rfc5424: b
     main_seen = {p: c for p, c in seen.items() if p not in load_ports}
     load_seen = {p: c for p, c in seen.items() if p in load_ports}
     r_main = check(main_seen)
-    # a main connection missing its tail (or missing entirely) is lost too
-    tail_lost = sum(per_connection - (max(c) + 1) for c in main_seen.values())
-    missing_conns = connections - len(main_seen)
-    r_main["lost"] = r_main["lost_inside"] + tail_lost + missing_conns * per_connection
+    # what loggen counted sent and is not there, once (a gap, a tail or a whole connection)
+    r_main["lost"] = sent - (r_main["delivered"] - r_main["dup"])
     r_main["connections_seen"] = len(main_seen)
     result["main_check"] = r_main
     r_load = check(load_seen)
@@ -254,6 +267,15 @@ def main() -> int:
         "--load-seconds", type=int, default=0, help="its duration (default: messages / 100 000)"
     )
     parser.add_argument("--window", type=int, default=100, help="log-iw-size")
+    parser.add_argument(
+        "--no-flow-control",
+        action="store_true",
+        help="the log path without flags(flow-control), as bench/daemon.py measures",
+    )
+    parser.add_argument(
+        "--seconds", type=int, default=0, help="send for this long (loggen -I) instead of -m"
+    )
+    parser.add_argument("--wide", action="store_true", help="write whole messages")
     parser.add_argument("--quiet", type=float, default=10.0)
     args = parser.parse_args()
     WORKDIR.mkdir(parents=True, exist_ok=True)
@@ -280,6 +302,9 @@ def main() -> int:
                 load=args.load,
                 load_seconds=args.load_seconds or max(2, args.messages // 100_000),
                 window=args.window,
+                flow_control=not args.no_flow_control,
+                wide=args.wide,
+                seconds=args.seconds,
                 quiet=args.quiet,
             )
             mc, lc = r["main_check"], r["load_check"]
@@ -300,6 +325,7 @@ def main() -> int:
                 lost=mc["lost"] + lc["lost"],
                 dup=mc["dup"] + lc["dup"],
                 drop_lines=r["drop_lines"],
+                queue_drops=r["queue_drops"],
                 failed_runs=0 if ok else 1,
                 seconds=r["seconds"],
             )
@@ -308,7 +334,8 @@ def main() -> int:
                 f" {r['format']}: sent {r['sent']} in {r['seconds']} s, delivered"
                 f" {mc['delivered']}, lost {mc['lost']}, dup {mc['dup']}; load sent"
                 f" {r['load_sent']} lost {lc['lost']} dup {lc['dup']};"
-                f" 'Incorrectly suspended' {r['drop_lines']}; stop rc {r['rc']};"
+                f" 'Incorrectly suspended' {r['drop_lines']}; queue drops {r['queue_drops']};"
+                f" stop rc {r['rc']};"
                 f" main {dict(r['main'])} load {dict(r['load'])}"
                 f"{'' if ok else '  NOT OK'}",
                 flush=True,
@@ -318,7 +345,8 @@ def main() -> int:
         print(
             f"{name}: {t['runs']} runs, {t['sent']} + {t['load_sent']} (load) messages,"
             f" lost {t['lost']}, duplicated {t['dup']}, 'Incorrectly suspended' lines"
-            f" {t['drop_lines']}, failed runs {t['failed_runs']}, sending {t['seconds']:.0f} s"
+            f" {t['drop_lines']}, queue drops {t['queue_drops']},"
+            f" failed runs {t['failed_runs']}, sending {t['seconds']:.0f} s"
         )
     print("OK" if not failed else "NOT OK")
     return 1 if failed else 0
