@@ -71,8 +71,8 @@ def loggen(port: int, *, per_connection: int | None, connections: int, rfc5424: 
     args = [LOGGEN, "-i", "-S", "-s", "300", "-r", str(rate)]
     if per_connection is not None:
         args += ["-n", str(per_connection)]
-    if seconds is not None:
-        args += ["-I", str(seconds)]
+    # loggen stops after -I seconds (10 unless given), even with -n
+    args += ["-I", str(seconds if seconds is not None else 3600)]
     if rfc5424:
         args.append("-P")
     if connections > 1:
