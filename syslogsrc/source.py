@@ -514,8 +514,14 @@ class TwistedSource(LogSource):
     #    began. (A wakeup() during that post may be stale or not; rule 2 copes with it.)
     # 2. The daemon's pipeline sets HOST_FROM on every message it takes, before post_message()
     #    returns, and a dropped one is left alone. A message without HOST_FROM after posting was
-    #    dropped: it is held, every producer pauses, and the next wakeup() posts it first.
+    #    dropped: it is held, every producer pauses, and the next wakeup() posts it first; the
+    #    dropped post counts as a suspension for rule 1 (the window was empty when it began).
     #    (Only a wakeup that raced the check itself gets this far: one post, not a burst.)
+    #
+    # What is left cannot be told apart with the daemon's API: a wakeup() whose slot was freed
+    # before the post that emptied the window, but which got the GIL only after that post's
+    # suspend(), looks exactly like the wakeup that ends the suspension. Its first post is
+    # dropped, logged by the daemon, held and posted again (counted: docs/syslog-ng.md).
 
     def suspend(self) -> None:
         """The window is full (called by the daemon inside ``post_message``, in our thread)."""
@@ -576,6 +582,11 @@ class TwistedSource(LogSource):
             return True
         if not self._held or self._held[0][0] is not msg:
             self._held.append((msg, origin))
+        # The window was empty when this post began: a wakeup() that ran before it announced a
+        # slot already taken again (rule 1 applies from this post on; the daemon calls no
+        # suspend() for a dropped message). Without this, every such wakeup still queued
+        # posted the held message into the empty window once more.
+        self._suspended_in = self._posts
         if not self._suspended:
             self._pause_all()
         return False
