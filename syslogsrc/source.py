@@ -518,6 +518,12 @@ class TwistedSource(LogSource):
     #    dropped post counts as a suspension for rule 1 (the window was empty when it began).
     #    (Only a wakeup that raced the check itself gets this far: one post, not a burst.)
     #
+    # 3. 4.x calls wakeup() right after request_exit() (lib/logthrsource/logthrsourcedrv.c,
+    #    _worker_thread_request_exit), whatever the window: a suspended source that resumed then
+    #    posted into an empty window (one "Incorrectly suspended" line per reload or stop that
+    #    found it suspended: 25 in 100 reloads on 4.8.1). A wakeup() that ran after
+    #    request_exit() resumes nothing; what the connections hold is counted at detach.
+    #
     # What is left cannot be told apart with the daemon's API: a wakeup() whose slot was freed
     # before the post that emptied the window, but which got the GIL only after that post's
     # suspend(), looks exactly like the wakeup that ends the suspension. Its first post is
@@ -543,14 +549,16 @@ class TwistedSource(LogSource):
         with self._lock:
             reactor = self._reactor
             if reactor is not None:
-                reactor.callFromThread(self._resume, self._posts)
+                reactor.callFromThread(self._resume, self._posts, self._exit_requested)
         # else: a late acknowledgement after run() ended; nothing to resume
 
-    def _resume(self, posts: int | None = None) -> None:
+    def _resume(self, posts: int | None = None, exiting: bool = False) -> None:
         if not self._suspended:
             return
         if posts is not None and posts < self._suspended_in:
             return  # rule 1: a stale wakeup
+        if exiting:
+            return  # rule 3: 4.x's wakeup() at request_exit() says nothing of the window
         self._suspended = False
         self._suspended_total += _monotonic() - self._suspended_since
         self.paused = False

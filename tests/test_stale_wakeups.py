@@ -84,3 +84,25 @@ def test_the_wakeup_after_a_drop_still_resumes() -> None:
     src._resume(src.ack())
     assert not src._held and src.taken == [b"m1", b"m2"]
     assert src._suspended and src.window == 0  # m2 took the one slot: suspended again
+
+
+class _CallAtOnce:
+    """The reactor's callFromThread, run at once (the test is the reactor's thread)."""
+
+    def callFromThread(self, f: Any, *args: Any) -> None:
+        f(*args)
+
+
+def test_the_wakeup_4x_sends_with_request_exit_resumes_nothing() -> None:
+    # 4.x's _worker_thread_request_exit() calls wakeup() after request_exit(), with the window
+    # as it is: resuming then posted into an empty window, and the daemon logged a drop.
+    src = FakeWindow(window=1)
+    origin = _origin()
+    src.post([b"m1"], origin)
+    src._reactor = _CallAtOnce()
+    src._exit_requested = True  # what request_exit() sets, under the lock, before the wakeup
+    src.wakeup()
+    assert src._suspended and src.drops == 0
+    src._exit_requested = False  # an acknowledgement outside a stop still resumes
+    src.wakeup()
+    assert not src._suspended
