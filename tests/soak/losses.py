@@ -12,7 +12,11 @@ Each run starts a fresh daemon whose only log path is SyslogSource into ``file()
 messages with ``loggen -n`` as fast as it can, over 1 or 10 connections, RFC 3164 or RFC 5424
 (octet-counted) in turn. Meanwhile a second loggen (``--load`` msg/s, on a second listener of the
 same source; 0: none) competes for the window and the CPU, and its messages are checked too.
-The runs cycle through the combinations of ``--parsers`` x ``--connections``.
+The runs cycle through the combinations of ``--parsers`` x ``--connections`` x the two formats.
+
+``--no-flow-control --window 100000 --wide --seconds 10`` reproduce what ``bench/daemon.py``
+measures (no flow control, whole messages in the file, loggen for a duration); the file
+destination's queue drops are then read from ``syslog-ng-ctl stats`` before the stop.
 
 The file gets one short line per message (``$PEERPORT`` and the numbers loggen puts in each
 message: ``seq`` and ``thread``); a connection is a sender's port. Per connection, every number
@@ -57,7 +61,7 @@ def config(
     if wide:  # the whole message, as bench/daemon.py writes it: a slower destination
         template = r'"${PEERPORT} ${MSG}\n"'
     return (
-        "options { use-dns(no); };\n"
+        "options { use-dns(no); stats-level(1); };\n"
         f'source s {{ python(class("syslogsrc.SyslogSource") options("listen" "{listen}"'
         f' "parser" "{parser}" "max-connections" "100") log-iw-size({window})'
         f" flags(syslog-protocol)); }};\n"
