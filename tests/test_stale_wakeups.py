@@ -11,8 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from syslogsrc import source as source_module
 from syslogsrc.interfaces import ListenerStats, Origin
 from syslogsrc.source import TwistedSource
+
+
+@pytest.fixture(autouse=True)
+def _no_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No daemon to close batches with: the fake window is the whole daemon here."""
+    monkeypatch.setattr(source_module, "_CLOSE_BATCH", False)
 
 
 class FakeWindow(TwistedSource):
