@@ -248,6 +248,7 @@ class TwistedSource(LogSource):
         super().__init__()
         self._lock = threading.Lock()
         self._exit_requested = False
+        self._exit_wakeup_from: int | None = None  # whose next wakeup() is 4.x's exit one
         self._reactor: Any = None  # the reactor we run or are attached to
         self._own_reactor = False
         self._listeners: list[Any] = []
@@ -335,6 +336,8 @@ class TwistedSource(LogSource):
         """From the main thread, any time: before, during or after ``run()`` starts."""
         with self._lock:
             self._exit_requested = True
+            # 4.x calls wakeup() next, in this thread, whatever the window (flow control, rule 3)
+            self._exit_wakeup_from = None if _DAEMON_3X else threading.get_ident()
             reactor = self._reactor if self._own_reactor else None
             if reactor is not None:
                 reactor.callFromThread(self._shutdown_own_reactor)
@@ -518,11 +521,12 @@ class TwistedSource(LogSource):
     #    dropped post counts as a suspension for rule 1 (the window was empty when it began).
     #    (Only a wakeup that raced the check itself gets this far: one post, not a burst.)
     #
-    # 3. 4.x calls wakeup() right after request_exit() (lib/logthrsource/logthrsourcedrv.c,
-    #    _worker_thread_request_exit), whatever the window: a suspended source that resumed then
-    #    posted into an empty window (one "Incorrectly suspended" line per reload or stop that
-    #    found it suspended: 25 in 100 reloads on 4.8.1). A wakeup() that ran after
-    #    request_exit() resumes nothing; what the connections hold is counted at detach.
+    # 3. 4.x calls wakeup() right after request_exit(), in the same thread
+    #    (lib/logthrsource/logthrsourcedrv.c, _worker_thread_request_exit), whatever the window:
+    #    a suspended source that resumed then posted into an empty window (one "Incorrectly
+    #    suspended" line per reload or stop that found it suspended: 25 in 100 reloads on
+    #    4.8.1). That one wakeup() (the next one in request_exit()'s thread) resumes nothing;
+    #    acknowledgements after it still do, so a source may go on posting while it stops.
     #
     # What is left cannot be told apart with the daemon's API: a wakeup() whose slot was freed
     # before the post that emptied the window, but which got the GIL only after that post's
@@ -547,9 +551,12 @@ class TwistedSource(LogSource):
         that acknowledges at once: always deferred to the reactor's next turn, so producers are
         never resumed from inside a protocol's posting loop."""
         with self._lock:
+            exiting = self._exit_wakeup_from == threading.get_ident()
+            if exiting:
+                self._exit_wakeup_from = None
             reactor = self._reactor
             if reactor is not None:
-                reactor.callFromThread(self._resume, self._posts, self._exit_requested)
+                reactor.callFromThread(self._resume, self._posts, exiting)
         # else: a late acknowledgement after run() ended; nothing to resume
 
     def _resume(self, posts: int | None = None, exiting: bool = False) -> None:

@@ -103,15 +103,17 @@ class _CallAtOnce:
 
 
 def test_the_wakeup_4x_sends_with_request_exit_resumes_nothing() -> None:
-    # 4.x's _worker_thread_request_exit() calls wakeup() after request_exit(), with the window
-    # as it is: resuming then posted into an empty window, and the daemon logged a drop.
+    # 4.x's _worker_thread_request_exit() calls wakeup() right after request_exit(), in the same
+    # thread, with the window as it is: resuming then posted into an empty window, and the
+    # daemon logged a drop.
     src = FakeWindow(window=1)
     origin = _origin()
     src.post([b"m1"], origin)
     src._reactor = _CallAtOnce()
-    src._exit_requested = True  # what request_exit() sets, under the lock, before the wakeup
-    src.wakeup()
+    src.request_exit()  # attached, not our own reactor: nothing to stop here
+    src.wakeup()  # the daemon's, from request_exit()'s thread
     assert src._suspended and src.drops == 0
-    src._exit_requested = False  # an acknowledgement outside a stop still resumes
+    # an acknowledgement after it (a slot freed while the source stops) still resumes
+    src.ack()
     src.wakeup()
     assert not src._suspended
