@@ -61,6 +61,7 @@ UDP_SOURCES = [
     ("native-tuned", "native"),
     ("syslogsrc", "SyslogSource, parser syslogsrc"),
     ("syslogsrc-native", "SyslogSource, parser native"),
+    ("syslogsrc-hybrid", "SyslogSource, parser hybrid (the default)"),
 ]
 TLS_SOURCES = [
     ("native-tuned", "native tuned"),
@@ -71,6 +72,7 @@ TLS_SOURCES = [
 HAND_SOURCES = [
     ("handwritten", "hand-written Twisted source"),
     ("syslogsrc-native", "SyslogSource, parser native"),
+    ("syslogsrc-native-bare", "SyslogSource, parser native, source-ip none (the same work)"),
     ("syslogsrc", "SyslogSource, parser syslogsrc"),
     ("syslogsrc-hybrid", "SyslogSource, parser hybrid"),
     ("native-tuned", "native tuned"),
@@ -102,7 +104,11 @@ def source_config(
         if source == "native-tuned":
             opts += f" log-fetch-limit(1000) log-iw-size({WINDOW}) max-connections(100)"
         return f"{driver}(transport({transport}) {addr}{opts})"
-    parser = {"syslogsrc-native": "native", "syslogsrc-hybrid": "hybrid"}.get(source, "syslogsrc")
+    parser = {
+        "syslogsrc-native": "native",
+        "syslogsrc-native-bare": "native",
+        "syslogsrc-hybrid": "hybrid",
+    }.get(source, "syslogsrc")
     if transport == "udp":
         listen = f"udp:{port}:interface=127.0.0.1"
         extra = f' "so-rcvbuf" "{UDP_RCVBUF}"'
@@ -113,6 +119,8 @@ def source_config(
     else:
         listen = f"tcp:{port}:interface=127.0.0.1"
         extra = ""
+    if source == "syslogsrc-native-bare":  # what the hand-written source gives: no address
+        extra += ' "source-ip" "none"'
     # the daemon's parser needs flags(syslog-protocol) to read RFC 5424, as syslog() sets it
     flags = " flags(syslog-protocol)" if (rfc5424 and parser != "syslogsrc") else ""
     return (
