@@ -701,6 +701,7 @@ class StreamListener(Listener):
             if connection.pending:
                 state.frames.append((connection.pending, origin))
             return
+        self.stats.taken_over += len(connection.pending)
         inner.adopt(connection.decoder, connection.pending, origin)
 
     def _stopped(self, result: Any) -> Any:

@@ -341,10 +341,10 @@ class TwistedSource(LogSource):
         #: hosted), or another sink (twistd's :class:`~syslogsrc.sinks.OutputSink`)
         self.sink: IMessageSink = self
         self._build_errors: Any = _NoLog  # set for each reactor (attach)
-        #: inside the daemon: at the end of run() the listening sockets, connections and
-        #: frames not posted go to the next instance of the same persist name (a reload);
-        #: see syslogsrc.handover and docs/syslog-ng.md
-        self.hand_over = _IN_DAEMON
+        #: at the end of run() the listening sockets, connections and frames not posted go
+        #: to the next instance of the same persist name (a reload: in the daemon, or in
+        #: syslogsrc-host); see syslogsrc.handover and docs/syslog-ng.md
+        self.hand_over = True
         self._claimed: dict[str, Any] = {}  # what the previous instance left us (init)
         self._deposited: str | None = None  # the persist name we left things under
         self._backlog: _Backlog | None = None  # frames the previous instance left, posting
@@ -414,12 +414,14 @@ class TwistedSource(LogSource):
         handover.deposit(name, states, self._report_unclaimed)
 
     def _report_unclaimed(self, connections: int, frames: int) -> None:
-        if connections or frames:
+        if frames:
             self.logger.error(
-                f"syslogsrc: no new instance took over {connections} connection(s) and"
-                f" {frames} message(s) read and not posted (a shutdown, or a listener left the"
-                " configuration): connections closed, messages dropped"
+                f"syslogsrc: dropped {frames} message(s) read and not posted: the daemon"
+                " took no more before run() returned, and no new instance took them over (a"
+                f" shutdown); {connections} connection(s) closed"
             )
+        elif connections:
+            self.logger.info(f"syslogsrc: {connections} connection(s) closed at shutdown")
 
     def listeners(self, reactor: Any) -> Iterable[Any]:
         """What to listen on: objects with ``start() -> Deferred`` and ``stop() -> Deferred``
@@ -546,6 +548,13 @@ class TwistedSource(LogSource):
         self._held.clear()
         if rest.frames or rest.messages:
             states.append(rest)
+        for state in states:
+            for frames, origin in state.frames:
+                origin.listener.handed_over += len(frames)
+            for connection in state.connections:
+                connection.origin.listener.handed_over += len(connection.pending)
+            for _, origin in state.messages:
+                origin.listener.handed_over += 1
         sockets = sum(1 for s in states if s.fd is not None)
         connections = sum(len(s.connections) for s in states)
         frames = sum(s.unposted() for s in states)
@@ -636,13 +645,16 @@ class TwistedSource(LogSource):
         its listener's stats where the listener is still there)."""
         stats = {getattr(lis, "name", None): lis.stats for lis in self._listeners}
 
-        def ours(origin: Origin) -> Origin:
+        def ours(origin: Origin, count: int = 1) -> Origin:
             listener = stats.get(origin.listener.name)
-            return origin if listener is None else attrs.evolve(origin, listener=listener)
+            if listener is not None:
+                origin = attrs.evolve(origin, listener=listener)
+            origin.listener.taken_over += count
+            return origin
 
         frames = []
         for state in claimed.values():
-            frames.extend((batch, ours(origin)) for batch, origin in state.take_frames())
+            frames.extend((b, ours(origin, len(b))) for b, origin in state.take_frames())
             # built already: posted first, as they are
             self._held.extend((msg, ours(origin)) for msg, origin in state.messages)
             state.messages = []

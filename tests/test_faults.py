@@ -277,7 +277,15 @@ def test_sigterm_at_peak_load_daemon_exits_within_5s_and_delivers_everything(
     lines = case.out.read_bytes().count(b"\n")
     print(f"{syslog_ng.name}: {counts} written {lines}")
     assert lines == counts["posted"], (lines, counts)
-    assert counts["received"] == counts["posted"] + counts["dropped"]
+    # read and not posted at the stop: handed over, and then, nobody taking them (a shutdown),
+    # dropped and counted in the log (3.38.1 sends no wakeup() after request_exit(); 4.8.1
+    # does, and takes them all)
+    assert counts["received"] == counts["posted"] + counts["dropped"] + counts["handed_over"]
+    if counts["handed_over"]:
+        assert re.search(
+            rf"dropped {counts['handed_over']} message\(s\) read and not posted",
+            case.daemon.stderr(),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
