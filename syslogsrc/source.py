@@ -304,7 +304,7 @@ class TwistedSource(LogSource):
     #: daemon's window where it must) before it hands the rest over or counts it as dropped
     drain_grace: ClassVar[float] = 2.0
     #: seconds without a single post after which that wait ends early (the window stays full)
-    drain_stall: ClassVar[float] = 0.25
+    drain_stall: ClassVar[float] = 0.5
 
     def __init__(self) -> None:
         super().__init__()
@@ -418,10 +418,14 @@ class TwistedSource(LogSource):
             self.logger.error(
                 f"syslogsrc: dropped {frames} message(s) read and not posted: the daemon"
                 " took no more before run() returned, and no new instance took them over (a"
-                f" shutdown); {connections} connection(s) closed"
+                f" shutdown, or their listener left the configuration); {connections}"
+                " connection(s) closed"
             )
         elif connections:
-            self.logger.info(f"syslogsrc: {connections} connection(s) closed at shutdown")
+            self.logger.info(
+                f"syslogsrc: {connections} connection(s) closed: no new instance took them over"
+                " (a shutdown, or their listener left the configuration)"
+            )
 
     def listeners(self, reactor: Any) -> Iterable[Any]:
         """What to listen on: objects with ``start() -> Deferred`` and ``stop() -> Deferred``
@@ -512,9 +516,9 @@ class TwistedSource(LogSource):
             now = reactor.seconds()
             if self._posts != progress[0]:
                 progress[:] = [self._posts, now]
-            # A window that does not move (3.38.1 sends no wakeup() while a reload or a
-            # shutdown waits for run() to return) is not waited for.
-            stalled = now - progress[1] >= self.drain_stall
+            # A window that does not move is not waited for: 3.x sends no wakeup() after
+            # request_exit() (a suspended 3.x source cannot post again before run() returns).
+            stalled = now - progress[1] >= self.drain_stall or (_DAEMON_3X and self._suspended)
             if not self._holding() or now >= deadline or stalled:
                 done.callback(None)
             else:
