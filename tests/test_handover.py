@@ -34,6 +34,11 @@ def _wait_listening(host: SourceHost) -> None:
     )
 
 
+def _lines(tag: str, n: int) -> bytes:
+    line = b"<13>Nov 24 06:00:00 good app: good-%s-%d\n"
+    return b"".join(line % (tag.encode(), i) for i in range(n))
+
+
 def _port(host: SourceHost, index: int = 0) -> int:
     return host.source._listeners[index].address.port
 
@@ -150,3 +155,21 @@ def test_a_bundle_nobody_claims_expires() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_stop_posts_everything_read_before_run_returns() -> None:
+    # A slow output keeps the window (10) full: at the stop the connection holds frames read
+    # and not posted. The host wakes the source at request_exit() as 4.x does; they are all
+    # posted (and written) before run() returns, none handed over or dropped.
+    output = CountingOutput(delay=0.0002)  # ~5000 msg/s: well within drain_grace (2 s)
+    host = _host("tcp:0:interface=127.0.0.1", output, log_iw_size=10)
+    with socket.create_connection(("127.0.0.1", _port(host))) as s:
+        s.sendall(_lines("stop", 2000))
+        assert host.wait_for(lambda: len(output.good.get("stop", [])) >= 50, WAIT)
+        source = host.source
+        host.stop()
+    stats = source._stopped_listeners[0].stats
+    assert (stats.dropped, stats.handed_over) == (0, 0), stats
+    assert stats.posted == stats.received
+    assert output.good["stop"] == list(range(stats.received))
+    host.close()
