@@ -594,6 +594,13 @@ class TwistedSource(LogSource):
         )
         self._listeners = list(self.listeners(reactor))
         claimed = self._take_over(reactor)
+        # Messages built and dropped by the daemon go first: each was the first in line of its
+        # connection, whose frames the adopted connection posts at once.
+        for state in claimed.values():
+            self._held.extend((msg, self._our_origin(origin)) for msg, origin in state.messages)
+            state.messages = []
+        if self._held and not self._suspended:
+            self._post_held()
         started = []
         # A copy: a listener that fails at once (a UDP port in use) is removed from
         # self._listeners by its errback, inside this loop, and the next one was skipped.
@@ -647,27 +654,26 @@ class TwistedSource(LogSource):
     def _post_backlog(self, claimed: dict[str, Any]) -> None:
         """Post first the frames the previous instance had read and not posted (each with
         its listener's stats where the listener is still there)."""
-        stats = {getattr(lis, "name", None): lis.stats for lis in self._listeners}
-
-        def ours(origin: Origin, count: int = 1) -> Origin:
-            listener = stats.get(origin.listener.name)
-            if listener is not None:
-                origin = attrs.evolve(origin, listener=listener)
-            origin.listener.taken_over += count
-            return origin
-
         frames = []
         for state in claimed.values():
-            frames.extend((b, ours(origin, len(b))) for b, origin in state.take_frames())
-            # built already: posted first, as they are
-            self._held.extend((msg, ours(origin)) for msg, origin in state.messages)
-            state.messages = []
+            frames.extend(
+                (batch, self._our_origin(origin, len(batch)))
+                for batch, origin in state.take_frames()
+            )
             state.close()  # what was not adopted (a listener that failed to adopt)
-        if self._held and not self._suspended:
-            self._post_held()
         if frames:
             self._backlog = _Backlog(self.sink, frames)
             self._backlog.drain()
+
+    def _our_origin(self, origin: Origin, count: int = 1) -> Origin:
+        """``origin`` of a previous instance, with our listener's stats if it is still
+        configured; ``count`` messages of it taken over."""
+        for listener in self._listeners:
+            if getattr(listener, "name", None) == origin.listener.name:
+                origin = attrs.evolve(origin, listener=listener.stats)
+                break
+        origin.listener.taken_over += count
+        return origin
 
     def _start_metrics(self, reactor: Any, spec: str) -> defer.Deferred[Any]:
         from syslogsrc.metrics import MetricsListener
