@@ -51,7 +51,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.protocols.haproxy import proxyEndpoint
-from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.python.systemd import ListenFDs
 from zope.interface import Attribute, Interface, implementer
 
@@ -662,26 +661,27 @@ class StreamListener(Listener):
         if self._port is not None:
             return fail(RuntimeError(f"{self.name}: already started"))
         assert state.fd is not None
-        factory: IProtocolFactory = self.tracker
+        # Twisted's endpoint closes the descriptor once adopted (on failure, state.close() does)
+        endpoint: IStreamServerEndpoint = AdoptedStreamServerEndpoint(
+            self.reactor, state.fd, state.family
+        )
         if self.spec.proxy:
-            factory = HAProxyWrappingFactory(self.tracker)
-        try:
-            port = self.reactor.adoptStreamPort(state.fd, state.family, factory)
-        except Exception:
-            return fail()
-        finally:
-            os.close(state.fd)
+            endpoint = proxyEndpoint(endpoint)
+
+        def listening(port: IListeningPort) -> Listener:
             state.fd = None
-            state.path = None  # the socket file is the new port's, or gone with a failure
-        if state.lock is not None:
-            port.lockFile, state.lock = state.lock, None
-        self._port = port
-        if self.tls is not None:
-            self.tls.start_polling(self._tls_reload_interval)
-        connections, state.connections = state.connections, []
-        for connection in connections:
-            self._adopt_connection(connection, state)
-        return succeed(self)
+            state.path = None  # the socket file is the new port's now
+            if state.lock is not None:
+                port.lockFile, state.lock = state.lock, None  # type: ignore[attr-defined]
+            self._port = port
+            if self.tls is not None:
+                self.tls.start_polling(self._tls_reload_interval)
+            connections, state.connections = state.connections, []
+            for connection in connections:
+                self._adopt_connection(connection, state)
+            return self
+
+        return endpoint.listen(self.tracker).addCallback(listening)
 
     def _adopt_connection(self, connection: ConnectionState, state: ListenerState) -> None:
         origin = attrs.evolve(connection.origin, listener=self.stats)

@@ -173,3 +173,26 @@ def test_a_stop_posts_everything_read_before_run_returns() -> None:
     assert stats.posted == stats.received
     assert output.good["stop"] == list(range(stats.received))
     host.close()
+
+
+def test_haproxy_keeps_its_listening_socket_and_closes_its_connections() -> None:
+    # The PROXY header of a connection was read by the old instance: the connection is not
+    # handed over (closed after posting what it read); the listening socket is.
+    output = CountingOutput()
+    host = _host("haproxy:tcp:0:interface=127.0.0.1", output)
+    try:
+        port = _port(host)
+        header = b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 %d\r\n" % port
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(header + _lines("p", 3))
+            assert host.wait_for(lambda: output.good.get("p") == [0, 1, 2], WAIT)
+            host.reload()
+            _wait_listening(host)
+            assert _port(host) == port
+            s.settimeout(WAIT)
+            assert s.recv(1) == b""
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(header + _lines("q", 2))
+            assert host.wait_for(lambda: output.good.get("q") == [0, 1], WAIT)
+    finally:
+        host.close()
