@@ -153,10 +153,10 @@ def deposit(
         old = _bundles.pop(name, None)
         _bundles[name] = {state.spec: state for state in states}
         timer = _timers.pop(name, None)
+        if old:  # never claimed, and a new one comes: the old one is closed
+            _close_all(old.values())
     if timer is not None:
         timer.cancel()
-    if old:  # never claimed, and a new one comes: the old one is closed
-        _close_all(old.values())
     timer = threading.Timer(grace, _expire, (name, on_unclaimed))
     timer.daemon = True
     with _lock:
@@ -200,8 +200,16 @@ def sweep() -> list[ListenerState]:
 
 
 def discard(name: str) -> tuple[int, int]:
-    """Close the bundle of ``name`` if it is still unclaimed; (connections, frames) lost."""
-    return _close_all(claim(name).values())
+    """Close the bundle of ``name`` if it is still unclaimed; (connections, frames) lost.
+
+    Closed under the lock: a new instance's :func:`sweep` (in another thread, right before it
+    binds) waits until these sockets are closed, so that it can bind the same ports."""
+    with _lock:
+        bundle = _bundles.pop(name, None) or {}
+        timer = _timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        return _close_all(bundle.values())
 
 
 def _close_all(states: Any) -> tuple[int, int]:
@@ -218,8 +226,8 @@ def _expire(name: str, on_unclaimed: Callable[[int, int], None] | None) -> None:
         if _timers.get(name) is threading.current_thread():
             del _timers[name]
         bundle = _bundles.pop(name, None)
-    if bundle is None:
-        return
-    lost = _close_all(bundle.values())
+        if bundle is None:
+            return
+        lost = _close_all(bundle.values())  # under the lock: see discard()
     if on_unclaimed is not None:
         on_unclaimed(*lost)
