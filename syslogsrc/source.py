@@ -1313,6 +1313,9 @@ class SyslogSource(TwistedSource):
         self.source_ip = self.options.source_ip
         self._stamp_read: Any = _no_stamp_known  # set at the first native parse (attach)
 
+    def listener_names(self) -> list[str]:
+        return [spec.text for spec in self._specs]
+
     def attach(self, reactor: Any) -> defer.Deferred[list[Any]]:
         if self._native and _STALE_CLOCK and self.sink is self:
             self._stamp_read = _stamp_shapes_read(self.parse_options)

@@ -196,3 +196,23 @@ def test_haproxy_keeps_its_listening_socket_and_closes_its_connections() -> None
             assert host.wait_for(lambda: output.good.get("q") == [0, 1], WAIT)
     finally:
         host.close()
+
+
+def test_a_listener_keeps_its_connection_when_another_is_added() -> None:
+    # Another listen option is another persist name: the unchanged listener is found by its
+    # spec, and its connection goes on.
+    output = CountingOutput()
+    host = _host("tcp:0:interface=127.0.0.1", output)
+    try:
+        port = _port(host)
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(_lines("a", 2))
+            assert host.wait_for(lambda: output.good.get("a") == [0, 1], WAIT)
+            host.options = {"listen": "tcp:0:interface=127.0.0.1 udp:0:interface=127.0.0.1"}
+            host.reload()
+            _wait_listening(host)
+            assert _port(host) == port
+            s.sendall(_lines("b", 2))
+            assert host.wait_for(lambda: output.good.get("b") == [0, 1], WAIT)
+    finally:
+        host.close()
