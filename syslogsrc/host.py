@@ -56,6 +56,17 @@ def _class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _finalize(source: Any) -> None:
+    """The daemon's last call to an instance it frees, if the class has it."""
+    finalize = getattr(source, "finalize", None)
+    if finalize is None:
+        return
+    try:
+        finalize()
+    except Exception:
+        _log.exception("Exception while calling finalize()")
+
+
 def persist_name_of(
     source: Any, source_class: type, options: dict[str, Any], persist_name: str | None = None
 ) -> str:
@@ -299,10 +310,15 @@ class SourceHost:
         return os.path.join(self.state_dir, "syslog-ng.persist.json")
 
     def stop(self, timeout: float | None = None) -> None:
-        """``request_exit()``, wait for ``run()``, deliver what was posted, ``deinit()``."""
+        """``request_exit()``, wait for ``run()``, deliver what was posted, ``deinit()``,
+        ``finalize()``."""
+        _finalize(self._stop(timeout))
+
+    def _stop(self, timeout: float | None = None) -> Any:
+        """:meth:`stop` but ``finalize()``: the stopped instance, or None."""
         source, driver = self.source, self.driver
         if source is None or driver is None:
-            return
+            return None
         timeout = self.stop_timeout if timeout is None else timeout
         source.request_exit()
         driver.request_exit()
@@ -329,6 +345,7 @@ class SourceHost:
             self._totals[key] += driver.stats[key]
         self.source = self.driver = None
         self._run_thread = None
+        return source
 
     def close(self) -> None:
         """Stop, and close the output."""
@@ -338,10 +355,15 @@ class SourceHost:
             self._consumer = None
 
     def reload(self) -> None:
-        """What SIGHUP does to the daemon: stop this instance, start a new one."""
-        self.stop()
+        """What SIGHUP does to the daemon: stop this instance, start a new one; the old one
+        is finalized after the new one's ``init()``, as the daemon does (the new one may take
+        over what the old one left, see syslogsrc.handover)."""
+        old = self._stop()
         self.reloads += 1
-        self.start()
+        try:
+            self.start()
+        finally:
+            _finalize(old)
 
     def wait_for(
         self, predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01

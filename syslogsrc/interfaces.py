@@ -44,6 +44,11 @@ class ListenerStats:
     #: senders outside the listener's allow list: connections closed, datagrams dropped, HTTP
     #: requests answered 403
     denied: int = 0
+    #: messages read and not posted when the source stopped, left for the next instance (a
+    #: reload inside the daemon); at a shutdown nobody takes them: the log says they were dropped
+    handed_over: int = 0
+    #: messages a previous instance read and did not post, taken over (and posted) by this one
+    taken_over: int = 0
 
     def as_dict(self) -> dict[str, int | str]:
         return attrs.asdict(self)

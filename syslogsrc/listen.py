@@ -49,20 +49,24 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     IStreamServerEndpoint,
 )
+from twisted.logger import Logger
 from twisted.protocols.haproxy import proxyEndpoint
 from twisted.python.systemd import ListenFDs
 from zope.interface import Attribute, Interface, implementer
 
 from syslogsrc.access import AllowList, ListenerAccess, TokenBuckets, default_burst, parse_allow
+from syslogsrc.handover import ConnectionState, ListenerState
 from syslogsrc.interfaces import IMessageSink, ListenerStats
 from syslogsrc.options import FRAMINGS, ListenerOptions, OptionError
 from syslogsrc.parsing import FORMATS
 from syslogsrc.protocols._tracking import ConnectionTracker
 from syslogsrc.protocols.datagram import SyslogDatagramProtocol
-from syslogsrc.protocols.stream import SyslogStreamFactory
+from syslogsrc.protocols.stream import SyslogStreamFactory, origin_of
 
 if TYPE_CHECKING:
     from syslogsrc.protocols.tls import ReloadableTLS
+
+_log = Logger(namespace="syslogsrc.listen")
 
 __all__ = [
     "KINDS",
@@ -601,6 +605,105 @@ class StreamListener(Listener):
         d = gatherResults(waits, consumeErrors=True)
         return d.addBoth(self._stopped)
 
+    # A reload: the socket and the connections go on in the next instance (syslogsrc.handover)
+
+    def quiesce(self) -> None:
+        """Accept and read no more, for good (the source is stopping): new connections wait
+        in the kernel's backlog, data in the sockets, for whoever takes them over."""
+        if self._port is not None:
+            self._port.stopReading()  # type: ignore[attr-defined]
+        self.tracker.quiesce()
+
+    def hand_over(self) -> ListenerState:
+        """Give the listening socket and every plain stream connection up to the next
+        instance (call :meth:`quiesce` first). A connection that cannot be handed over (TLS:
+        its session lives in this process's OpenSSL objects; HTTP; behind ``haproxy:``) gives
+        its frames read and not posted and is closed by :meth:`stop` as before."""
+        from syslogsrc.protocols._tracking import _innermost
+
+        state = ListenerState(self.name)
+        if self.tls is not None:
+            self.tls.stop_polling()
+        port, self._port = self._port, None
+        if port is not None:
+            skt = port.socket  # type: ignore[attr-defined]
+            port.stopReading()  # type: ignore[attr-defined]
+            state.fd, state.family = os.dup(skt.fileno()), skt.family
+            if self.spec.kind == "unix":
+                state.path = self.spec.path
+                state.lock, port.lockFile = getattr(port, "lockFile", None), None  # type: ignore[attr-defined]
+            skt.close()  # our descriptor only: the socket lives on in the duplicate
+        plain = self.tls is None and not self.spec.proxy
+        for connection in list(self.tracker.protocols):
+            inner = connection.wrappedProtocol
+            if inner is None:
+                continue
+            if plain and connection.open and not connection.closing and hasattr(inner, "adopt"):
+                origin = inner._origin
+                decoder, pending = inner.hand_over()
+                if origin is None:  # nothing read yet: the new protocol finds its own
+                    origin = origin_of(connection, self.transport, self.stats, self.spec.format)
+                fd, family = connection.detach_socket()
+                state.connections.append(ConnectionState(fd, family, decoder, pending, origin))
+                continue
+            innermost = _innermost(inner)
+            take = getattr(innermost, "take_pending", None)
+            origin = getattr(innermost, "_origin", None)
+            if take is not None and origin is not None:
+                frames = take()
+                if frames:
+                    state.frames.append((frames, origin))
+        return state
+
+    def adopt(self, state: ListenerState) -> Deferred[Listener]:
+        """Listen on the socket another instance handed over (its :meth:`hand_over`), and go
+        on with its connections; ``state`` keeps what was not taken (its frames)."""
+        if self._port is not None:
+            return fail(RuntimeError(f"{self.name}: already started"))
+        assert state.fd is not None
+        # Twisted's endpoint closes the descriptor once adopted (on failure, state.close() does)
+        endpoint: IStreamServerEndpoint = AdoptedStreamServerEndpoint(
+            self.reactor, state.fd, state.family
+        )
+        if self.spec.proxy:
+            endpoint = proxyEndpoint(endpoint)
+
+        def listening(port: IListeningPort) -> Listener:
+            state.fd = None
+            state.path = None  # the socket file is the new port's now
+            if state.lock is not None:
+                port.lockFile, state.lock = state.lock, None  # type: ignore[attr-defined]
+            self._port = port
+            if self.tls is not None:
+                self.tls.start_polling(self._tls_reload_interval)
+            connections, state.connections = state.connections, []
+            for connection in connections:
+                self._adopt_connection(connection, state)
+            return self
+
+        return endpoint.listen(self.tracker).addCallback(listening)
+
+    def _adopt_connection(self, connection: ConnectionState, state: ListenerState) -> None:
+        origin = attrs.evolve(connection.origin, listener=self.stats)
+        try:
+            transport = self.reactor.adoptStreamConnection(
+                connection.fd, connection.family, self.tracker
+            )
+        except Exception:
+            transport = None
+            _log.failure("{listener}: cannot take over a connection", listener=self.name)
+        finally:
+            connection.close()
+        protocol = getattr(transport, "protocol", None)
+        inner = getattr(protocol, "wrappedProtocol", None)
+        if inner is None or not hasattr(inner, "adopt"):
+            # refused (max-connections, allow list): its frames are posted all the same
+            if connection.pending:
+                state.frames.append((connection.pending, origin))
+            return
+        self.stats.taken_over += len(connection.pending)
+        inner.adopt(connection.decoder, connection.pending, origin)
+
     def _stopped(self, result: Any) -> Any:
         for flush in self._log_flushers:
             flush()
@@ -650,6 +753,49 @@ class DatagramListener(Listener):
         self._port = port
         if protocol.paused:
             # The sink paused us while the port was starting; the port then started reading.
+            port.stopReading()
+        return succeed(self)
+
+    def quiesce(self) -> None:
+        """Read no more, for good (the source is stopping); the kernel keeps what arrives."""
+        self.protocol.quiesce()
+
+    def hand_over(self) -> ListenerState:
+        """Give the socket up to the next instance with the datagrams read and not posted.
+        unixgram sockets are not handed over (Twisted adopts only IP datagram sockets): they
+        give their datagrams and are closed by :meth:`stop`, and the next instance binds anew."""
+        state = ListenerState(self.name)
+        if self.spec.kind == "unixgram" or self._port is None:
+            self.protocol.quiesce()
+            state.frames.extend(self.protocol.take_pending())
+            return state
+        port, self._port = self._port, None
+        state.frames.extend(self.protocol.hand_over())
+        skt = port.socket  # type: ignore[attr-defined]
+        state.fd, state.family = os.dup(skt.fileno()), skt.family
+        skt.close()  # our descriptor only
+        self.protocol.flush_logs()
+        if self.access is not None:
+            self.access.flush_logs()
+        return state
+
+    def adopt(self, state: ListenerState) -> Deferred[Listener]:
+        """Read the socket another instance handed over (its :meth:`hand_over`)."""
+        if self._port is not None:
+            return fail(RuntimeError(f"{self.name}: already started"))
+        assert state.fd is not None
+        protocol = self.protocol
+        try:
+            port = self.reactor.adoptDatagramPort(
+                state.fd, state.family, protocol, protocol.maxPacketSize
+            )
+        except Exception:
+            return fail()
+        finally:
+            os.close(state.fd)
+            state.fd = None
+        self._port = port
+        if protocol.paused:
             port.stopReading()
         return succeed(self)
 

@@ -64,6 +64,8 @@ LISTENER_COUNTERS: dict[str, str] = {
     "timed_out": "Connections closed by idle-timeout.",
     "rate_limited": "Times a sender went over its rate limit.",
     "denied": "Senders outside the listener's allow list (connections, datagrams, requests).",
+    "handed_over": "Messages read and not posted at a stop, left for the next instance (reload).",
+    "taken_over": "Messages a previous instance read and did not post, taken over at a reload.",
 }
 
 _LABELS = ("listener", "transport")

@@ -52,7 +52,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from syslogsrc import _daemon_parse, optiontable
+from syslogsrc import _daemon_parse, handover, optiontable
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.optiontable import option
@@ -235,6 +235,62 @@ def _now_for_daemon() -> dt.datetime:
 
 
 # --------------------------------------------------------------------------------------------
+# frames a previous instance read and did not post
+
+
+class _Backlog:
+    """The frames the previous instance (a reload) had read and not posted, posted first: a
+    producer of the sink like a connection, paused and resumed with the others; what is still
+    here when the source stops is counted as dropped (or handed over again)."""
+
+    def __init__(self, sink: IMessageSink, frames: Iterable[tuple[list[Any], Origin]]) -> None:
+        self.sink = sink
+        self.pending: collections.deque[tuple[list[Any], Origin]] = collections.deque(frames)
+        self.paused = False
+        self.stopped = False
+        self._draining = False
+        self._registered = True
+        sink.register_producer(self)  # pauses us at once if the sink is paused
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.drain()
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self._registered = False
+        for frames, origin in self.pending:
+            origin.listener.dropped += len(frames)
+        self.pending.clear()
+
+    def take_pending(self) -> list[tuple[list[Any], Origin]]:
+        pending = list(self.pending)
+        self.pending.clear()
+        return pending
+
+    def drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self.pending and not (self.paused or self.stopped):
+                frames, origin = self.pending.popleft()
+                taken = self.sink.post(frames, origin)
+                if taken < len(frames):
+                    self.pending.appendleft((frames[taken:], origin))
+                    if not self.paused:
+                        break
+        finally:
+            self._draining = False
+        if not self.pending and self._registered:
+            self._registered = False
+            self.sink.unregister_producer(self)
+
+
+# --------------------------------------------------------------------------------------------
 # TwistedSource
 
 
@@ -245,6 +301,11 @@ class TwistedSource(LogSource):
 
     #: seconds that closing listeners and connections may take before the reactor stops anyway
     stop_grace: ClassVar[float] = 5.0
+    #: seconds a stopping source keeps posting what its connections had read (waiting for the
+    #: daemon's window where it must) before it hands the rest over or counts it as dropped
+    drain_grace: ClassVar[float] = 2.0
+    #: seconds without a single post after which that wait ends early (the window stays full)
+    drain_stall: ClassVar[float] = 0.5
 
     def __init__(self) -> None:
         super().__init__()
@@ -288,6 +349,13 @@ class TwistedSource(LogSource):
         #: hosted), or another sink (twistd's :class:`~syslogsrc.sinks.OutputSink`)
         self.sink: IMessageSink = self
         self._build_errors: Any = _NoLog  # set for each reactor (attach)
+        #: at the end of run() the listening sockets, connections and frames not posted go
+        #: to the next instance of the same persist name (a reload: in the daemon, or in
+        #: syslogsrc-host); see syslogsrc.handover and docs/syslog-ng.md
+        self.hand_over = True
+        self._claimed: dict[str, Any] = {}  # what the previous instance left us (init)
+        self._deposited: str | None = None  # the persist name we left things under
+        self._backlog: _Backlog | None = None  # frames the previous instance left, posting
 
     # -- configuration (main thread) --------------------------------------------------------
     def configure(self, options: dict[str, Any]) -> None:
@@ -302,7 +370,70 @@ class TwistedSource(LogSource):
             return False
         # Read by the daemon after init(): one batch per datagram / read / request instead.
         self.auto_close_batches = False
+        if self.hand_over:
+            self._claim()
         return True
+
+    def listener_names(self) -> list[str]:
+        """The names (spec texts) of the listeners :meth:`listeners` will make, known at
+        ``init()``: a reload hands a listener's socket to the listener of the same name, even
+        under another persist name. The default: none known (only the persist name's)."""
+        return []
+
+    def _claim(self) -> None:
+        """In ``init()`` (the main thread; every old instance has stopped): take what the
+        previous instance of our persist name left, and sockets of our listeners' names that
+        another persist name left."""
+        name = self._handover_name()
+        claimed = handover.claim(name)
+        for spec in self.listener_names():
+            if spec not in claimed:
+                state = handover.claim_spec(spec)
+                if state is not None:
+                    claimed[spec] = state
+        self._claimed = claimed
+
+    def _handover_name(self) -> str:
+        return str(getattr(self, "persist_name", "") or type(self).__qualname__)
+
+    def deinit(self) -> None:
+        # An instance that never ran (a reload that failed elsewhere, or stopped before run())
+        # leaves what it claimed for the next one.
+        claimed, self._claimed = self._claimed, {}
+        if claimed:
+            self._deposit(list(claimed.values()))
+        parent = getattr(super(), "deinit", None)
+        if parent is not None:
+            parent()
+
+    def finalize(self) -> None:
+        """The daemon frees this instance: in a reload after the next instance's ``init()``,
+        which has claimed what we left; at a shutdown nobody has, and it is closed now."""
+        name, self._deposited = self._deposited, None
+        if name is not None:
+            self._report_unclaimed(*handover.discard(name))
+        parent = getattr(super(), "finalize", None)
+        if parent is not None:
+            parent()
+
+    def _deposit(self, states: list[Any]) -> None:
+        name = self._handover_name()
+        self._deposited = name
+        handover.deposit(name, states, self._report_unclaimed)
+
+    def _report_unclaimed(self, connections: int, frames: int) -> None:
+        if frames:
+            self.logger.error(
+                f"syslogsrc: dropped {frames} message(s) read and not posted: the daemon"
+                " took no more before run() returned, and no new instance took them over (a"
+                f" shutdown, or their listener left the configuration); {connections}"
+                " connection(s) closed"
+            )
+        elif connections:
+            self.logger.info(
+                f"syslogsrc: {connections} connection(s) closed: no new instance took them over"
+                " (a shutdown, or their listener left the configuration)"
+            )
 
     def listeners(self, reactor: Any) -> Iterable[Any]:
         """What to listen on: objects with ``start() -> Deferred`` and ``stop() -> Deferred``
@@ -351,17 +482,104 @@ class TwistedSource(LogSource):
                 reactor.callFromThread(self._shutdown_own_reactor)
 
     def _shutdown_own_reactor(self) -> None:
+        """Read no more; post what was read (as far as the daemon's window lets us, within
+        :attr:`drain_grace`); hand the sockets and the rest over for the next instance (inside
+        the daemon) or drop it, counted; close what remains; stop the reactor."""
         reactor = self._reactor
-        d = self.detach()
-        timer = reactor.callLater(self.stop_grace, d.cancel)
+
+        def close(_: object) -> defer.Deferred[None]:
+            if self.hand_over:
+                try:
+                    self._hand_over_listeners()
+                except Exception:
+                    self._log_failure(Failure(), "handing the listeners over")
+            d = self.detach()
+            timer = reactor.callLater(self.stop_grace, d.cancel)
+
+            def done(result: object) -> object:
+                if timer.active():
+                    timer.cancel()
+                return result
+
+            return d.addBoth(done)
 
         def stop(_: object) -> None:
-            if timer.active():
-                timer.cancel()
             if reactor.running:
                 reactor.stop()
 
-        d.addBoth(stop)
+        self._drain_before_stop().addBoth(close).addBoth(stop)
+
+    def _drain_before_stop(self) -> defer.Deferred[None]:
+        """Every listener stops reading; the Deferred fires once nothing read waits to be
+        posted, or after :attr:`drain_grace` seconds (a window that stays full)."""
+        for listener in self._listeners:
+            quiesce = getattr(listener, "quiesce", None)
+            if quiesce is not None:
+                quiesce()
+        reactor = self._reactor
+        now = reactor.seconds()
+        deadline = now + self.drain_grace
+        progress = [self._posts, now]  # posts so far, and when they last moved
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def check() -> None:
+            now = reactor.seconds()
+            if self._posts != progress[0]:
+                progress[:] = [self._posts, now]
+            # A window that does not move is not waited for: 3.x sends no wakeup() after
+            # request_exit() (a suspended 3.x source cannot post again before run() returns).
+            stalled = now - progress[1] >= self.drain_stall or (_DAEMON_3X and self._suspended)
+            if not self._holding() or now >= deadline or stalled:
+                done.callback(None)
+            else:
+                reactor.callLater(0.005, check)
+
+        check()
+        return done
+
+    def _holding(self) -> bool:
+        """Whether anything read waits to be posted (in a producer, or held by us)."""
+        if self._held:
+            return True
+        for producer in self._producers.producers:
+            if getattr(producer, "pending", None) or getattr(producer, "_pending", None):
+                return True
+        return False
+
+    def _hand_over_listeners(self) -> None:
+        """Leave our listening sockets, connections and frames not posted for the next
+        instance (syslogsrc.handover)."""
+        states = []
+        for listener in self._listeners:
+            hand_over = getattr(listener, "hand_over", None)
+            if hand_over is not None:
+                states.append(hand_over())
+        rest = handover.ListenerState("")
+        backlog = self._backlog
+        if backlog is not None and backlog.pending:
+            rest.frames.extend(backlog.take_pending())
+        rest.messages.extend(self._held)
+        self._held.clear()
+        if rest.frames or rest.messages:
+            states.append(rest)
+        for state in states:
+            for frames, origin in state.frames:
+                origin.listener.handed_over += len(frames)
+            for connection in state.connections:
+                connection.origin.listener.handed_over += len(connection.pending)
+            for _, origin in state.messages:
+                origin.listener.handed_over += 1
+        sockets = sum(1 for s in states if s.fd is not None)
+        connections = sum(len(s.connections) for s in states)
+        frames = sum(s.unposted() for s in states)
+        self._deposit(states)
+        _twisted_log.info(
+            "handed {sockets} listening socket(s), {connections} connection(s) and {frames}"
+            " message(s) read and not posted to the next instance",
+            sockets=sockets,
+            connections=connections,
+            frames=frames,
+        )
 
     # -- attached to somebody else's reactor ------------------------------------------------
     def attach(self, reactor: Any) -> defer.Deferred[list[Any]]:
@@ -385,16 +603,87 @@ class TwistedSource(LogSource):
             logger=_twisted_log,
         )
         self._listeners = list(self.listeners(reactor))
+        claimed = self._take_over(reactor)
+        # Messages built and dropped by the daemon go first: each was the first in line of its
+        # connection, whose frames the adopted connection posts at once.
+        for state in claimed.values():
+            self._held.extend((msg, self._our_origin(origin)) for msg, origin in state.messages)
+            state.messages = []
+        if self._held and not self._suspended:
+            self._post_held()
         started = []
         # A copy: a listener that fails at once (a UDP port in use) is removed from
         # self._listeners by its errback, inside this loop, and the next one was skipped.
         for listener in list(self._listeners):
-            d = defer.maybeDeferred(listener.start)
+            state = claimed.get(getattr(listener, "name", None))
+            if state is not None and state.fd is not None and hasattr(listener, "adopt"):
+                d = defer.maybeDeferred(listener.adopt, state)
+            else:
+                d = defer.maybeDeferred(listener.start)
             d.addErrback(self._listener_failed, listener)
             started.append(d)
+        self._post_backlog(claimed)
         if self.metrics_spec is not None:
             started.append(self._start_metrics(reactor, self.metrics_spec))
         return defer.gatherResults(started).addCallback(lambda _: list(self._listeners))
+
+    def _take_over(self, reactor: Any) -> dict[str, Any]:
+        """What the previous instance left us that our listeners take over (by name); what
+        they do not, and what nobody claimed, is closed before any listener binds, its
+        frames still posted (by :meth:`_post_backlog`)."""
+        self._backlog = None
+        claimed, self._claimed = self._claimed, {}
+        if not self.hand_over:
+            return {}
+        names = {getattr(listener, "name", None) for listener in self._listeners}
+        taken = {name: state for name, state in claimed.items() if name in names}
+        orphans = [state for name, state in claimed.items() if name not in names]
+        orphans += handover.sweep()  # every new instance has claimed its own in init()
+        if orphans:
+            frames: list[Any] = []
+            messages: list[Any] = []
+            for state in orphans:
+                frames.extend(state.take_frames())
+                messages.extend(state.messages)
+                state.messages = []
+            connections = 0
+            for state in orphans:
+                connections += state.close()[0]
+            if connections:
+                _twisted_log.warn(
+                    "closed {connections} connection(s) handed over by the previous instance"
+                    " whose listener is no longer configured",
+                    connections=connections,
+                )
+            if frames or messages:
+                rest = taken.setdefault("", handover.ListenerState(""))
+                rest.frames.extend(frames)
+                rest.messages.extend(messages)
+        return taken
+
+    def _post_backlog(self, claimed: dict[str, Any]) -> None:
+        """Post first the frames the previous instance had read and not posted (each with
+        its listener's stats where the listener is still there)."""
+        frames = []
+        for state in claimed.values():
+            frames.extend(
+                (batch, self._our_origin(origin, len(batch)))
+                for batch, origin in state.take_frames()
+            )
+            state.close()  # what was not adopted (a listener that failed to adopt)
+        if frames:
+            self._backlog = _Backlog(self.sink, frames)
+            self._backlog.drain()
+
+    def _our_origin(self, origin: Origin, count: int = 1) -> Origin:
+        """``origin`` of a previous instance, with our listener's stats if it is still
+        configured; ``count`` messages of it taken over."""
+        for listener in self._listeners:
+            if getattr(listener, "name", None) == origin.listener.name:
+                origin = attrs.evolve(origin, listener=listener.stats)
+                break
+        origin.listener.taken_over += count
+        return origin
 
     def _start_metrics(self, reactor: Any, spec: str) -> defer.Deferred[Any]:
         from syslogsrc.metrics import MetricsListener
@@ -1002,6 +1291,9 @@ class SyslogSource(TwistedSource):
         self.metrics_spec = self.options.metrics
         self.source_ip = self.options.source_ip
         self._stamp_read: Any = _no_stamp_known  # set at the first native parse (attach)
+
+    def listener_names(self) -> list[str]:
+        return [spec.text for spec in self._specs]
 
     def attach(self, reactor: Any) -> defer.Deferred[list[Any]]:
         if self._native and _STALE_CLOCK and self.sink is self:

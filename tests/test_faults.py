@@ -1,6 +1,7 @@
 """Faults: the output stalls and recovers, reloads under load, SIGTERM at peak load, an exception
 in a callback of ``run()``'s reactor. Fast versions here (a 2 s stall, a few reloads); the long
-ones are ``tests/soak/stall_30s.py`` and ``tests/soak/reload_100.py`` (docs/reliability.md).
+ones are ``tests/soak/stall_30s.py``, ``tests/soak/reload_100.py`` and
+``tests/soak/reload_loggen.py`` (docs/reliability.md).
 
 What must hold: TCP loses nothing (every message the sender wrote arrives, in order, once);
 HTTP answers 503 while the source is suspended and 200 afterwards, and a message answered 200
@@ -152,12 +153,13 @@ def test_reloads_under_load_deliver_what_was_accepted_and_leak_nothing() -> None
         h.host.stop()
         posted = h.host.stats["posted"]
         got = output.good.get("reload", [])
-        # everything the source accepted was delivered, once; what was lost was in the kernel
-        # buffers of connections closed by a reload (counted as "in flight"). A reload that
-        # closes a connection in the middle of a line delivers the part it read: that message
-        # is no longer a whole good-reload-N line, and is among the others.
-        assert len(got) + output.others == posted, (len(got), output.others, output.samples)
-        assert len(got) == len(set(got))
+        # The connection is handed from instance to instance: no reload broke it, nothing
+        # was lost or doubled, no line was cut; only the final stop leaves what the kernel
+        # still held unread (the sender's last lines).
+        assert flood.broken == 0
+        assert output.others == 0, output.samples
+        assert len(got) == posted
+        assert got == list(range(len(got)))
         assert flood.written - posted >= 0
         assert h.wait(lambda: _fds() <= fds + 2, timeout=5), (_fds(), fds)
         assert threading.active_count() <= threads + 1
@@ -256,7 +258,15 @@ def test_sigterm_at_peak_load_daemon_exits_within_5s_and_delivers_everything(
     lines = case.out.read_bytes().count(b"\n")
     print(f"{syslog_ng.name}: {counts} written {lines}")
     assert lines == counts["posted"], (lines, counts)
-    assert counts["received"] == counts["posted"] + counts["dropped"]
+    # read and not posted at the stop: handed over, and then, nobody taking them (a shutdown),
+    # dropped and counted in the log (3.38.1 sends no wakeup() after request_exit(); 4.8.1
+    # does, and takes them all)
+    assert counts["received"] == counts["posted"] + counts["dropped"] + counts["handed_over"]
+    if counts["handed_over"]:
+        assert re.search(
+            rf"dropped {counts['handed_over']} message\(s\) read and not posted",
+            case.daemon.stderr(),
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,11 +1,9 @@
 """A SyslogSource's life in the real daemons: reloads, stop under load, several sources, bad
 options, exceptions in user code.
 
-- 20 reloads while a sender stays connected (and reconnects whenever the daemon closes its
-  connection): the source comes back every time, the daemon's descriptors and threads do not
-  grow, and what is lost is only what the sender had in flight on each connection the reload
-  closed (per connection, what arrived is an unbroken prefix of what was sent). The count is
-  printed.
+- 20 reloads while a sender stays connected (it would reconnect if the daemon closed its
+  connection): the connection survives every reload (handed from instance to instance), nothing
+  is lost or doubled, the daemon's descriptors and threads do not grow.
 - SIGTERM while loggen sends as fast as it can: the daemon exits 0 within 5 s.
 - Two SyslogSources in one configuration (their persist names differ).
 - A bad option: the daemon does not start, and its message names the option.
@@ -150,7 +148,8 @@ def test_reloads_with_a_connected_sender(syslog_ng):
         )
         lost_per_connection.append(len(conn) - kept)
     assert lost_per_connection[-1] == 0  # the last connection ended cleanly: all of it arrived
-    assert len(sender.connections) >= RELOADS + 1  # every reload closed the connection
+    assert len(sender.connections) == 1, sender.failures  # no reload closed the connection
+    assert sum(lost_per_connection) == 0
     (fds1, threads1), (fds20, threads20) = usage[1], usage[RELOADS]
     assert fds20 - fds1 <= 2, usage
     assert threads20 - threads1 <= 1, usage

@@ -1,9 +1,8 @@
 """Certificate rotation inside the real daemons (3.38 and 4.8).
 
 - ``syslog-ng-ctl reload``: the reload makes a new source instance whose listeners read the TLS
-  files when they are made, so new connections get the rotated certificate. (The reload closes
-  the connections of the old instance, as for every transport, until listening sockets are
-  handed over across reloads.)
+  files when they are made, so new connections get the rotated certificate. (The listening
+  socket is handed to the new instance; TLS connections are closed, their sessions cannot be.)
 - ``tls-reload-interval``: without any reload, a rotated certificate is taken for new
   connections, and a connection made before it goes on delivering.
 """

@@ -18,6 +18,7 @@ times a second (refusals, TLS failures, framing errors, sink errors) without flo
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -254,6 +255,7 @@ class TrackedConnection(ProtocolWrapper):
         self._unproductive = 0  # bytes received since the last restart
         self.open = False  #: between makeConnection and connectionLost
         self.closing = False  #: close() was called
+        self.quiesced = False  #: reading stopped for good (the source is stopping)
         self.opened_at = 0.0  #: when the connection was made (the tracker's clock)
         self.bytes_in = 0  #: bytes received
 
@@ -419,12 +421,51 @@ class TrackedConnection(ProtocolWrapper):
 
     def resumeProducing(self) -> None:
         self._paused = False
+        if self.quiesced:  # stopping: the protocol inside posts what it holds, nothing is read
+            return
         if self._throttled:  # the rate limit still holds: _unthrottle resumes
             return
         self._resume_reading()
 
     def stopProducing(self) -> None:
         self.transport.stopProducing()
+
+    # Stopping: read no more; a reload hands the socket over (syslogsrc.handover).
+
+    def quiesce(self) -> None:
+        """Read no more, for good: what the rate limit holds goes to the protocol inside now
+        (read, so not to be lost), the kernel keeps what arrives meanwhile."""
+        if self.quiesced or not self.open:
+            return
+        self.quiesced = True
+        self._cancel_idle_timer()
+        if self._throttle_call is not None and self._throttle_call.active():
+            self._throttle_call.cancel()
+        self._throttle_call = None
+        self._throttled = False
+        self.transport.pauseProducing()
+        if self._held and self.wrappedProtocol is not None:
+            held, self._held = self._held, b""
+            self.wrappedProtocol.dataReceived(held)
+
+    def detach_socket(self) -> tuple[int, int]:
+        """Give the socket up without closing the connection: return a duplicate of its
+        descriptor and its address family, and forget it (the reactor, the tracker). The
+        caller owns the duplicate; the protocol inside must have been handed over first."""
+        transport = self.transport
+        fd = os.dup(transport.fileno())
+        family = transport.socket.family
+        self._cancel_idle_timer()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        transport.stopReading()
+        transport.stopWriting()
+        transport.socket.close()  # our descriptor only: no shutdown(), the duplicate lives on
+        self.open = False
+        self.factory.forget(self)
+        self.wrappedProtocol = None
+        return fd, family
 
     # Closing.
 
@@ -620,6 +661,16 @@ class ConnectionTracker(WrappingFactory):
             waiters, self._all_closed = self._all_closed, []
             for d in waiters:
                 d.callback(None)
+
+    def forget(self, p: TrackedConnection) -> None:
+        """``p`` left without closing (handed to another instance)."""
+        self.protocols.pop(p, None)
+        self.stats.open_connections = len(self.protocols)
+
+    def quiesce(self) -> None:
+        """Read no more from any connection (the source is stopping)."""
+        for connection in list(self.protocols):
+            connection.quiesce()
 
     def close_all(self) -> Deferred[None]:
         """Refuse new connections, close the open ones (gracefully, aborted after the grace

@@ -151,6 +151,8 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self.pending: deque[tuple[list[bytes], Origin]] = deque()
         self.paused = False
         self.stopped = False
+        #: reading stopped for good (the source is stopping): a resume posts what waits only
+        self.quiesced = False
         self.receive_buffer: int | None = None  #: SO_RCVBUF granted by the kernel
         self._draining = False
         self._listening = False
@@ -290,9 +292,9 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self._drain()
         if self.paused:
             return
-        if self._listening:
+        if self._listening and not self.quiesced:
             self.transport.startReading()
-        elif not self.pending:
+        elif not self._listening and not self.pending:
             self._unregister()
 
     def stopProducing(self) -> None:
@@ -307,6 +309,36 @@ class SyslogDatagramProtocol(DatagramProtocol):
             self.pending.clear()
         if self._listening:
             self.transport.stopReading()
+
+    # Stopping: read no more; a reload hands the socket over (syslogsrc.handover)
+
+    def quiesce(self) -> None:
+        """Read no more datagrams, for good; what waits is still posted when the sink resumes
+        us (the kernel keeps what arrives meanwhile, for whoever reads the socket next)."""
+        self.quiesced = True
+        if self._listening:
+            self.transport.stopReading()
+
+    def take_pending(self) -> list[tuple[list[bytes], Origin]]:
+        """The datagrams read and not posted, in order: the caller's now."""
+        pending = list(self.pending)
+        self.pending.clear()
+        return pending
+
+    def hand_over(self) -> list[tuple[list[bytes], Origin]]:
+        """Give the socket up to another instance: stop reading and counting, unregister;
+        return what was read and not posted. The port is the caller's to detach."""
+        self.update_kernel_drops()  # the last reading, while the socket is ours
+        pending = self.take_pending()
+        self.quiesce()
+        self.stopped = True
+        self.paused = True
+        self._listening = False
+        if self._drops_call is not None and self._drops_call.running:
+            self._drops_call.stop()
+        self._drops_call = None
+        self._unregister()
+        return pending
 
     # Posting
 

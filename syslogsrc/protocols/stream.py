@@ -167,6 +167,41 @@ class SyslogStreamProtocol(Protocol):
         if self._connected:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
+    # A reload: the connection goes on in the next source instance (syslogsrc.handover)
+
+    def hand_over(self) -> tuple[FrameDecoder, list[bytes]]:
+        """Give up the connection to another instance: return its decoder (with the frame it
+        has begun) and the frames read and not posted, in order. Nothing more is read, posted
+        or closed here: the socket is the caller's (the tracker detaches it)."""
+        decoder, pending = self.decoder, list(self.pending)
+        self._count_decoder_events()
+        self.pending = ()
+        self.stopped = True
+        self.paused = True
+        self._connected = False
+        self._unregister()
+        return decoder, pending
+
+    def take_pending(self) -> list[bytes]:
+        """The frames read and not posted, which are the caller's now (a connection that
+        cannot be handed over: they go to the next instance, the connection is closed)."""
+        pending = list(self.pending)
+        self.pending = ()
+        return pending
+
+    def adopt(self, decoder: FrameDecoder, pending: list[bytes], origin: Origin) -> None:
+        """Go on where another instance's protocol stopped (its :meth:`hand_over`): its
+        decoder, its frames first, its origin (with our listener's stats)."""
+        self.decoder = decoder
+        self._truncated = decoder.truncated
+        self._invalid = decoder.invalid
+        self._oversize = decoder.oversize
+        self._origin = origin
+        if pending:
+            self.pending = [*pending, *self.pending] if self.pending else list(pending)
+            if not self.paused:
+                self._drain()
+
     # Posting
 
     def _take(self, frames: list[bytes]) -> None:
