@@ -618,7 +618,7 @@ class StreamListener(Listener):
         """Give the listening socket and every plain stream connection up to the next
         instance (call :meth:`quiesce` first). A connection that cannot be handed over (TLS:
         its session lives in this process's OpenSSL objects; HTTP; behind ``haproxy:``) gives
-        its frames read and not posted and is closed by :meth:`stop` as before."""
+        its frames read and not posted and is closed by ``stop()`` as before."""
         from syslogsrc.protocols._tracking import _innermost
 
         state = ListenerState(self.name)
@@ -763,7 +763,7 @@ class DatagramListener(Listener):
     def hand_over(self) -> ListenerState:
         """Give the socket up to the next instance with the datagrams read and not posted.
         unixgram sockets are not handed over (Twisted adopts only IP datagram sockets): they
-        give their datagrams and are closed by :meth:`stop`, and the next instance binds anew."""
+        give their datagrams and are closed by ``stop()``, and the next instance binds anew."""
         state = ListenerState(self.name)
         if self.spec.kind == "unixgram" or self._port is None:
             self.protocol.quiesce()
