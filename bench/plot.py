@@ -4,10 +4,11 @@ Run by hand from the checkout's root after the other scripts (see docs/benchmark
 
     python bench/plot.py [--output docs/benchmarks.png] [--table]
 
-Reads ``build/bench/{daemon,standalone,http,memory}.json`` (whichever exist), builds one row
-per target of issue 8 (the measured ratio, the target, hit or miss), prints the rows as a
-markdown table, and draws them: one bar per row, the share of its target reached (1.0 = the
-target exactly; right of the line is a hit), with the spread of the rounds as error bars and
+Reads ``build/bench/{daemon-hand,daemon-udp,standalone,http,memory}.json`` (whichever exist;
+``bench/daemon.py --scenarios hand --name daemon-hand``, ``--scenarios udp --name
+daemon-udp``), builds one row per target of issue [2.1] (the measured ratio, the target, hit or
+miss), prints the rows as a markdown table, and draws them: one bar per row, the share of
+its target reached (1.0 = the target exactly; right of the line is a hit), with the spread of the rounds as error bars and
 the ratio itself written beside. matplotlib is installed with pip on first use.
 """
 
@@ -66,23 +67,27 @@ def _ratio_row(what: str, s: dict, target: float, figure: str) -> Row:
 
 
 def daemon_rows(data: dict) -> list[Row]:
+    """Issue [2.1]'s targets inside the daemons, against the hand-written source (the
+    ``hand`` scenario): parser native >= 0.9x, our parser's messages (hybrid, the default)
+    >= 0.6x; native without the sender's address (the same work) for comparison."""
     rows = []
     for entry in data["cases"].values():
-        if entry["transport"] != "tcp":
+        if entry.get("scenario") != "hand":
             continue
         summ = entry["summary"]
         fmt = "RFC 5424" if entry["rfc5424"] else "RFC 3164"
         where = f"{entry['daemon']}, TCP {fmt}, {entry['connections']} conn."
-        ref = summ.get("native-tuned", {}).get("rate", {}).get("median")
+        ref = summ.get("handwritten", {}).get("rate", {}).get("median")
         for source, target, label in (
-            ("syslogsrc-native", 0.95, "parser native"),
-            ("syslogsrc", 0.8, "parser syslogsrc"),
+            ("syslogsrc-native", 0.9, "parser native"),
+            ("syslogsrc-native-bare", 0.9, "native, source-ip none"),
+            ("syslogsrc-hybrid", 0.6, "parser hybrid (default)"),
         ):
-            if source in summ:
+            if source in summ and ref:
                 ours = summ[source]["rate"]["median"]
                 rows.append(
                     _ratio_row(
-                        f"{where}: {label} / native tuned",
+                        f"{where}: {label} / hand-written",
                         summ[source],
                         target,
                         f"{C.krate(ours)} vs {C.krate(ref)} msg/s",
@@ -99,7 +104,7 @@ def daemon_extra_rows(data: dict) -> list[list[str]]:
         if entry["transport"] == "udp":
             rate = "full rate" if entry["rate"] is None else f"{entry['rate'] // 1000}k msg/s"
             native = summ.get("native-tuned", {}).get("loss_pct", {}).get("median")
-            for source in ("syslogsrc-native", "syslogsrc"):
+            for source in ("syslogsrc-native", "syslogsrc-hybrid", "syslogsrc"):
                 if source not in summ or native is None:
                     continue
                 ours = summ[source]["loss_pct"]["median"]
@@ -209,10 +214,11 @@ def collect() -> tuple[list[Row], list[list[str]], dict[str, object]]:
     rows: list[Row] = []
     extra: list[list[str]] = []
     machine: dict[str, object] = {}
-    if d := C.load_results("daemon"):
-        rows += daemon_rows(d)
-        extra += daemon_extra_rows(d)
-        machine = d["machine"]
+    for name in ("daemon-hand", "daemon-udp"):  # issue [2.1]'s runs (bench/daemon.py --name)
+        if d := C.load_results(name):
+            rows += daemon_rows(d)
+            extra += daemon_extra_rows(d)
+            machine = d["machine"]
     if d := C.load_results("standalone"):
         r, e = standalone_rows(d)
         rows += r
@@ -284,7 +290,7 @@ def draw(rows: list[Row], machine: dict[str, object], output: Path) -> None:
     ax.set_xlim(0.05, max(4.0, max(highs) * 3))
     ax.set_xlabel("share of the target reached (log scale; right of the dashed line = target met)")
     ax.set_title(
-        "syslogsrc benchmarks, issue 8: median of the rounds, bars = min-max\n"
+        "syslogsrc benchmarks, issue [2.1]: median of the rounds, bars = min-max\n"
         f"{machine.get('cpu', '')}, {machine.get('cores', '')} cores, {machine.get('date', '')}",
         fontsize=10,
     )
