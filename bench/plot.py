@@ -8,7 +8,8 @@ Reads ``build/bench/{daemon-hand,daemon-udp,standalone,http,memory}.json`` (whic
 ``bench/daemon.py --scenarios hand --name daemon-hand``, ``--scenarios udp --name
 daemon-udp``), builds one row per target of issue [2.1] (the measured ratio, the target, hit or
 miss), prints the rows as a markdown table, and draws them: one bar per row, the share of
-its target reached (1.0 = the target exactly; right of the line is a hit), with the spread of the rounds as error bars and
+its target reached (1.0 = the target exactly; right of the line is a hit), with the spread
+of the rounds as error bars and
 the ratio itself written beside. matplotlib is installed with pip on first use.
 """
 
