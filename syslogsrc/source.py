@@ -56,7 +56,7 @@ from syslogsrc import _daemon_parse, handover, optiontable
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.optiontable import option
-from syslogsrc.parsing import ParsedMessage, malformed, parse
+from syslogsrc.parsing import ParsedMessage, _strip_trailer, malformed, parse
 from syslogsrc.producers import ProducerSet
 from syslogsrc.protocols._tracking import RateLimitedLog
 from syslogsrc.runtime import FEATURES, Logger, LogMessage, LogSource
@@ -1422,9 +1422,12 @@ class SyslogSource(TwistedSource):
         def build(frame: bytes | ParsedMessage) -> Any:
             if type(frame) is not bytes:
                 return message_from(frame, origin, len(frame.pairs.get("MESSAGE", "")))
-            if not (read_alike(frame) and (frame.isascii() or _is_utf8(frame))):
+            # A datagram's trailing LF (or NUL, CR LF) is no part of the message for either
+            # parser (ours drops it first): the daemon's is given the frame without it.
+            bare = _strip_trailer(frame) if frame[-1:] in b"\n\0" else frame
+            if not (read_alike(bare) and (bare.isascii() or _is_utf8(bare))):
                 return message_from(ours(frame, fmt, time_zone=time_zone), origin, len(frame))
-            msg = c_parse(frame, parse_options)
+            msg = c_parse(bare, parse_options)
             if pairs:
                 for name, value in pairs.items():
                     msg[name] = value
@@ -1484,9 +1487,10 @@ class SyslogSource(TwistedSource):
             return self.message_from(message, origin, len(message.pairs.get("MESSAGE", "")))
         fmt = origin.format
         names = self._c_shapes.get(fmt or self._format) if self._c_shapes else None
-        if names and _daemon_parse.accepts(self._frame_test(names), message):
+        bare = _strip_trailer(message) if message[-1:] in b"\n\0" else message
+        if names and _daemon_parse.accepts(self._frame_test(names), bare):
             # hybrid: the same decision as _hybrid_builder's
-            msg = LogMessage.parse(message, self.parse_options)
+            msg = LogMessage.parse(bare, self.parse_options)
             self.annotate(msg, origin, len(message))
             return msg
         if self._native and fmt is None:

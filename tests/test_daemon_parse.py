@@ -285,7 +285,9 @@ def _clean(record: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def frames() -> list[bytes]:
-    return corpus_frames() + loggen_frames() + hypothesis_frames()
+    # with trailers as a datagram (or octet counting) keeps them: LF, CR LF, NUL, LF LF
+    trailed = [f + t for f in loggen_frames()[:6] for t in (b"\n", b"\r\n", b"\0", b"\n\n")]
+    return corpus_frames() + loggen_frames() + trailed + hypothesis_frames()
 
 
 def test_hybrid_stores_what_ours_stores(syslog_ng, frames):
