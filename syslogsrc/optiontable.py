@@ -38,6 +38,7 @@ __all__ = [
     "markdown_table",
     "option",
     "parse_time_zone",
+    "split_listen",
 ]
 
 
@@ -121,14 +122,21 @@ def _as_text(name: str, value: Any) -> str:
     return str(value)
 
 
-def _as_specs(name: str, value: Any) -> tuple[str, ...]:
-    """The listen option: specs separated by whitespace (a ``\\`` escapes it); commas are
-    part of a spec (``allow=10.0.0.0/8,192.0.2.1``). A list (4.x typed values) is a list of
-    such texts. Each spec is checked (the error names it)."""
-    from syslogsrc.listen import _split_specs, parse_listen
+def split_listen(value: Any) -> tuple[str, ...]:
+    """The listen option's specs, unchecked: separated by whitespace (a ``\\`` escapes it);
+    commas are part of a spec (``allow=10.0.0.0/8,192.0.2.1``). A list (4.x typed values) is a
+    list of such texts."""
+    from syslogsrc.listen import _split_specs
 
     items = value if isinstance(value, list | tuple) else [value]
-    specs = tuple(spec for item in items for spec in _split_specs(str(item)))
+    return tuple(spec for item in items for spec in _split_specs(str(item)))
+
+
+def _as_specs(name: str, value: Any) -> tuple[str, ...]:
+    """The listen option: :func:`split_listen`, each spec checked (the error names it)."""
+    from syslogsrc.listen import parse_listen
+
+    specs = split_listen(value)
     if not specs:
         raise OptionError(name, value, "needs at least one listener")
     for spec in specs:

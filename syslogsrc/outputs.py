@@ -315,6 +315,8 @@ class JsonLinesOutput(_FileOutput):
         (TRANSPORT, HOST_FROM, SOURCEIP, the origin's pairs) was rendered once for the origin.
         A message with names the general way must place (one the origin also sets, say) or
         with values that are not text takes the general way."""
+        if _encode_pairs is None:  # no C encoder (not CPython): the general way
+            return super().render_batch(messages, origin)
         parts = origin.memo.get(self)
         if parts is None or parts[0] is not self.received:
             parts = origin.memo[self] = self._origin_parts(origin)
@@ -329,24 +331,18 @@ class JsonLinesOutput(_FileOutput):
         for message in messages:
             pairs = message.pairs
             pri = message.pri
-            if (
-                encode is None
-                or not pairs
-                or not names_after.isdisjoint(pairs)
-                or not 0 <= pri < top
-            ):
-                append(self.render(message, origin).decode("utf-8", "surrogateescape"))
-                continue
-            # a HOST is kept (unless keep_hostname is off); none: HOST_FROM's value is added;
-            # an empty one is overwritten where it is (the general way)
-            host = pairs.get("HOST")
-            middle = without_host if host is None else with_host if host else None
-            if middle is None:
-                append(self.render(message, origin).decode("utf-8", "surrogateescape"))
-                continue
-            try:
-                head = "".join(encode(pairs, 0))
-            except TypeError:  # a value that is not text (bytes that are not UTF-8)
+            head = None
+            if pairs and names_after.isdisjoint(pairs) and 0 <= pri < top:
+                # a HOST is kept (unless keep_hostname is off); none: HOST_FROM's value is
+                # added; an empty one is overwritten where it is (the general way)
+                host = pairs.get("HOST")
+                middle = without_host if host is None else with_host if host else None
+                if middle is not None:
+                    try:
+                        head = "".join(encode(pairs, 0))
+                    except TypeError:  # a value that is not text (bytes that are not UTF-8)
+                        pass
+            if head is None:  # names the general way must place, or values that are not text
                 append(self.render(message, origin).decode("utf-8", "surrogateescape"))
                 continue
             stamp = message.timestamp

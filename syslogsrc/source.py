@@ -1216,14 +1216,6 @@ DEFAULT_LISTEN = optiontable.DEFAULT_LISTEN
 parse_time_zone = optiontable.parse_time_zone
 
 
-def _as_specs(value: Any) -> list[str]:
-    """The listen option's specs, unchecked (for the persist name, before ``init()``)."""
-    from syslogsrc.listen import _split_specs
-
-    items = value if isinstance(value, list | tuple) else [value]
-    return [spec for item in items for spec in _split_specs(str(item))]
-
-
 @attrs.frozen(kw_only=True)
 class SourceOptions:
     """Every option of :class:`SyslogSource`, validated (the syslog-ng names, ``-`` or ``_``):
@@ -1267,7 +1259,8 @@ class SyslogSource(TwistedSource):
         """Called by the daemon before ``init()``: a name from the listen option, so that two
         SyslogSources in one configuration do not collide (without it syslog-ng refuses to
         start: "conflicting persist-names", both being ``python-source(<class>)``)."""
-        listen = _as_specs(options.get("listen", DEFAULT_LISTEN))
+        # unchecked: the daemon asks before init(), which reports a bad spec
+        listen = optiontable.split_listen(options.get("listen", DEFAULT_LISTEN))
         return "syslogsrc(" + ",".join(listen) + ")"
 
     def configure(self, options: dict[str, Any]) -> None:
