@@ -10,8 +10,8 @@ parser); a message a protocol has already decoded (an HTTP JSON object) crosses 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from zope.interface import Attribute, Interface
@@ -19,7 +19,7 @@ from zope.interface import Attribute, Interface
 if TYPE_CHECKING:
     from syslogsrc.parsing import ParsedMessage
 
-__all__ = ["IMessageSink", "ListenerStats", "Origin"]
+__all__ = ["IAcknowledgingSink", "IMessageSink", "ListenerStats", "Origin"]
 
 
 @attrs.define(slots=True)
@@ -71,6 +71,13 @@ class Origin:
     #: what a sink or an output computes once per origin rather than per message (e.g. the
     #: constant part of a rendered line), keyed by the object that computed it
     memo: dict = attrs.field(factory=dict, eq=False, repr=False)
+    #: for messages posted with :meth:`IAcknowledgingSink.post_tracked`: called in the reactor
+    #: thread as ``acknowledge(tokens, stored)`` with the tokens of messages that are stored
+    #: (``stored`` True) or that the sink could not store (False: a message it could not build
+    #: or write), each token once, in any order and any grouping
+    acknowledge: Callable[[Sequence[Any], bool], None] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
 
 
 class IMessageSink(Interface):
@@ -101,3 +108,30 @@ class IMessageSink(Interface):
 
     def unregister_producer(producer: object) -> None:
         """Forget ``producer`` (its connection closed)."""
+
+
+class IAcknowledgingSink(IMessageSink):
+    """A sink that can say when each message it took is stored (end-to-end acknowledgement).
+
+    A protocol whose sender waits for an answer (RELP; HTTP in acknowledgement mode) posts with
+    :meth:`post_tracked` and an ``origin`` whose ``acknowledge`` is set; it answers the sender
+    when ``origin.acknowledge`` reports the message's token. What "stored" means depends on the
+    sink (:attr:`acknowledgement`). A sink without this interface takes messages with ``post``
+    only: a protocol then answers when they are taken.
+    """
+
+    acknowledgement = Attribute(
+        "What an acknowledgement means here, for the docs and the logs: 'delivered' (inside"
+        " syslog-ng: the destination acknowledged the message; with flags(flow-control) that"
+        " is once it is written or in a reliable disk buffer), 'written' (written and flushed to"
+        " the output), 'synced' (and fsync'ed)."
+    )
+
+    def post_tracked(
+        messages: Sequence[bytes | ParsedMessage], origin: Origin, tokens: Sequence[Any]
+    ) -> int:
+        """As :meth:`IMessageSink.post`, and each message taken is acknowledged later:
+        ``origin.acknowledge`` is called (in the reactor thread) with ``tokens[i]`` once
+        ``messages[i]`` is stored, or with ``stored=False`` if it cannot be. ``tokens`` is
+        parallel to ``messages``. A message posted and not acknowledged when the sink stops
+        (the process ends) gets no call: the sender, which has no answer, sends it again."""
