@@ -50,6 +50,10 @@ FRAMES = {
     b"PADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADD",
 }
 
+# The files of the emulation (syslogsrc.emulation and its private parts): a call into them
+# stands for a call into the daemon.
+EMULATION_FILES = ("syslogsrc/emulation.py", "syslogsrc/_emulated_")
+
 # The syslogng names a source calls; inside the daemon each is one call into C.
 DAEMON_CALLS = (
     "parse",
@@ -188,7 +192,7 @@ def _source_path(fmt: str, n: int, parser: str, version: str) -> Counting:
         )
         reads = _reads(fmt, n)
         protocol.dataReceived(reads[0][: reads[0].index(b"\n") + 1])  # warm (origin, caches)
-        with Counting(("syslogsrc/emulation.py",)) as counts:
+        with Counting(EMULATION_FILES) as counts:
             for chunk in reads:
                 protocol.dataReceived(chunk)
         return counts
@@ -237,7 +241,7 @@ def _hand_path(fmt: str, n: int) -> Counting:
     factory.source, factory.batches = src, True
     protocol = factory.buildProtocol(None)
     protocol.makeConnection(StringTransport())
-    with Counting(("syslogsrc/emulation.py",)) as counts:
+    with Counting(EMULATION_FILES) as counts:
         for chunk in _reads(fmt, n):
             protocol.dataReceived(chunk)
     return counts

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from syslogsrc import emulation, optiontable
+from syslogsrc._emulated_acks import AckTracker
 from syslogsrc.emulation import LogMessage, LogSource, ParseOptions, SourceDriver
 from syslogsrc.optiontable import OptionError
 from syslogsrc.outputs import Output, open_output
@@ -110,7 +111,7 @@ def init_source(
     if not ok:
         raise SourceInitError(f"Python source {name}: init() returned FALSE")
     tracker = source.ack_tracker
-    if tracker is not None and not isinstance(tracker, emulation._AckTracker):
+    if tracker is not None and not isinstance(tracker, AckTracker):
         source.deinit()
         raise SourceInitError(f"{name}: ack_tracker must be an AckTracker instance")
     source.parse_options = ParseOptions(parse_format)
@@ -335,7 +336,7 @@ class SourceHost:
         assert self._consumer is not None
         self._consumer.drain()
         tracker = source.ack_tracker
-        if isinstance(tracker, emulation._AckTracker):
+        if isinstance(tracker, AckTracker):
             tracker._close()
         try:
             source.deinit()
