@@ -146,7 +146,14 @@ def _source_path(fmt: str, n: int, parser: str, version: str) -> Counting:
     # Each module that reads a feature keeps it as a module constant, decided at import: set
     # in every one that has it (this checkout's modules, or an older checkout's source.py).
     modules = []
-    for name in ("source", "_twisted_source", "_building", "_daemon_builders", "_syslog_source"):
+    for name in (
+        "source",
+        "_posting",
+        "_twisted_source",
+        "_building",
+        "_daemon_builders",
+        "_syslog_source",
+    ):
         try:
             modules.append(importlib.import_module(f"syslogsrc.{name}"))
         except ImportError:

@@ -25,12 +25,17 @@ The same class also runs attached to a reactor that someone else runs (twistd, a
            options("listen" "tcp:5514:interface=127.0.0.1 udp:5514:interface=127.0.0.1"));
 
 This module is the public name of these classes; the code lives in private modules, one job
-each: :mod:`syslogsrc._twisted_source` (``TwistedSource``: lifecycle, flow control, ``post``),
-:mod:`syslogsrc._source_handover` (a reload's hand-over), :mod:`syslogsrc._building` (a message
-into a ``LogMessage``), :mod:`syslogsrc._syslog_source` (``SyslogSource``, ``SourceOptions``),
-:mod:`syslogsrc._daemon_builders` (the builders of the daemon's parser),
-:mod:`syslogsrc._daemon_time` (the daemon's clock and stamps), :mod:`syslogsrc._logbridge`
-(Twisted's log into the daemon's) and :mod:`syslogsrc._reactors` (a ``run()``'s own reactor).
+each:
+
+* :mod:`syslogsrc._twisted_source`: ``TwistedSource``'s lifecycle (``run()``, ``attach()``);
+* :mod:`syslogsrc._posting`: its ``post()`` and the daemon's flow control;
+* :mod:`syslogsrc._source_handover`: what a reload hands over;
+* :mod:`syslogsrc._building`: one message into a ``LogMessage``;
+* :mod:`syslogsrc._syslog_source`: ``SyslogSource`` and ``SourceOptions``;
+* :mod:`syslogsrc._daemon_builders`: the per-origin builders of the daemon's parser;
+* :mod:`syslogsrc._daemon_time`: the daemon's clock and stamps;
+* :mod:`syslogsrc._logbridge`: Twisted's log into the daemon's;
+* :mod:`syslogsrc._reactors`: the reactor of one ``run()``.
 """
 
 from __future__ import annotations
