@@ -78,7 +78,7 @@ def make_parser() -> argparse.ArgumentParser:
                 f"--{declared.name}",
                 type=_parsed_by(declared),
                 default=declared.default,
-                # a bare --keep-hostname says yes, as it always did
+                # a bare boolean flag (--keep-hostname) says yes
                 **({"nargs": "?", "const": True} if declared.kind == "bool" else {}),
                 help=declared.help + ("" if default is None else f" (default: {default})"),
             )

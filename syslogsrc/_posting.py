@@ -151,8 +151,8 @@ class Posting:
             self._held.append((msg, origin))
         # The window was empty when this post began: a wakeup() that ran before it announced a
         # slot already taken again (rule 1 applies from this post on; the daemon calls no
-        # suspend() for a dropped message). Without this, every such wakeup still queued
-        # posted the held message into the empty window once more.
+        # suspend() for a dropped message), so no wakeup() still queued posts the held message
+        # into the empty window once more.
         self._suspended_in = self._posts
         if not self._suspended:
             self._pause_all()

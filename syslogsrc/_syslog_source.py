@@ -205,6 +205,10 @@ class SyslogSource(TwistedSource):
         return [make_listener(s, reactor, self.sink, self.options.listener) for s in self._specs]
 
     def builder(self, origin: Origin) -> Callable[[bytes | ParsedMessage], Any]:
+        """With the daemon's parser (``native``, or ``hybrid`` where it reads frames as ours do),
+        a builder of :mod:`syslogsrc._daemon_builders` made for ``origin``, unless a subclass
+        overrides :meth:`TwistedSource.build_message` or :meth:`TwistedSource.annotate`; else
+        :meth:`TwistedSource.builder`."""
         if (
             type(self).build_message is SyslogSource.build_message
             and type(self).annotate is TwistedSource.annotate
@@ -222,7 +226,7 @@ class SyslogSource(TwistedSource):
         names = self._c_shapes.get(fmt or self._format) if self._c_shapes else None
         bare = _strip_trailer(message) if message[-1:] in b"\n\0" else message
         if names and _daemon_parse.accepts(self._frame_test(names), bare):
-            # hybrid: the same decision as _hybrid_builder's
+            # hybrid: the same decision as _daemon_builders.hybrid_builder's
             msg = LogMessage.parse(bare, self.parse_options)
             self.annotate(msg, origin, len(message))
             return msg

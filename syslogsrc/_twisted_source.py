@@ -286,8 +286,8 @@ class TwistedSource(Posting, HandOver, MessageBuilding, LogSource):
         if self._held and not self._suspended:
             self._post_held()
         started = []
-        # A copy: a listener that fails at once (a UDP port in use) is removed from
-        # self._listeners by its errback, inside this loop, and the next one was skipped.
+        # Over a copy: a listener that fails at once (a UDP port in use) is removed from
+        # self._listeners by its errback, inside this loop, and every other one must still start.
         for listener in list(self._listeners):
             state = claimed.get(getattr(listener, "name", None))
             if state is not None and state.fd is not None and hasattr(listener, "adopt"):
