@@ -520,6 +520,16 @@ OPTIONS: tuple[Option, ...] = (
         " (U+FFFD: valid UTF-8 for every JSON reader); [output.md](output.md).",
     ),
     _output(
+        "output-fsync",
+        False,
+        "bool",
+        "acknowledge messages (RELP, HTTP ack mode) only once the output is fsync'ed",
+        drivers=frozenset({"twistd"}),
+        doc="Acknowledge a message to a sender that waits for it (RELP, HTTP in acknowledgement"
+        " mode) only once the output file is fsync'ed; `no`: once written and flushed."
+        " [relp.md](relp.md)",
+    ),
+    _output(
         "log-iw-size",
         1000,
         "int",
