@@ -85,7 +85,7 @@ class CallbackSink(_ParsingSink):
     the batch after the one it was given wait in their protocol. ``origin.pairs`` are in
     ``message.pairs``.
 
-    Acknowledgements (:meth:`post_tracked`: RELP, HTTP in acknowledgement mode): a message is
+    Acknowledgements (``post_tracked``: RELP, HTTP in acknowledgement mode): a message is
     stored when the callable returned, or, if it returned a ``Deferred``, when that fires (an
     errback: not stored). Given a ``reactor``, acknowledgements of callables that returned at
     once are reported in its next turn; without one, before ``post_tracked`` returns.
@@ -314,7 +314,7 @@ class OutputSink(_ParsingSink):
     def post_tracked(
         self, messages: Sequence[bytes | ParsedMessage], origin: Origin, tokens: Sequence[Any]
     ) -> int:
-        """As :meth:`post`; ``origin.acknowledge(tokens, True)`` once the writer has written
+        """As ``post``; ``origin.acknowledge(tokens, True)`` once the writer has written
         and flushed them (fsync'ed with ``sync``), ``False`` for a message that could not be
         rendered or written."""
         return self._take(messages, origin, tokens)
