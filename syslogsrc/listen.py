@@ -32,11 +32,9 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.protocols.haproxy import proxyEndpoint
 
 from syslogsrc import _listenspec
-from syslogsrc._listeners import (
-    DatagramListener,
-    IListener,
-    Listener,
-    StreamListener,
+from syslogsrc._listeners import DatagramListener, IListener, Listener, StreamListener
+from syslogsrc._listenspec import Fields, ListenSpec, SpecError
+from syslogsrc._ports import (
     _OpenDatagramPort,
     _StreamEndpoint,
     systemd_endpoint,
@@ -45,7 +43,6 @@ from syslogsrc._listeners import (
     unix_endpoint,
     unixgram_port,
 )
-from syslogsrc._listenspec import Fields, ListenSpec, SpecError
 from syslogsrc.access import AllowList, ListenerAccess, TokenBuckets, default_burst
 from syslogsrc.interfaces import IMessageSink, ListenerStats
 from syslogsrc.options import ListenerOptions, OptionError
@@ -85,8 +82,18 @@ def protocol_factory(cls: type | str) -> _MakeFactory:
     one), :class:`~syslogsrc.protocols.stream.SyslogStreamFactory`'s shape. ``cls`` may be
     ``"module:Name"``: imported when the first listener of the kind is made, so that an
     optional protocol costs nothing to those who do not listen with it."""
+    return _ClassFactory(cls)
 
-    def make(
+
+@attrs.frozen
+class _ClassFactory:
+    """:func:`protocol_factory`'s result: a value, so that a table entry compares and prints
+    by the class it names."""
+
+    cls: type | str
+
+    def __call__(
+        self,
         spec: ListenSpec,
         reactor: Any,
         sink: IMessageSink,
@@ -94,14 +101,15 @@ def protocol_factory(cls: type | str) -> _MakeFactory:
         stats: ListenerStats,
         access: ListenerAccess | None,
     ) -> IProtocolFactory:
-        factory_class = cls
+        factory_class = self.cls
         if isinstance(factory_class, str):
             module, _, name = factory_class.partition(":")
             factory_class = getattr(importlib.import_module(module), name)
         extra = {} if spec.format is None else {"format": spec.format}
-        return factory_class(reactor, sink, options, stats, spec.transport, **extra)  # type: ignore[no-any-return]
-
-    return make
+        factory: IProtocolFactory = factory_class(
+            reactor, sink, options, stats, spec.transport, **extra
+        )
+        return factory
 
 
 def _http_site(
