@@ -303,10 +303,10 @@ def parse_unixgram(address: str, mode: str = "666") -> Fields:
 
 # --- Per-listener settings: the same for every kind they apply to ------------------------------
 
-#: Settings a kind may take beside its own arguments: the per-listener form of a source option
-#: (the option is the default). A kind's table entry says which of the first two it takes;
-#: the access settings apply to every kind whose senders have an address.
-SETTINGS = ("framing", "format", "allow", "rate", "burst")
+# Settings a kind may take beside its own arguments: framing=, format=, allow=, rate=, burst=,
+# each the per-listener form of a source option (the option is the default). A kind's table
+# entry says which of framing= and format= it takes; the access settings below apply to every
+# kind whose senders have an address.
 ACCESS_SETTINGS = ("allow", "rate", "burst")
 
 

@@ -33,7 +33,20 @@ from twisted.protocols.haproxy import proxyEndpoint
 
 from syslogsrc import _listenspec
 from syslogsrc._listeners import DatagramListener, IListener, Listener, StreamListener
-from syslogsrc._listenspec import Fields, ListenSpec, SpecError
+from syslogsrc._listenspec import (
+    Fields,
+    ListenSpec,
+    SpecError,
+    parse_systemd,
+    parse_tcp,
+    parse_tcp6,
+    parse_tcp_port,
+    parse_tls,
+    parse_udp,
+    parse_udp6,
+    parse_unix,
+    parse_unixgram,
+)
 from syslogsrc._ports import (
     _OpenDatagramPort,
     _StreamEndpoint,
@@ -169,60 +182,47 @@ class ListenerKind:
 
 
 _SYSLOG_STREAM = protocol_factory(SyslogStreamFactory)
-_FORMAT_ONLY = frozenset({"format"})
+_NO_FRAMING = frozenset({"format"})  # datagrams: one message each
 
-#: Every kind of spec, by name. The stream kinds are Twisted's, with Twisted's argument names
-#: and defaults; the others are ours, in the same style.
+#: Every kind of spec, by name: adding a kind is adding its entry here.
 LISTENER_KINDS: dict[str, ListenerKind] = {
     kind.name: kind
     for kind in (
+        # Twisted's stream kinds, with Twisted's arguments and defaults; haproxy: wraps them.
+        ListenerKind("tcp", "tcp", parse_tcp, StreamStart(_SYSLOG_STREAM), proxyable=True),
+        ListenerKind("tcp6", "tcp", parse_tcp6, StreamStart(_SYSLOG_STREAM), proxyable=True),
         ListenerKind(
-            "tcp", "tcp", _listenspec.parse_tcp, StreamStart(_SYSLOG_STREAM), proxyable=True
+            "ssl", "tls", parse_tls, StreamStart(_SYSLOG_STREAM, tls=True), proxyable=True
         ),
         ListenerKind(
-            "tcp6", "tcp", _listenspec.parse_tcp6, StreamStart(_SYSLOG_STREAM), proxyable=True
-        ),
-        ListenerKind(
-            "ssl",
-            "tls",
-            _listenspec.parse_tls,
-            StreamStart(_SYSLOG_STREAM, tls=True),
-            proxyable=True,
-        ),
-        ListenerKind(
-            "unix",
-            "unix",
-            _listenspec.parse_unix,
-            StreamStart(_SYSLOG_STREAM, unix_endpoint),
-            proxyable=True,
+            "unix", "unix", parse_unix, StreamStart(_SYSLOG_STREAM, unix_endpoint), proxyable=True
         ),
         ListenerKind(
             "systemd",
-            "tcp",  # "unix" when domain=UNIX
-            _listenspec.parse_systemd,
+            "tcp",  # the parser says "unix" for domain=UNIX
+            parse_systemd,
             StreamStart(_SYSLOG_STREAM, systemd_endpoint),
             proxyable=True,
         ),
-        ListenerKind("udp", "udp", _listenspec.parse_udp, DatagramStart(udp_port), _FORMAT_ONLY),
-        ListenerKind("udp6", "udp", _listenspec.parse_udp6, DatagramStart(udp_port), _FORMAT_ONLY),
+        # Ours, in the same style.
+        ListenerKind("udp", "udp", parse_udp, DatagramStart(udp_port), _NO_FRAMING),
+        ListenerKind("udp6", "udp", parse_udp6, DatagramStart(udp_port), _NO_FRAMING),
         ListenerKind(
-            "unixgram",
-            "unixgram",
-            _listenspec.parse_unixgram,
-            DatagramStart(unixgram_port),
-            _FORMAT_ONLY,
+            "unixgram", "unixgram", parse_unixgram, DatagramStart(unixgram_port), _NO_FRAMING
         ),
+        # HTTP: the Content-Type says the format, so neither setting applies. No reuseport=:
+        # one HTTP site per port.
         ListenerKind(
             "http",
             "http",
-            _listenspec.parse_tcp_port,  # no reuseport: one HTTP site per port
+            parse_tcp_port,
             StreamStart(_http_site, answers_access=True),
-            frozenset(),  # the Content-Type says the format
+            frozenset(),
         ),
         ListenerKind(
             "https",
             "https",
-            _listenspec.parse_tls,
+            parse_tls,
             StreamStart(_http_site, tls=True, answers_access=True),
             frozenset(),
         ),
@@ -249,7 +249,7 @@ class _Transports(Mapping[str, str]):
 #: Every kind of spec, and the transport name its messages carry (``Origin.transport``).
 KINDS: Mapping[str, str] = _Transports()
 
-# The names listen.py had before the parsing and the listeners moved beside it.
+# The one splitter of the listen option (syslogsrc.optiontable.split_listen uses it too).
 _split_specs = _listenspec.split_specs
 
 
