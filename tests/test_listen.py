@@ -25,6 +25,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     UNIXClientEndpoint,
     connectProtocol,
+    serverFromString,
     wrapClientTLS,
 )
 from twisted.internet.error import CannotListenError
@@ -184,6 +185,28 @@ def test_any_text_parses_or_is_an_option_error(kind: str, rest: str) -> None:
         assert e.option == "listen"
     else:
         assert all(isinstance(spec, ListenSpec) for spec in specs)
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "tcp:514",
+        "tcp:514:127.0.0.1:7",
+        "tcp:port=514:backlog=9:interface=\\:\\:1",
+        "tcp6:514",
+        "tcp6:514:interface=\\:\\:1",
+        "unix:/run/s.sock",
+        "unix:/run/a\\:b.sock:mode=600:backlog=3:lockfile=0",
+    ],
+)
+def test_twisted_stream_kinds_listen_where_server_from_string_would(description: str) -> None:
+    # Twisted's kinds keep Twisted's arguments and defaults: the endpoint is the one Twisted
+    # makes of the same text (compared by its settings: tcp6 binds through the same listenTCP).
+    listener = make_listener(
+        parse_spec(description + ":framing=lf"), reactor, RecordingSink(), ListenerOptions()
+    )
+    assert isinstance(listener, StreamListener)
+    assert vars(listener.endpoint) == vars(serverFromString(reactor, description))
 
 
 def test_make_listener_picks_the_class_and_transport() -> None:
