@@ -162,18 +162,21 @@ class RelpProtocol(Protocol):
             if self.factory.acknowledging:
                 origin = attrs.evolve(origin, acknowledge=self.factory.acknowledge)
             self._origin = origin
+        events = self.connection.receive_data(data)
+        if events and isinstance(events[-1], ProtocolError):
+            # Nothing of this read is posted or answered: the connection ends; the client
+            # sends its unanswered frames again on the next one.
+            self._protocol_error(events[-1])
+            return
         frames: list[tuple[int, bytes]] = []
         out: list[bytes] = []
-        for event in self.connection.receive_data(data):
+        for event in events:
             if isinstance(event, Syslog):
                 frames.append((event.txnr, event.message))
             elif isinstance(event, Open):
                 out.append(self.connection.answer_open(event.txnr))
             elif isinstance(event, Close):
                 self._close_txnr = event.txnr
-            elif isinstance(event, ProtocolError):
-                self._protocol_error(event, frames, out)
-                return
         if out:
             self._write(out)
         if frames:
@@ -224,15 +227,14 @@ class RelpProtocol(Protocol):
         self._close_txnr = None
         self._finish([self.connection.answer_close(txnr)])
 
-    def _protocol_error(self, event: ProtocolError, frames: list, out: list[bytes]) -> None:
-        """Answer 500 and close: frames completed before the bad one in this read are not
-        posted (they could not be answered; the client sends them again)."""
+    def _protocol_error(self, event: ProtocolError) -> None:
+        """Answer 500, send the serverclose hint and close; count and log it."""
         factory = self.factory
         factory.stats.malformed += 1
         factory.stats.refused += 1
         factory.protocol_errors(peer=self.transport.getPeer(), reason=event.reason)  # type: ignore[union-attr]
         self.pending = []
-        self._finish([*out, event.answer])
+        self._finish([event.answer])
 
     def server_close(self) -> None:
         """The server stops (or drops this client): send the ``serverclose`` hint and close,
