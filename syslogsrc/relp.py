@@ -273,10 +273,14 @@ class RelpServerConnection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """The events the bytes ``data`` complete, in order. After a :class:`ProtocolError` (the
-        last event) and after ``close``, further bytes are ignored. Never raises for what the
-        peer sends."""
-        if self.state is State.CLOSED or self.state is State.CLOSING or not data:
+        last event), further bytes are ignored; bytes after ``close`` are a protocol error.
+        Never raises for what the peer sends."""
+        if self.state is State.CLOSED or not data:
             return []
+        if self.state is State.CLOSING:
+            # A client sends nothing after close (doc/relp.md, librelp's client waits for the
+            # answer): bytes now are a broken or hostile client keeping the connection busy.
+            return [self._error(None, "data after close")]
         buf = self._buf
         buf += data
         events: list[Event] = []
@@ -314,6 +318,8 @@ class RelpServerConnection:
             pos = end + 1
             self._header = None
             events.append(self._complete(txnr, command, data_))
+        if self.state is State.CLOSING and pos < len(buf):
+            events.append(self._error(None, "data after close"))
         if self.state is State.CLOSED or self.state is State.CLOSING:
             buf.clear()
         elif pos:

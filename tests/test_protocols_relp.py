@@ -4,6 +4,7 @@ order, hostile clients, the serverclose hint; then the same over real loopback s
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from collections.abc import Generator
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_relp import LIBRELP_OFFERS, frame
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
@@ -496,3 +499,64 @@ def test_stopping_the_listener_sends_serverclose_over_a_real_socket() -> Generat
         assert (stats.received, stats.dropped) == (1, 0)
     finally:
         yield port.stopListening()
+
+
+# --- fuzz: whatever the client sends and whatever the sink does, the protocol does not raise,
+# posts nothing while paused, answers each frame at most once, and ends with serverclose
+
+PIECES = st.sampled_from(
+    [
+        OPEN,
+        frame(1, b"open", b"commands=eventlog"),
+        syslogs(2, b"a"),
+        syslogs(3, b"b", b"c"),
+        syslogs(5, b"d"),
+        frame(3, b"close"),
+        frame(6, b"close"),
+        b"2 syslog 1",
+        b" x\n",
+        b"junk",
+        b"\n",
+        b"0 serverclose 0\n",
+    ]
+)
+ACTIONS = st.sampled_from(["pause", "resume", "ack", "nack", "write-full", "write-drained"])
+
+
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES") or 200),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(st.lists(st.tuples(st.one_of(PIECES, st.binary(max_size=12)), ACTIONS), max_size=25))
+def test_fuzz_the_protocol_never_raises_and_keeps_its_promises(
+    steps: list[tuple[bytes, str]],
+) -> None:
+    sink = AcknowledgingSink("manual")
+    factory, _, stats, _ = make(sink, options=ListenerOptions(max_message_size=64), max_window=4)
+    protocol, transport = connect(factory)
+    answers = transport.producer
+    for data, action in steps:
+        if transport.disconnecting:
+            break
+        protocol.dataReceived(data)
+        if action == "pause":
+            sink.pause()
+        elif action == "resume":
+            sink.resume()
+        elif action in ("ack", "nack") and sink.unacknowledged:
+            sink.acknowledge([sink.unacknowledged[-1][0]], stored=action == "ack")
+        elif action == "write-full" and not transport.disconnecting:
+            answers.pauseProducing()
+        elif action == "write-drained" and not transport.disconnecting:
+            answers.resumeProducing()
+    assert sink.posted_while_paused == []
+    written = transport.value()
+    # each frame is answered 200 at most once (an error answer may repeat a TXNR: it answers
+    # the broken frame that carried it)
+    answered = re.findall(rb"^([0-9]+) rsp [0-9]+ 200 OK$", written, re.M)
+    assert len(answered) == len(set(answered))
+    if transport.disconnecting:
+        assert written.endswith(SERVERCLOSE)
+        assert written.count(SERVERCLOSE) == 1
+    assert stats.malformed == stats.refused <= 1

@@ -188,9 +188,21 @@ def test_close_is_answered_and_ends_the_connection() -> None:
     conn = opened()
     assert conn.receive_data(frame(2, b"close")) == [Close(2)]
     assert conn.state is State.CLOSING
-    assert conn.receive_data(frame(3, b"syslog", b"late")) == []  # nothing after close
     assert conn.answer_close(2) == b"2 rsp 0\n" + SERVERCLOSE
     assert conn.state is State.CLOSED
+
+
+def test_data_after_close_is_a_protocol_error() -> None:
+    conn = opened()
+    conn.receive_data(frame(2, b"syslog", b"m") + frame(3, b"close"))
+    error = only_error(conn.receive_data(frame(4, b"syslog", b"late")))
+    assert (error.txnr, error.reason) == (None, "data after close")
+    assert not conn.awaiting(2)
+    # in the same read as the close, too
+    conn = opened()
+    events = conn.receive_data(frame(2, b"close") + b"x")
+    assert events[0] == Close(2)
+    assert only_error(events).reason == "data after close"
 
 
 def test_close_waits_for_earlier_answers() -> None:
