@@ -560,3 +560,48 @@ def test_fuzz_the_protocol_never_raises_and_keeps_its_promises(
         assert written.endswith(SERVERCLOSE)
         assert written.count(SERVERCLOSE) == 1
     assert stats.malformed == stats.refused <= 1
+
+
+# --- relps: the same over TLS, wrapped as the listener wraps stream factories -----------------
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from certs import make_certs
+
+    return make_certs(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
+@pytest_twisted.inlineCallbacks
+def test_a_session_over_tls_and_serverclose_through_it(certs: Any) -> Generator:
+    from twisted.internet.endpoints import wrapClientTLS
+    from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+    from syslogsrc.protocols.tls import ReloadableTLS, tls_server_factory
+
+    sink = AcknowledgingSink("at-once")
+    stats = ListenerStats(name="relps")
+    options = ListenerOptions(
+        tls_key_file=str(certs.server_key), tls_cert_file=str(certs.server_cert)
+    )
+    factory = RelpFactory(reactor, sink, options, stats, "relps")
+    tls = ReloadableTLS.from_options(options, name="relps", reactor=reactor)
+    wrapped, _ = tls_server_factory(reactor, factory, tls, stats)
+    tracker = ConnectionTracker(reactor, wrapped, options, stats)
+    port = reactor.listenTCP(free_port(), tracker, interface="127.0.0.1")
+    try:
+        client = Client()
+        endpoint = wrapClientTLS(
+            optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(certs.ca.read_bytes())),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+        )
+        yield connectProtocol(endpoint, client).addTimeout(TIMEOUT, reactor)
+        client.transport.write(OPEN + syslogs(2, b"<13>over tls", b"<13>again"))
+        yield from wait_until(lambda: answers_of(client.received) == [2, 3])
+        assert sink.posts[0][1].transport == "relps"
+        yield tracker.close_all().addTimeout(TIMEOUT, reactor)
+        yield client.lost.addTimeout(TIMEOUT, reactor)
+        assert client.received.endswith(ok(3) + SERVERCLOSE)
+    finally:
+        yield port.stopListening()
