@@ -82,6 +82,44 @@ def test_the_acknowledging_sink_provides_the_interface() -> None:
     assert verifyObject(IAcknowledgingSink, AcknowledgingSink())
 
 
+def test_the_acknowledging_sink_acknowledges_what_and_when_told() -> None:
+    from syslogsrc.interfaces import Origin
+
+    calls: list[tuple[list[Any], bool]] = []
+    stats = ListenerStats(name="x")
+    origin = Origin(
+        "relp", stats, acknowledge=lambda tokens, stored: calls.append((tokens, stored))
+    )
+    other = Origin("relp", stats, acknowledge=lambda tokens, stored: calls.append((tokens, stored)))
+    sink = AcknowledgingSink("manual", refuse=[b"bad"])
+    assert sink.post_tracked([b"a", b"bad", b"c"], origin, ["ta", "tbad", "tc"]) == 3
+    assert calls == [(["tbad"], False)]  # refused at once
+    sink.post_tracked([b"d"], other, ["td"])
+    assert sink.acknowledge(["tc"]) == ["tc"]
+    assert calls[-1] == (["tc"], True)
+    with pytest.raises(KeyError):
+        sink.acknowledge(["tc"])  # not waiting any more
+    assert sink.acknowledge(stored=False) == ["ta", "td"]
+    assert calls[-2:] == [(["ta"], False), (["td"], False)]  # one call per origin
+    assert sink.unacknowledged == []
+    with pytest.raises(ValueError, match="tokens"):
+        sink.post_tracked([b"a"], origin, [])
+    with pytest.raises(ValueError, match="acknowledge"):
+        sink.post_tracked([b"a"], Origin("relp", stats), ["t"])
+    with pytest.raises(ValueError, match="at-once"):
+        AcknowledgingSink("later")  # type: ignore[arg-type]
+
+
+def test_the_acknowledging_sink_acknowledges_only_what_it_took() -> None:
+    from syslogsrc.interfaces import Origin
+
+    calls: list[tuple[list[Any], bool]] = []
+    origin = Origin("relp", ListenerStats(name="x"), acknowledge=lambda t, s: calls.append((t, s)))
+    sink = AcknowledgingSink("at-once", window=2)
+    assert sink.post_tracked([b"a", b"b", b"c"], origin, [1, 2, 3]) == 2
+    assert calls == [([1, 2], True)]
+
+
 # --- the conversation ---------------------------------------------------------------------
 
 
