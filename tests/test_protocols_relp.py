@@ -10,6 +10,7 @@ import socket
 from collections.abc import Generator
 from typing import Any
 
+import attrs
 import pytest
 import pytest_twisted
 from hypothesis import HealthCheck, given, settings
@@ -363,6 +364,60 @@ def test_a_sink_that_raises_closes_the_connection_unanswered() -> None:
     assert any("the sink raised 1 time" in formatEvent(e) for e in events)
     assert stats.received == 1 and stats.malformed == 0
     assert clock.getDelayedCalls()  # the abort deadline
+
+
+# --- a reload: the connection goes on in the next instance ---------------------------------
+
+
+def test_a_handed_over_connection_is_answered_by_the_next_instance() -> None:
+    old_sink = AcknowledgingSink("manual")
+    old_factory, _, _, _ = make(old_sink)
+    old, old_transport = opened(old_factory)
+    old.dataReceived(syslogs(2, b"a", b"b"))  # posted, not acknowledged
+    old_sink.pause()
+    old.dataReceived(syslogs(4, b"c") + b"5 sys")  # read, not posted; a frame begun
+    number = old.number
+    state, frames = old.hand_over()
+    assert frames == [] and state.number == number
+    assert [m for _, m in state.pending] == [b"c"]
+    old_sink.acknowledge([RelpToken(number, 2)])  # between the two instances: kept
+    assert old_transport.value() == b""
+    assert state.acknowledgements == [([2], True)]
+
+    new_sink = AcknowledgingSink("manual")
+    new_factory, _, new_stats, _ = make(new_sink)
+    new, new_transport = connect(new_factory)
+    origin = old._origin
+    assert origin is not None
+    new.adopt(state, [], attrs.evolve(origin, listener=new_stats))
+    assert new.number == number
+    assert new_transport.value() == ok(2)  # the acknowledgement that waited
+    assert new_sink.messages == [b"c"]  # the frame read by the old instance
+    assert new_sink.posts[0][1].acknowledge == new_factory.acknowledge
+    old_sink.acknowledge()  # through the old instance's origin: reaches the new protocol
+    new_sink.acknowledge()
+    assert new_transport.value() == ok(2, 3, 4)
+    new.dataReceived(b"log 1 d\n" + frame(6, b"close"))  # the frame begun, then the close
+    assert new_sink.messages == [b"c", b"d"]
+    new_sink.acknowledge()
+    assert new_transport.value() == ok(2, 3, 4, 5) + b"6 rsp 0\n" + SERVERCLOSE
+    assert old_factory.late_acknowledgements == new_factory.late_acknowledgements == 0
+    assert new_factory.connections == [new] and old_factory.connections == []
+
+
+def test_a_close_handed_over_is_answered_by_the_next_instance() -> None:
+    old_sink = AcknowledgingSink("manual")
+    old_factory, _, _, _ = make(old_sink)
+    old, _ = opened(old_factory)
+    old.dataReceived(syslogs(2, b"a") + frame(3, b"close"))
+    state, _ = old.hand_over()
+    new_factory, _, new_stats, _ = make(AcknowledgingSink("manual"))
+    new, new_transport = connect(new_factory)
+    new.adopt(state, [], attrs.evolve(old._origin, listener=new_stats))
+    assert new_transport.value() == b""
+    old_sink.acknowledge()
+    assert new_transport.value() == ok(2) + b"3 rsp 0\n" + SERVERCLOSE
+    assert new_transport.disconnecting
 
 
 # --- hostile clients ------------------------------------------------------------------------

@@ -21,11 +21,17 @@ in a closed connection are dropped, not counted in ``stats.dropped`` and not han
 instance (which could not answer them).
 
 Acknowledgement tokens are :class:`RelpToken` values naming the connection by a process-wide
-number, not the protocol object: the factory routes each to the connection that owns it
-(:meth:`RelpFactory.acknowledge`). A token whose connection is gone, or whose TXNR no longer
-awaits an answer, is ignored and counted (``factory.late_acknowledgements``): nothing is written
-to a closed transport. A reload that hands connections over can re-register a connection's
-number with the new protocol object (:meth:`RelpFactory.route`).
+number, not the protocol object: every factory's :meth:`RelpFactory.acknowledge` looks the number
+up in one process-wide table and hands the TXNRs to whoever holds the connection now. A token
+whose connection is gone, or whose TXNR no longer awaits an answer, is ignored and counted
+(``factory.late_acknowledgements``): nothing is written to a closed transport.
+
+A reload (:mod:`syslogsrc.handover`) hands a plain ``relp:`` connection over whole:
+:meth:`RelpProtocol.hand_over` gives its :class:`RelpHandover` (the core with its unanswered
+TXNRs and partial frame, the frames read and not posted with their TXNRs, the client's close if
+it came), acknowledgements arriving meanwhile are kept in it, and :meth:`RelpProtocol.adopt` in
+the next instance goes on under the same connection number: the sink's acknowledgements of
+messages posted by the old instance answer the client on the new one.
 
 Flow control, two ways:
 
@@ -70,11 +76,16 @@ from syslogsrc.relp import (
     Syslog,
 )
 
-__all__ = ["RelpFactory", "RelpProtocol", "RelpToken"]
+__all__ = ["RelpFactory", "RelpHandover", "RelpProtocol", "RelpToken"]
 
 #: Connection numbers, unique in the process (across listeners and source instances), so a
 #: token can name its connection after a reload hands the connection to a new factory.
 _connection_numbers = itertools.count(1)
+#: Who holds each open connection now: its protocol, or its RelpHandover between two
+#: instances. Process-wide, because an acknowledgement may come through an older instance's
+#: origin after a reload. Only single dict operations touch it (each source's reactor thread
+#: touches its own connections' entries).
+_routes: dict[int, RelpProtocol | RelpHandover] = {}
 
 
 @attrs.frozen(slots=True)
@@ -83,6 +94,22 @@ class RelpToken:
 
     connection: int
     txnr: int
+
+
+@attrs.define(eq=False)
+class RelpHandover:
+    """A RELP connection between two instances (a reload): everything its answers depend on.
+    While no protocol holds it, acknowledgements for it are kept here, in order, and replayed
+    by the protocol that adopts it."""
+
+    number: int  #: the connection's number, which the tokens of its messages carry
+    connection: RelpServerConnection  #: the core: TXNRs unanswered, the frame begun
+    pending: list[tuple[int, bytes]]  #: frames read and not posted: (txnr, message)
+    close_txnr: int | None  #: the client's close, not answered yet
+    acknowledgements: list[tuple[list[int], bool]] = attrs.Factory(list)
+
+    def acknowledged(self, txnrs: Sequence[int], stored: bool) -> None:
+        self.acknowledgements.append((list(txnrs), stored))
 
 
 @implementer(IPushProducer)
@@ -270,6 +297,46 @@ class RelpProtocol(Protocol):
             self._abort_call.cancel()
         self._abort_call = None
 
+    # A reload: the connection goes on in the next source instance (syslogsrc.handover)
+
+    def hand_over(self) -> tuple[RelpHandover, list[bytes]]:
+        """Give up the connection to another instance: return its :class:`RelpHandover` and no
+        plain frames (the frames read and not posted travel inside it, with the TXNRs they
+        must be answered with). Nothing more is read, posted, written or closed here: the
+        socket is the caller's (the tracker detaches it)."""
+        state = RelpHandover(self.number, self.connection, list(self.pending), self._close_txnr)
+        self.pending = []
+        self.stopped = True
+        self.paused = True
+        self._finished = True
+        self._connected = False
+        self._cancel_abort()
+        _routes[self.number] = state  # acknowledgements wait in it for the next protocol
+        self._unregister()
+        return state, []
+
+    def adopt(self, state: RelpHandover, pending: Sequence[bytes], origin: Origin) -> None:
+        """Go on where another instance's protocol stopped (its :meth:`hand_over`): its core,
+        its connection number, its frames first, the acknowledgements that came meanwhile,
+        its origin (with our listener's stats and our factory's acknowledge)."""
+        if pending:  # pragma: no cover - hand_over gives none
+            raise ValueError("a RELP connection hands its frames over inside its RelpHandover")
+        self.factory.forget(self.number, self)
+        self.number = state.number
+        self.connection = state.connection
+        self._close_txnr = state.close_txnr
+        acknowledge = self.factory.acknowledge if self.factory.acknowledging else None
+        self._origin = attrs.evolve(origin, acknowledge=acknowledge)
+        self.factory.route(self.number, self)
+        if state.pending:
+            self.pending = [*state.pending, *self.pending]
+        for txnrs, stored in state.acknowledgements:
+            self.acknowledged(txnrs, stored)
+        state.acknowledgements.clear()
+        if not self.paused:
+            self._drain()
+        self._maybe_answer_close()
+
     # ---- Flow control: pause/resume/drain (one block, to move to the shared producer) ------
 
     def pauseProducing(self) -> None:
@@ -405,7 +472,6 @@ class RelpFactory(Factory):
         self.acknowledging = IAcknowledgingSink.providedBy(sink)
         #: acknowledgements for a connection gone or a TXNR answered already (ignored)
         self.late_acknowledgements = 0
-        self._connections: dict[int, RelpProtocol] = {}
         self.protocol_errors = RateLimitedLog(
             reactor,
             "{listener}: closed {count} RELP connection(s){span} for protocol errors;"
@@ -425,13 +491,14 @@ class RelpFactory(Factory):
 
     def route(self, number: int, protocol: RelpProtocol) -> None:
         """Send the acknowledgements of connection ``number`` to ``protocol`` (its own, or the
-        one that took it over)."""
-        self._connections[number] = protocol
+        one that took it over), whichever factory they come through."""
+        _routes[number] = protocol
 
     def forget(self, number: int, protocol: RelpProtocol) -> None:
-        """Connection ``number`` is gone: its acknowledgements are ignored from now on."""
-        if self._connections.get(number) is protocol:
-            del self._connections[number]
+        """Connection ``number`` is gone from ``protocol``: unless another holds it now, its
+        acknowledgements are ignored from now on."""
+        if _routes.get(number) is protocol:
+            del _routes[number]
 
     def acknowledge(self, tokens: Sequence[Any], stored: bool) -> None:
         """``Origin.acknowledge`` of every connection: answer each token's frame on its
@@ -440,7 +507,7 @@ class RelpFactory(Factory):
         for token in tokens:
             by_connection.setdefault(token.connection, []).append(token.txnr)
         for number, txnrs in by_connection.items():
-            protocol = self._connections.get(number)
+            protocol = _routes.get(number)
             if protocol is None:
                 self.late_acknowledgements += len(txnrs)
                 continue
@@ -451,8 +518,10 @@ class RelpFactory(Factory):
 
     @property
     def connections(self) -> list[RelpProtocol]:
-        """The open connections."""
-        return list(self._connections.values())
+        """The open connections of this factory."""
+        return [
+            p for p in list(_routes.values()) if isinstance(p, RelpProtocol) and p.factory is self
+        ]
 
     def flush_logs(self) -> None:
         self.protocol_errors.flush()
