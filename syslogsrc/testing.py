@@ -5,6 +5,9 @@ For people who write their own sources or embed the factories, and for syslogsrc
 * :class:`RecordingSink` — an :class:`~syslogsrc.interfaces.IMessageSink` that records what
   protocols hand it, one batch per call, and can play the daemon's flow control (a window
   that pauses every producer from inside ``post``, as syslog-ng's ``suspend()`` arrives);
+* :class:`AcknowledgingSink` — a :class:`RecordingSink` that also says when each message is
+  stored (:class:`~syslogsrc.interfaces.IAcknowledgingSink`), at once or when the test says so,
+  in any order: what a protocol that answers its sender (RELP) is tested with;
 * :func:`connect` — a stream factory's protocol on a fake transport
   (:class:`twisted.internet.testing.StringTransport`), peer and local address chosen;
 * :func:`free_port`, :func:`accepts`, :func:`wait_until` — for tests on real loopback sockets;
@@ -30,7 +33,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IProtocol, IProtocolFactory
@@ -38,10 +41,11 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from syslogsrc.host import SourceHost
-from syslogsrc.interfaces import IMessageSink, Origin
+from syslogsrc.interfaces import IAcknowledgingSink, IMessageSink, Origin
 from syslogsrc.parsing import ParsedMessage, parse
 
 __all__ = [
+    "AcknowledgingSink",
     "RecordingSink",
     "SourceHost",
     "accepts",
@@ -145,6 +149,88 @@ class RecordingSink:
         for producer in list(self.producers):
             producer.stopProducing()
         self.producers.clear()
+
+
+@implementer(IAcknowledgingSink)
+class AcknowledgingSink(RecordingSink):
+    """A :class:`RecordingSink` that acknowledges what it takes with ``post_tracked``.
+
+    :param acknowledge: ``"at-once"``: each message taken is acknowledged from inside
+        ``post_tracked`` (a sink whose storage is immediate); ``"manual"``: the test calls
+        :meth:`acknowledge` (a destination that acknowledges later, in any order).
+    :param refuse: raw frames acknowledged with ``stored=False`` (a message the sink cannot
+        store), at once in either mode.
+
+    Other arguments as :class:`RecordingSink`'s. Messages posted with plain ``post`` are
+    recorded and never acknowledged.
+    """
+
+    acknowledgement = "recorded"
+
+    def __init__(
+        self,
+        acknowledge: Literal["at-once", "manual"] = "at-once",
+        refuse: Sequence[bytes] = (),
+        window: int | None = None,
+        raise_on: Sequence[bytes] = (),
+    ) -> None:
+        if acknowledge not in ("at-once", "manual"):
+            raise ValueError(f"acknowledge must be 'at-once' or 'manual', not {acknowledge!r}")
+        super().__init__(window=window, raise_on=raise_on)
+        self.mode = acknowledge
+        self.refuse = set(refuse)
+        #: tokens taken and not acknowledged yet (manual mode), in order, with their origins
+        self.unacknowledged: list[tuple[Any, Origin]] = []
+        #: every acknowledgement made: (token, stored), in order
+        self.acknowledged: list[tuple[Any, bool]] = []
+
+    def post_tracked(
+        self, messages: Sequence[_Message], origin: Origin, tokens: Sequence[Any]
+    ) -> int:
+        if len(tokens) != len(messages):
+            raise ValueError(f"{len(messages)} messages and {len(tokens)} tokens")
+        if origin.acknowledge is None:
+            raise ValueError("post_tracked() with an origin that has no acknowledge")
+        taken = self.post(messages, origin)
+        stored, refused = [], []
+        for message, token in zip(messages[:taken], tokens[:taken], strict=True):
+            if message in self.refuse:
+                refused.append(token)
+            elif self.mode == "at-once":
+                stored.append(token)
+            else:
+                self.unacknowledged.append((token, origin))
+        if refused:
+            self._call(origin, refused, False)
+        if stored:
+            self._call(origin, stored, True)
+        return taken
+
+    def acknowledge(self, tokens: Sequence[Any] | None = None, stored: bool = True) -> list[Any]:
+        """Acknowledge ``tokens`` (default: every one waiting), in the order given, one call
+        per origin; returns the tokens acknowledged. A token not waiting raises ``KeyError``."""
+        waiting = self.unacknowledged
+        if tokens is None:
+            chosen, self.unacknowledged = waiting, []
+        else:
+            index = {token: i for i, (token, _) in enumerate(waiting)}
+            missing = [t for t in tokens if t not in index]
+            if missing:
+                raise KeyError(f"not waiting for an acknowledgement: {missing}")
+            chosen = [waiting[index[t]] for t in tokens]
+            drop = {index[t] for t in tokens}
+            self.unacknowledged = [w for i, w in enumerate(waiting) if i not in drop]
+        groups: dict[int, tuple[Origin, list[Any]]] = {}
+        for token, origin in chosen:
+            groups.setdefault(id(origin), (origin, []))[1].append(token)
+        for origin, group in groups.values():
+            self._call(origin, group, stored)
+        return [token for token, _ in chosen]
+
+    def _call(self, origin: Origin, tokens: list[Any], stored: bool) -> None:
+        self.acknowledged.extend((token, stored) for token in tokens)
+        assert origin.acknowledge is not None
+        origin.acknowledge(tokens, stored)
 
 
 def connect(

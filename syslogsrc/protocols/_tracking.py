@@ -484,6 +484,11 @@ class TrackedConnection(ProtocolWrapper):
         grace = self.factory.close_grace
         if grace > 0:
             self._abort_call = self.factory.reactor.callLater(grace, self.abort)
+        # A protocol with something to say before the server closes (RELP's serverclose hint)
+        # says it now, through the layers above it (TLS), before they close.
+        before_close = getattr(_innermost(self.wrappedProtocol), "before_close", None)
+        if before_close is not None:
+            before_close()
         innermost.loseConnection()
         if grace <= 0:
             self.abort()
