@@ -182,7 +182,8 @@ class ListenerKind:
 
 
 _SYSLOG_STREAM = protocol_factory(SyslogStreamFactory)
-_NO_FRAMING = frozenset({"format"})  # datagrams: one message each
+_NO_FRAMING = frozenset({"format"})  # datagrams: one message each; RELP frames its own
+_RELP = protocol_factory("syslogsrc.protocols.relp:RelpFactory")
 
 #: Every kind of spec, by name: adding a kind is adding its entry here.
 LISTENER_KINDS: dict[str, ListenerKind] = {
@@ -225,6 +226,13 @@ LISTENER_KINDS: dict[str, ListenerKind] = {
             parse_tls,
             StreamStart(_http_site, tls=True, answers_access=True),
             frozenset(),
+        ),
+        # RELP (rsyslog's omrelp): its own framing; every message answered once stored.
+        ListenerKind(
+            "relp", "relp", parse_tcp_port, StreamStart(_RELP), _NO_FRAMING, proxyable=True
+        ),
+        ListenerKind(
+            "relps", "relps", parse_tls, StreamStart(_RELP, tls=True), _NO_FRAMING, proxyable=True
         ),
     )
 }
