@@ -606,9 +606,13 @@ def test_a_stream_kind_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> Generato
         parse_spec("lines:0:bogus=1")
     with pytest.raises(OptionError, match="framing= applies to stream kinds"):
         parse_spec("lines:0:framing=lf")
-    with pytest.raises(OptionError, match=r"haproxy: wraps one of tcp, tcp6, ssl, unix, systemd$"):
+    with pytest.raises(
+        OptionError, match=r"haproxy: wraps one of tcp, tcp6, ssl, unix, systemd, relp, relps$"
+    ):
         parse_spec("haproxy:lines:0")
-    with pytest.raises(OptionError, match=r"must be one of haproxy, .*, https, lines$"):
+    with pytest.raises(
+        OptionError, match=r"must be one of haproxy, .*, https, relp, relps, lines$"
+    ):
         parse_spec("smtp:25")
 
     spec = parse_spec("lines:0:interface=127.0.0.1:format=rfc3164:allow=127.0.0.0/8")
