@@ -29,9 +29,9 @@ A :class:`Backlog` guarantees, for the producer that owns it:
   at :meth:`Backlog.stop` is counted there too; :meth:`Backlog.take` gives what waits to the
   caller instead (a reload hands it to the next instance).
 
-A batch posted with tokens goes through
-:meth:`~syslogsrc.interfaces.IAcknowledgingSink.post_tracked` (the protocol chose that mode
-because its sink provides the interface); without tokens, through ``post``.
+A batch posted with tokens goes through the sink's ``post_tracked``
+(``IAcknowledgingSink`` in :mod:`syslogsrc.interfaces`: the protocol chose that mode because its
+sink provides the interface); without tokens, through ``post``.
 """
 
 from __future__ import annotations
@@ -40,18 +40,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from syslogsrc.interfaces import IMessageSink, Origin
-from syslogsrc.protocols._ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
-
     from syslogsrc.parsing import ParsedMessage
 
-__all__ = ["Backlog", "Batch", "ProducerSet", "ProducerStopped", "sink_error_log"]
+__all__ = ["Backlog", "Batch", "ProducerSet", "ProducerStopped"]
 
 
 class ProducerSet:
@@ -362,15 +358,3 @@ def _join(first: Batch, then: Batch) -> None:
     first.messages = [*first.messages, *then.messages]
     if first.tokens is not None and then.tokens is not None:
         first.tokens = [*first.tokens, *then.tokens]
-
-
-def sink_error_log(clock: IReactorTime, listener: str) -> RateLimitedLog:
-    """The log of a listener's sink errors (an ``on_error`` for :class:`Backlog`): a sink that
-    raised lost the batch it was given; logged with the failure, at most once per interval."""
-    return RateLimitedLog(
-        clock,
-        "{listener}: the sink raised {count} time(s){span};"
-        " the messages it was given were dropped (last from {peer})",
-        level=LogLevel.error,
-        listener=listener,
-    )

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-__all__ = ["LOG_INTERVAL", "RateLimitedLog", "RateLimitedLogs"]
+__all__ = ["LOG_INTERVAL", "RateLimitedLog", "RateLimitedLogs", "sink_error_log"]
 
 #: Seconds between two log lines about the same recurring condition of one listener.
 LOG_INTERVAL = 10.0
@@ -148,3 +148,16 @@ class RateLimitedLogs:
     def flush(self) -> None:
         for log in self._by_cause.values():
             log.flush()
+
+
+def sink_error_log(clock: IReactorTime, listener: str) -> RateLimitedLog:
+    """The log of a listener's sink errors, which a :class:`~syslogsrc.producers.Backlog`'s
+    ``on_error`` reports to: a sink that raised lost the batch it was given; logged with the
+    failure, at most once per interval."""
+    return RateLimitedLog(
+        clock,
+        "{listener}: the sink raised {count} time(s){span};"
+        " the messages it was given were dropped (last from {peer})",
+        level=LogLevel.error,
+        listener=listener,
+    )

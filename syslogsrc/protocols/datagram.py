@@ -35,8 +35,8 @@ from zope.interface import implementer
 from syslogsrc.access import ListenerAccess
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.producers import Backlog, Batch, sink_error_log
-from syslogsrc.protocols._ratelimit import RateLimitedLog
+from syslogsrc.producers import Backlog, Batch
+from syslogsrc.protocols._ratelimit import RateLimitedLog, sink_error_log
 
 __all__ = [
     "KERNEL_DROPS_INTERVAL",

@@ -31,8 +31,8 @@ from zope.interface import implementer
 from syslogsrc.framing import FrameDecoder
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.producers import Backlog, Batch, sink_error_log
-from syslogsrc.protocols._ratelimit import RateLimitedLog
+from syslogsrc.producers import Backlog, Batch
+from syslogsrc.protocols._ratelimit import RateLimitedLog, sink_error_log
 from syslogsrc.protocols._sniff import looks_like_tls
 
 __all__ = ["SyslogStreamFactory", "SyslogStreamProtocol", "origin_of"]
