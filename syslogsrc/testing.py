@@ -236,14 +236,6 @@ def wait_until(
 # -- a running source, its output and its log ----------------------------------------------------
 
 
-def _value(message: Any, name: str) -> bytes:
-    try:
-        value = message[name]
-    except KeyError:
-        return b""
-    return value if isinstance(value, bytes) else str(value).encode()
-
-
 _GOOD = re.compile(rb"good-([\w.-]+)-(\d+)\Z")
 
 
@@ -277,7 +269,11 @@ class CountingOutput:
         self._unstalled.wait()
         if self.delay:
             time.sleep(self.delay)
-        text = _value(message, "MESSAGE")
+        text: Any = b""
+        with contextlib.suppress(KeyError):  # 4.x raises KeyError for an unset name
+            text = message["MESSAGE"]
+        if not isinstance(text, bytes):
+            text = str(text).encode()
         with self.lock:
             if self.keep:
                 self.kept.append(message)

@@ -188,35 +188,29 @@ class _IngestProducer:
 
     def __init__(self, sink: IMessageSink) -> None:
         self._sink = sink
-        self._backlog = Backlog(sink)
-
-    @property
-    def paused(self) -> bool:
-        return self._backlog.paused
-
-    @property
-    def stopped(self) -> bool:
-        return self._backlog.stopped
+        #: the request that waits for a resume, if any; its ``paused`` and ``stopped`` are
+        #: this producer's
+        self.backlog = Backlog(sink)
 
     @property
     def accepting(self) -> bool:
-        return not (self._backlog.paused or self._backlog or self._sink.paused)
+        return not (self.backlog.paused or self.backlog or self._sink.paused)
 
     def deliver(self, delivery: _Delivery) -> None:
         if not self.accepting:
             raise RuntimeError("deliver() while not accepting")
-        self._backlog.add(delivery)
+        self.backlog.add(delivery)
         if not delivery.settled:
             delivery.hold_connection()  # paused: the rest waits for resumeProducing
 
     def pauseProducing(self) -> None:
-        self._backlog.pause()
+        self.backlog.pause()
 
     def resumeProducing(self) -> None:
-        self._backlog.resume()
+        self.backlog.resume()
 
     def stopProducing(self) -> None:
-        self._backlog.stop()
+        self.backlog.stop()
 
 
 # -- logging ------------------------------------------------------------------------------------
@@ -422,7 +416,7 @@ class _IngestResource(Resource):
             return
         if not self._producer.accepting:
             self._stats.dropped += len(messages)
-            self._refuse(request, _STOPPING if self._producer.stopped else _FLOW_CONTROLLED)
+            self._refuse(request, _STOPPING if self._producer.backlog.stopped else _FLOW_CONTROLLED)
             return
         self._stats.received += len(messages)
         self._stats.truncated += truncated

@@ -70,7 +70,8 @@ class SyslogStreamProtocol(Protocol):
     def __init__(self, factory: SyslogStreamFactory) -> None:
         self.factory = factory
         self.decoder = factory.decoder_factory()
-        #: the frames read and not taken by the sink, waiting for it to resume us, in order
+        #: the frames read and not taken by the sink, waiting for it to resume us, in order;
+        #: its ``paused`` and ``stopped`` are this producer's
         self.backlog = Backlog(factory.sink, merge=True, on_error=factory.log_sink_error)
         self._connected = False
         self._refused = False  # closed for speaking TLS to a plain port
@@ -79,16 +80,6 @@ class SyslogStreamProtocol(Protocol):
         self._truncated = 0  # decoder counters already added to the listener's stats
         self._invalid = 0
         self._oversize = 0
-
-    @property
-    def paused(self) -> bool:
-        """Paused by the sink: nothing is posted, the transport is not read."""
-        return self.backlog.paused
-
-    @property
-    def stopped(self) -> bool:
-        """The sink stopped us for good (stopProducing)."""
-        return self.backlog.stopped
 
     @property
     def pending(self) -> list[bytes]:
