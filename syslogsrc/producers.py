@@ -29,9 +29,11 @@ A :class:`Backlog` guarantees, for the producer that owns it:
   at :meth:`Backlog.stop` is counted there too; :meth:`Backlog.take` gives what waits to the
   caller instead (a reload hands it to the next instance).
 
-A batch posted with tokens goes through the sink's ``post_tracked``
-(``IAcknowledgingSink`` in :mod:`syslogsrc.interfaces`: the protocol chose that mode because its
-sink provides the interface); without tokens, through ``post``.
+A protocol that answers its sender once its messages are taken (HTTP; RELP without an
+acknowledging sink) hands :meth:`Backlog.add` a :class:`Batch` subclass, which hears when the
+batch leaves the backlog and why. A batch posted with tokens goes through the sink's
+``post_tracked`` (``IAcknowledgingSink`` in :mod:`syslogsrc.interfaces`: the protocol chose
+that mode because its sink provides the interface); without tokens, through ``post``.
 """
 
 from __future__ import annotations
@@ -222,11 +224,15 @@ class Backlog:
 
     def put_back(self, batches: Iterable[Batch]) -> None:
         """Batches that go first in line, in their order (another instance's backlog, taken
-        over); posted now unless paused."""
-        queue = self._queue
-        for batch in reversed(list(batches)):
+        over); posted now unless paused. Stopped, they are dropped (and counted)."""
+        batches = list(batches)
+        if self.stopped:
+            for batch in batches:
+                self._drop(batch, Failure(ProducerStopped()))
+            return
+        for batch in reversed(batches):
             self._prepend(batch)
-        if queue and not self.paused:
+        if self._queue and not self.paused:
             self.drain()
 
     def take(self) -> list[Batch]:

@@ -278,3 +278,15 @@ def test_a_producer_set_pauses_and_resumes_backlog_producers() -> None:
     assert a.reading and b.reading
     producers.stop()
     assert a.backlog.stopped and b.backlog.stopped
+
+
+def test_put_back_after_stop_drops_and_counts() -> None:
+    sink = RecordingSink()
+    producer = Producer(sink)
+    sink.stop()
+    where = origin()
+    told = Told([b"a", b"b"], where)
+    producer.backlog.put_back([told, Batch([b"c"], where)])
+    assert where.listener.dropped == 3
+    assert told.outcome[0].check(ProducerStopped)
+    assert not producer.backlog and sink.messages == []
