@@ -38,7 +38,6 @@ that mode because its sink provides the interface); without tokens, through ``po
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -156,7 +155,9 @@ class Backlog:
         self.sink = sink
         self.paused = False  #: paused by the sink: nothing is posted
         self.stopped = False  #: stopped for good: nothing more is posted, what comes is dropped
-        self._queue: deque[Batch] = deque()
+        # a list, not a deque: one backlog per connection, almost always empty (an empty list
+        # is a tenth of an empty deque), and a few batches long when not
+        self._queue: list[Batch] = []
         self._draining = False
         self._merge = merge
         self._on_error = on_error
@@ -284,7 +285,7 @@ class Backlog:
         self._draining = True
         try:
             while queue and not self.paused:
-                batch = queue.popleft()
+                batch = queue.pop(0)
                 if not self._post(batch, batch.messages, batch.origin, batch.tokens):
                     break  # a sink that takes less pauses us; wait for it all the same
         finally:
@@ -346,7 +347,7 @@ class Backlog:
             _join(batch, queue[0])
             queue[0] = batch
         else:
-            queue.appendleft(batch)
+            queue.insert(0, batch)
 
 
 def _joins(first: Batch, then: Batch) -> bool:
