@@ -34,7 +34,7 @@ from syslogsrc.interfaces import IAcknowledgingSink, Origin
 from syslogsrc.outputs import Output
 from syslogsrc.parsing import ParsedMessage, malformed, parse
 from syslogsrc.producers import ProducerSet
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.protocols._ratelimit import RateLimitedLog
 
 __all__ = ["CallbackSink", "OutputSink"]
 

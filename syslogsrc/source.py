@@ -58,7 +58,7 @@ from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.optiontable import option
 from syslogsrc.parsing import ParsedMessage, _strip_trailer, malformed, parse
 from syslogsrc.producers import ProducerSet
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.protocols._ratelimit import RateLimitedLog
 from syslogsrc.runtime import FEATURES, Logger, LogMessage, LogSource
 
 __all__ = ["SourceOptions", "SyslogSource", "TwistedSource"]

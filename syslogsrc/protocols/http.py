@@ -5,7 +5,8 @@ and split into messages by the sans-IO :mod:`syslogsrc.httpbody` (``BodyDecoder`
 ``split_body``); the rest of the module, in the order a request meets it:
 
 - ``_IngestProducer`` is the site's ``IPushProducer``: it posts one request's messages to
-  the sink and, when the sink pauses it in the middle, keeps the rest until it resumes.
+  the sink through a :class:`~syslogsrc.producers.Backlog` and, when the sink pauses it in
+  the middle, keeps the rest until it resumes.
 - ``_IngestResource`` routes (ingest path, health path, 404/405) and answers in JSON.
 
 The reply comes after the request's messages were handed to the sink (not after delivery to a
@@ -43,7 +44,9 @@ from syslogsrc.httpbody import (
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.parsing import MAX_NAME_BYTES, ParsedMessage
-from syslogsrc.protocols._tracking import RateLimitedLogs, looks_like_tls
+from syslogsrc.producers import Backlog, Batch, ProducerStopped
+from syslogsrc.protocols._ratelimit import RateLimitedLogs
+from syslogsrc.protocols._sniff import looks_like_tls
 
 __all__ = ["HTTPIngestSite"]
 
@@ -119,8 +122,12 @@ def _header_text(headers: Headers, name: bytes) -> str:
 # -- flow control -------------------------------------------------------------------------------
 
 
-class _Delivery:
-    """The messages of one accepted request, posted in order, perhaps across pauses."""
+class _Delivery(Batch):
+    """The messages of one accepted request, posted in order, perhaps across pauses; ``done``
+    is told once when they are all posted (None), or why not (the sink raised, or
+    :class:`~syslogsrc.producers.ProducerStopped`: the rest is counted as dropped)."""
+
+    __slots__ = ("count", "done", "request", "settled")
 
     def __init__(
         self,
@@ -129,15 +136,15 @@ class _Delivery:
         origin: Origin,
         done: Callable[[_Delivery, Failure | None], None],
     ) -> None:
+        super().__init__(messages, origin)  # the request's origin, with its pairs
         self.request = request
-        self.messages = messages
-        self.origin = origin  #: the request's, with its pairs (path, query, headers)
-        self.done = done  #: called once: (self, None) when all are posted, else the failure
-        self.position = 0  #: messages posted so far
+        self.count = len(messages)  #: the request's messages (``messages`` is what waits)
+        self.done = done
+        self.settled = False  #: ``done`` was told
 
-    @property
-    def remaining(self) -> int:
-        return len(self.messages) - self.position
+    def finished(self, failure: Failure | None) -> None:
+        self.settled = True
+        self.done(self, failure)
 
     def hold_connection(self) -> None:
         """Stop reading the client's connection while the rest waits for a resume, so the
@@ -166,78 +173,44 @@ class _NoProducer:
 _NO_PRODUCER = _NoProducer()
 
 
-class _SinkStopped(Exception):
-    """The sink stopped the producer before all messages of a request were posted."""
-
-
 @implementer(IPushProducer)
 class _IngestProducer:
-    """The site's producer: posts one request at a time, and nothing while paused.
+    """The site's producer: posts one request at a time through a
+    :class:`~syslogsrc.producers.Backlog`, and nothing while paused.
 
     A pause can arrive from inside ``sink.post`` (that is how syslog-ng's ``suspend()`` comes);
-    the rest of that request then waits here, in order, for ``resumeProducing``. Only one
-    request waits: while it does, others are turned away with 503 (the client retries).
+    the rest of that request then waits here, in order, for ``resumeProducing``, and is posted
+    in one call per resume: a batch is never left open while waiting for a resume (in syslog-ng
+    the resume needs the window to refill, which needs these messages to leave the batch).
+    Only one request waits: while it does, others are turned away with 503 (the client
+    retries).
     """
 
     def __init__(self, sink: IMessageSink) -> None:
         self._sink = sink
-        self.paused = False
-        self.stopped = False
-        self._pending: _Delivery | None = None
-        self._posting = False
+        #: the request that waits for a resume, if any; its ``paused`` and ``stopped`` are
+        #: this producer's
+        self.backlog = Backlog(sink)
 
     @property
     def accepting(self) -> bool:
-        return not (self.paused or self.stopped or self._pending or self._sink.paused)
+        return not (self.backlog.paused or self.backlog or self._sink.paused)
 
     def deliver(self, delivery: _Delivery) -> None:
         if not self.accepting:
             raise RuntimeError("deliver() while not accepting")
-        self._pending = delivery
-        self._post()
+        self.backlog.add(delivery)
+        if not delivery.settled:
+            delivery.hold_connection()  # paused: the rest waits for resumeProducing
 
     def pauseProducing(self) -> None:
-        self.paused = True
+        self.backlog.pause()
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        if not self._posting:  # else the loop in _post, further up the stack, goes on
-            self._post()
+        self.backlog.resume()
 
     def stopProducing(self) -> None:
-        self.stopped = True
-        if not self._posting:
-            self._post()
-
-    def _post(self) -> None:
-        delivery = self._pending
-        if delivery is None:
-            return
-        failure: Failure | None = None
-        self._posting = True
-        try:
-            # One call per request, and after a pause one per resume: each a batch, so a batch
-            # is never left open while waiting for a resume (in syslog-ng the resume needs the
-            # window to refill, which needs these messages to leave the batch).
-            while delivery.remaining and not (self.paused or self.stopped):
-                position = delivery.position
-                messages = delivery.messages
-                rest = messages[position:] if position else messages
-                taken = self._sink.post(rest, delivery.origin)
-                delivery.position += taken
-                if taken < len(rest) and not self.paused:
-                    break  # a sink that takes less pauses us; wait for it all the same
-        except Exception:
-            failure = Failure()
-        finally:
-            self._posting = False
-        if failure is None and delivery.remaining:
-            if not self.stopped:
-                delivery.hold_connection()
-                return  # paused: the rest waits for resumeProducing
-            failure = Failure(_SinkStopped())
-        self._pending = None
-        delivery.done(delivery, failure)
+        self.backlog.stop()
 
 
 # -- logging ------------------------------------------------------------------------------------
@@ -443,7 +416,7 @@ class _IngestResource(Resource):
             return
         if not self._producer.accepting:
             self._stats.dropped += len(messages)
-            self._refuse(request, _STOPPING if self._producer.stopped else _FLOW_CONTROLLED)
+            self._refuse(request, _STOPPING if self._producer.backlog.stopped else _FLOW_CONTROLLED)
             return
         self._stats.received += len(messages)
         self._stats.truncated += truncated
@@ -452,11 +425,11 @@ class _IngestResource(Resource):
     def _done(self, delivery: _Delivery, failure: Failure | None) -> None:
         request = delivery.request
         if failure is None:
-            count = len(delivery.messages)
+            count = delivery.count
             _respond(request, Reply(200, {"status": "received", "messages": count}))
             return
-        self._stats.dropped += delivery.remaining
-        if failure.check(_SinkStopped):
+        # the messages not posted are counted as dropped by the producer's backlog
+        if failure.check(ProducerStopped):
             _respond(request, _STOPPING)
         else:
             self._log.emit(LogLevel.error, "sink", "HTTP: the sink failed a post", failure)
