@@ -63,7 +63,7 @@ from zope.interface import implementer
 
 from syslogsrc.interfaces import IAcknowledgingSink, IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.protocols._ratelimit import RateLimitedLog
 from syslogsrc.protocols.stream import origin_of
 from syslogsrc.relp import (
     DEFAULT_WINDOW,
