@@ -444,6 +444,27 @@ OPTIONS: tuple[Option, ...] = (
         applies="http, https",
         doc="HTTP: request headers copied into `http.header.<name>` pairs.",
     ),
+    _listener(
+        "http-ack",
+        False,
+        "bool",
+        "answer a POST only once every message of it is stored (yes/no)",
+        applies="http, https",
+        doc="HTTP: answer `200` only once every message of the request is stored (inside"
+        " syslog-ng: acknowledged by the destination; standalone: written to the output), not"
+        " when it is posted. [relp.md](relp.md#http-acknowledgement)",
+    ),
+    _listener(
+        "http-ack-timeout",
+        30,
+        "seconds",
+        "with http-ack: seconds to wait for the acknowledgement before answering 503",
+        minimum=0.001,
+        applies="http, https",
+        doc="HTTP with `http-ack`: how long a request waits for its messages to be stored;"
+        " then `503` with `Retry-After` (`{\"status\": \"not-acknowledged\"}`): they may"
+        " still arrive, a retry may store them twice.",
+    ),
     _source(
         "source-ip",
         "pairs",

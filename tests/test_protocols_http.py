@@ -812,3 +812,107 @@ def test_pipelined_requests_on_one_socket(live: Any) -> None:
     assert [r.code for r in responses] == [200, 200, 200, 200]
     assert responses[1].json() == {"status": "ok"}
     assert sink.frames == [b"p1", b'{"p":"2"}', b"p3"]
+
+
+# -- acknowledgement mode (http-ack): answered once every message is stored ---------------------
+
+
+@pytest.fixture
+def acking() -> Any:
+    from twisted.internet import reactor
+
+    sink = testing.AcknowledgingSink(acknowledge="manual", refuse=[b"<13>unstorable"])
+    stats = ListenerStats("http-ack")
+    options = ListenerOptions(http_ack=True, http_ack_timeout=1.5)
+    site = HTTPIngestSite(reactor, sink, options, stats)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    yield reactor, sink, stats, f"http://127.0.0.1:{port.getHost().port}"
+    pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
+
+
+def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_answers_once_every_message_is_stored(acking: Any) -> Any:
+    reactor, sink, _, url = acking
+    answer = curl(reactor, "--data-binary", "<13>a\n<13>b\n<13>c\n", url)
+    answered: list[Any] = []
+    answer.addCallback(lambda result: answered.append(result) or result)
+    yield _sleep(reactor, 0.3)
+    assert sink.messages == [b"<13>a", b"<13>b", b"<13>c"]
+    assert answered == []  # posted, not stored: the client waits
+    sink.acknowledge([2, 0])  # out of order, and not all
+    yield _sleep(reactor, 0.1)
+    assert answered == []
+    sink.acknowledge([1])
+    status, body = yield answer
+    assert (status, json.loads(body)) == (200, {"status": "stored", "messages": 3})
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_a_message_not_stored_answers_500(acking: Any) -> Any:
+    reactor, sink, stats, url = acking
+    answer = curl(reactor, "--data-binary", "<13>fine\n<13>unstorable\n", url)
+    yield _sleep(reactor, 0.2)
+    sink.acknowledge()
+    status, body = yield answer
+    assert status == 500
+    assert json.loads(body) == {"status": "not-stored", "messages": 2, "lost": 1}
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_times_out_with_503_and_late_acknowledgements_are_harmless(
+    acking: Any,
+) -> Any:
+    reactor, sink, _, url = acking
+    status, body = yield curl(reactor, "-D", "-", "--data-binary", "<13>stalled\n", url)
+    assert status == 503 and b"Retry-After: 1" in body
+    assert b'"status":"not-acknowledged"' in body and b"http-ack-timeout" in body
+    sink.acknowledge()  # the destination comes back: nothing to answer any more
+    reactor.callLater(0.2, sink.acknowledge)  # acknowledged while curl waits
+    status, body = yield curl(reactor, "--data-binary", "<13>next\n", url)  # still serving
+    assert (status, json.loads(body)) == (200, {"status": "stored", "messages": 1})
+    assert sink.messages == [b"<13>stalled", b"<13>next"]
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_with_a_sink_that_cannot_acknowledge_answers_when_posted() -> Any:
+    from twisted.internet import reactor
+
+    sink = testing.RecordingSink()
+    options = ListenerOptions(http_ack=True, http_ack_timeout=0.5)
+    site = HTTPIngestSite(reactor, sink, options, ListenerStats("http-ack-plain"))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        status, body = yield curl(reactor, "--data-binary", "<13>a\n", url)
+        assert (status, json.loads(body)) == (200, {"status": "received", "messages": 1})
+    finally:
+        yield port.stopListening()
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_acknowledged_from_inside_the_post_answers_200() -> Any:
+    from twisted.internet import reactor
+
+    sink = testing.AcknowledgingSink(acknowledge="at-once")
+    options = ListenerOptions(http_ack=True)
+    site = HTTPIngestSite(reactor, sink, options, ListenerStats("http-ack-at-once"))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        status, body = yield curl(reactor, "--data-binary", "<13>a\n<13>b\n", url)
+        assert (status, json.loads(body)) == (200, {"status": "stored", "messages": 2})
+        status, body = yield curl(reactor, "--data-binary", "", url)
+        assert (status, json.loads(body)) == (200, {"status": "received", "messages": 0})
+    finally:
+        yield port.stopListening()

@@ -10,7 +10,10 @@ and split into messages by the sans-IO :mod:`syslogsrc.httpbody` (``BodyDecoder`
 - ``_IngestResource`` routes (ingest path, health path, 404/405) and answers in JSON.
 
 The reply comes after the request's messages were handed to the sink (not after delivery to a
-destination), as with syslog-ng's own ``webhook()`` source.
+destination), as with syslog-ng's own ``webhook()`` source; with ``http-ack`` and a sink that
+acknowledges (:class:`~syslogsrc.interfaces.IAcknowledgingSink`), once every message of the
+request is stored: ``200 {"status": "stored"}``, ``500 {"status": "not-stored"}`` if one could
+not be, or ``503 {"status": "not-acknowledged"}`` after ``http-ack-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 from urllib.parse import unquote_to_bytes
 
+import attrs
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -41,7 +45,7 @@ from syslogsrc.httpbody import (
     split_body,
     too_large,
 )
-from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
+from syslogsrc.interfaces import IAcknowledgingSink, IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.parsing import MAX_NAME_BYTES, ParsedMessage
 from syslogsrc.producers import Backlog, Batch, ProducerStopped
@@ -71,6 +75,16 @@ _NOT_FOUND = Reply(404, {"status": "not-found"})
 _FLOW_CONTROLLED = Reply(503, {"status": "flow-controlled"}, ((b"Retry-After", b"1"),))
 _STOPPING = Reply(503, {"status": "stopping"}, ((b"Retry-After", b"1"),))
 _INTERNAL_ERROR = Reply(500, {"status": "error"})
+
+
+def _not_acknowledged(timeout: float) -> Reply:
+    error = (
+        f"the messages were not stored within {timeout:g} s (http-ack-timeout); they may still"
+        " be: a retry can store them twice"
+    )
+    return Reply(503, {"status": "not-acknowledged", "error": error}, ((b"Retry-After", b"1"),))
+
+
 _HEALTHY = Reply(200, {"status": "ok"})
 
 
@@ -125,9 +139,13 @@ def _header_text(headers: Headers, name: bytes) -> str:
 class _Delivery(Batch):
     """The messages of one accepted request, posted in order, perhaps across pauses; ``done``
     is told once when they are all posted (None), or why not (the sink raised, or
-    :class:`~syslogsrc.producers.ProducerStopped`: the rest is counted as dropped)."""
+    :class:`~syslogsrc.producers.ProducerStopped`: the rest is counted as dropped).
 
-    __slots__ = ("count", "done", "request", "settled")
+    In acknowledgement mode (``http-ack``) the messages are posted with tokens (their index
+    in the request) and ``origin.acknowledge`` is :meth:`acknowledged`: the request is
+    answered once every one is reported, not when they are posted."""
+
+    __slots__ = ("count", "done", "lost", "request", "settled", "timer", "waiting")
 
     def __init__(
         self,
@@ -135,16 +153,36 @@ class _Delivery(Batch):
         messages: Sequence[bytes | ParsedMessage],
         origin: Origin,
         done: Callable[[_Delivery, Failure | None], None],
+        *,
+        acknowledging: bool = False,
     ) -> None:
-        super().__init__(messages, origin)  # the request's origin, with its pairs
+        count = len(messages)
+        if acknowledging:  # the request's origin, answering through this delivery
+            origin = attrs.evolve(origin, acknowledge=self.acknowledged)
+        super().__init__(messages, origin, list(range(count)) if acknowledging else None)
         self.request = request
-        self.count = len(messages)  #: the request's messages (``messages`` is what waits)
+        self.count = count  #: the request's messages (``messages`` is what waits)
         self.done = done
         self.settled = False  #: ``done`` was told
+        #: acknowledgement mode: messages not reported yet, and reported not stored
+        self.waiting = count if acknowledging else 0
+        self.lost = 0
+        self.timer: Any = None  #: the acknowledgement timeout's delayed call
 
     def finished(self, failure: Failure | None) -> None:
         self.settled = True
         self.done(self, failure)
+
+    def acknowledged(self, tokens: Sequence[Any], stored: bool) -> None:
+        """``origin.acknowledge``: the sink stored (or cannot store) these messages; the
+        request is answered once all are reported and posted."""
+        if self.waiting < 0:
+            return  # answered already (the timeout)
+        self.waiting -= len(tokens)
+        if not stored:
+            self.lost += len(tokens)
+        if self.waiting <= 0 and self.settled:
+            self.done(self, None)
 
     def hold_connection(self) -> None:
         """Stop reading the client's connection while the rest waits for a resume, so the
@@ -334,8 +372,12 @@ class _IngestResource(Resource):
         producer: _IngestProducer,
         log: RateLimitedLogs,
         access: ListenerAccess | None = None,
+        reactor: IReactorTime | None = None,
     ) -> None:
         super().__init__()
+        self._reactor = reactor
+        #: acknowledgement mode: http-ack, and a sink that can say when messages are stored
+        self._acknowledging = options.http_ack and IAcknowledgingSink.providedBy(sink)
         self._access = access
         self._sink = sink
         self._options = options
@@ -420,20 +462,46 @@ class _IngestResource(Resource):
             return
         self._stats.received += len(messages)
         self._stats.truncated += truncated
-        self._producer.deliver(_Delivery(request, messages, self._origin(request), self._done))
+        acknowledging = self._acknowledging and bool(messages)
+        delivery = _Delivery(
+            request, messages, self._origin(request), self._done, acknowledging=acknowledging
+        )
+        if acknowledging and self._reactor is not None:
+            timeout = self._options.http_ack_timeout
+            delivery.timer = self._reactor.callLater(timeout, self._ack_timeout, delivery)
+        self._producer.deliver(delivery)
 
     def _done(self, delivery: _Delivery, failure: Failure | None) -> None:
+        """The request's messages were all posted (``failure`` None) or not; in
+        acknowledgement mode, called again by each acknowledgement until all are in."""
         request = delivery.request
         if failure is None:
+            if delivery.waiting > 0:
+                return  # posted; answered when the last acknowledgement comes
+            _cancel(delivery)
             count = delivery.count
-            _respond(request, Reply(200, {"status": "received", "messages": count}))
+            if delivery.tokens is None:
+                _respond(request, Reply(200, {"status": "received", "messages": count}))
+            elif delivery.lost:
+                self._refuse(
+                    request,
+                    Reply(500, {"status": "not-stored", "messages": count, "lost": delivery.lost}),
+                )
+            else:
+                _respond(request, Reply(200, {"status": "stored", "messages": count}))
             return
+        _cancel(delivery)
         # the messages not posted are counted as dropped by the producer's backlog
         if failure.check(ProducerStopped):
             _respond(request, _STOPPING)
         else:
             self._log.emit(LogLevel.error, "sink", "HTTP: the sink failed a post", failure)
             _respond(request, _INTERNAL_ERROR)
+
+    def _ack_timeout(self, delivery: _Delivery) -> None:
+        delivery.timer = None
+        delivery.waiting = -1  # acknowledgements after the answer change nothing
+        self._refuse(delivery.request, _not_acknowledged(self._options.http_ack_timeout))
 
     def _refuse(self, request: _IngestRequest, reply: Reply) -> None:
         if reply.code == 400:
@@ -463,6 +531,12 @@ class _IngestResource(Resource):
             local_port=getattr(local, "port", None),
             pairs=_pairs(request, self._options),
         )
+
+
+def _cancel(delivery: _Delivery) -> None:
+    timer, delivery.timer = delivery.timer, None
+    if timer is not None and timer.active():
+        timer.cancel()
 
 
 def _pairs(request: _IngestRequest, options: ListenerOptions) -> dict[str, str]:
@@ -524,7 +598,9 @@ class HTTPIngestSite(server.Site):
         self.transport_name = transport
         self.producer = _IngestProducer(sink)
         log = self.bad_requests = RateLimitedLogs(reactor, logger=Logger())
-        resource = _IngestResource(sink, options, stats, transport, self.producer, log, access)
+        resource = _IngestResource(
+            sink, options, stats, transport, self.producer, log, access, reactor
+        )
         super().__init__(
             resource,
             requestFactory=_IngestRequest,
