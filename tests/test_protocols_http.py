@@ -857,7 +857,7 @@ def test_ack_mode_answers_once_every_message_is_stored(acking: Any) -> Any:
 @needs_curl
 @pytest_twisted.inlineCallbacks
 def test_ack_mode_a_message_not_stored_answers_500(acking: Any) -> Any:
-    reactor, sink, stats, url = acking
+    reactor, sink, _, url = acking
     answer = curl(reactor, "--data-binary", "<13>fine\n<13>unstorable\n", url)
     yield _sleep(reactor, 0.2)
     sink.acknowledge()
