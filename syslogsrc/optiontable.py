@@ -462,7 +462,7 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.001,
         applies="http, https",
         doc="HTTP with `http-ack`: how long a request waits for its messages to be stored;"
-        " then `503` with `Retry-After` (`{\"status\": \"not-acknowledged\"}`): they may"
+        ' then `503` with `Retry-After` (`{"status": "not-acknowledged"}`): they may'
         " still arrive, a retry may store them twice.",
     ),
     _source(
