@@ -44,7 +44,7 @@ from syslogsrc._source_handover import Backlog, HandOver
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import OptionError
 from syslogsrc.producers import ProducerSet
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.protocols._ratelimit import RateLimitedLog
 from syslogsrc.runtime import FEATURES, Logger, LogSource
 
 __all__ = ["TwistedSource"]
