@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.python.failure import Failure
 
+from syslogsrc._acks import UNTRACKED
 from syslogsrc.interfaces import Origin
 from syslogsrc.parsing import ParsedMessage
 from syslogsrc.producers import ProducerSet
@@ -50,6 +51,8 @@ class Posting:
     _held: collections.deque[tuple[Any, Origin]]
     _check_next: bool
     _build_errors: Any
+    #: an ack tracker is set: every message is posted with a bookmark (syslogsrc._acks)
+    _bookmarking: bool
     post_message: Callable[[Any], None]
     builder: Callable[[Origin], Callable[[bytes | ParsedMessage], Any]]
 
@@ -168,12 +171,36 @@ class Posting:
     def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
         """Post the messages of one read / datagram / request as one batch (IMessageSink).
 
-        Per message: :meth:`build_message` and ``post_message()``, nothing else. Whether the
-        daemon took a message is asked only of the first post after a resume, the only one a
-        stale ``wakeup()`` can make the daemon drop (see the rules above :meth:`suspend`)."""
+        Per message: :meth:`build_message` and ``post_message()``, nothing else (and, while an
+        ack tracker is set, a bookmark that says nobody waits for it). Whether the daemon took
+        a message is asked only of the first post after a resume, the only one a stale
+        ``wakeup()`` can make the daemon drop (see the rules above :meth:`suspend`)."""
         if self._suspended:
             return 0
-        # made once per connection, sender or request (again after builder_ttl seconds)
+        build = self._builder_of(origin)
+        if self._bookmarking:
+            build = _untracked(build)
+        return self._post(messages, origin, build)
+
+    def post_tracked(
+        self, messages: Sequence[bytes | ParsedMessage], origin: Origin, tokens: Sequence[Any]
+    ) -> int:
+        """As :meth:`post` (:class:`~syslogsrc.interfaces.IAcknowledgingSink`, provided while
+        the source has an ack tracker: RELP and ``http-ack`` listeners): each message is
+        posted with the bookmark ``(origin.acknowledge, token)``, which the daemon hands back
+        once its destination acknowledged it (:mod:`syslogsrc._acks`). A message that cannot
+        be built is reported not stored."""
+        if self._suspended:
+            return 0
+        return self._post(
+            list(zip(messages, tokens, strict=True)),
+            origin,
+            _tracked(self._builder_of(origin), origin, self._reactor),
+        )
+
+    def _builder_of(self, origin: Origin) -> Callable[[Any], Any]:
+        """The builder of ``origin``'s messages, made once per connection, sender or request
+        (again after builder_ttl seconds)."""
         made = origin.memo.get(self)
         if made is None or (made[1] is not None and _monotonic() >= made[1]):
             ttl = self.builder_ttl
@@ -181,7 +208,9 @@ class Posting:
                 self.builder(origin),
                 None if ttl is None else _monotonic() + ttl,
             )
-        build = made[0]
+        return made[0]
+
+    def _post(self, messages: Sequence[Any], origin: Origin, build: Callable[[Any], Any]) -> int:
         post_message = self.post_message
         stats = origin.listener
         taken = posted = 0
@@ -222,6 +251,37 @@ class Posting:
         if self._suspended:
             total += _monotonic() - self._suspended_since
         return total
+
+
+def _untracked(build: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``build`` with the bookmark of a message nobody waits for: while an ack tracker is set
+    the daemon dereferences every message's bookmark (3.38.1 and 4.8.1 crash without one)."""
+
+    def build_untracked(message: Any) -> Any:
+        msg = build(message)
+        msg.set_bookmark(UNTRACKED)
+        return msg
+
+    return build_untracked
+
+
+def _tracked(build: Callable[[Any], Any], origin: Origin, reactor: Any) -> Callable[[Any], Any]:
+    """A builder of ``(message, token)`` items: the message, bookmarked for its sender's
+    acknowledgement; one that cannot be built is reported not stored (in the next turn)."""
+    acknowledge = origin.acknowledge
+
+    def build_tracked(item: tuple[Any, Any]) -> Any:
+        message, token = item
+        try:
+            msg = build(message)
+        except Exception:
+            if acknowledge is not None and reactor is not None:
+                reactor.callLater(0, acknowledge, [token], False)
+            raise
+        msg.set_bookmark((acknowledge, token))
+        return msg
+
+    return build_tracked
 
 
 def _taken(msg: Any) -> bool:

@@ -94,6 +94,11 @@ class SyslogSource(TwistedSource):
 
         self._specs = [s for text in self.options.listen for s in parse_listen(text)]
         kinds = {s.transport for s in self._specs}
+        # RELP answers once stored; HTTP with http-ack too: both need the daemon's ack tracker
+        self.acknowledging = bool(
+            kinds & {"relp", "relps"}
+            or (kinds & {"http", "https"} and self.options.listener.http_ack)
+        )
         # set_transport_name() overwrites TRANSPORT at every post: only right for one kind.
         self.transport_name = kinds.pop() if len(kinds) == 1 else None
         self._format = self.options.format

@@ -33,15 +33,17 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger as TwistedLogger
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
+from syslogsrc import runtime
+from syslogsrc._acks import AckRouter
 from syslogsrc._building import MessageBuilding
 from syslogsrc._daemon_time import DAEMON_3X
 from syslogsrc._logbridge import bridge
 from syslogsrc._posting import Posting
 from syslogsrc._reactors import new_reactor, release_reactor
 from syslogsrc._source_handover import Backlog, HandOver
-from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
+from syslogsrc.interfaces import IAcknowledgingSink, IMessageSink, ListenerStats, Origin
 from syslogsrc.options import OptionError
 from syslogsrc.producers import ProducerSet
 from syslogsrc.protocols._ratelimit import RateLimitedLog
@@ -126,6 +128,11 @@ class TwistedSource(Posting, HandOver, MessageBuilding, LogSource):
         self._claimed: dict[str, Any] = {}  # what the previous instance left us (init)
         self._deposited: str | None = None  # the persist name we left things under
         self._backlog: Backlog | None = None  # frames the previous instance left, posting
+        #: some listener answers its senders once their messages are stored (RELP,
+        #: ``http-ack``): set by :meth:`configure`; init() then sets an ack tracker
+        self.acknowledging = False
+        self._acks: AckRouter | None = None
+        self._bookmarking = False  # an ack tracker is set: every message gets a bookmark
 
     # -- configuration (main thread) --------------------------------------------------------
     def configure(self, options: dict[str, Any]) -> None:
@@ -140,6 +147,13 @@ class TwistedSource(Posting, HandOver, MessageBuilding, LogSource):
             return False
         # Read by the daemon after init(): one batch per datagram / read / request instead.
         self.auto_close_batches = False
+        if self.acknowledging:
+            # Read by the daemon after init() too. The router reaches whichever instance of
+            # this persist name runs when the destination acknowledges (a reload's next one).
+            self._acks = AckRouter(self._handover_name())
+            self.ack_tracker = self._acks.tracker(runtime)
+            self._bookmarking = True
+            alsoProvides(self, IAcknowledgingSink)
         if self.hand_over:
             self._claim()
         return True
@@ -172,6 +186,8 @@ class TwistedSource(Posting, HandOver, MessageBuilding, LogSource):
             with self._lock:
                 self._reactor = None
                 self._own_reactor = False
+            if self._acks is not None:
+                self._acks.detach(reactor)  # what comes now waits for the next instance
             release_reactor(reactor)
             bridge.release()
             self._log_summary()
@@ -264,6 +280,8 @@ class TwistedSource(Posting, HandOver, MessageBuilding, LogSource):
             raise TypeError("attach() needs a reactor")
         self._reactor = reactor
         self._exit_requested = False
+        if self._acks is not None:
+            self._acks.attach(reactor)
         if self.sink is self and FEATURES.set_transport_name and self.transport_name is not None:
             self.set_transport_name(self.transport_name)
         # set_transport_name() gives every message its TRANSPORT; else each carries the pair
