@@ -131,6 +131,19 @@ class Batch:
         ``count`` (at least one) of ``messages``, which still holds them during the call and
         loses them after it. Called before :meth:`finished` when the sink took the rest."""
 
+    def join(self, then: Batch) -> bool:
+        """Take ``then``'s messages (and tokens) after ours, so that both are posted in one
+        call (a :class:`Backlog` with ``merge`` asks, for two batches of one origin, mode and
+        class); False leaves ``then`` a batch of its own. A subclass that hears
+        :meth:`finished` joins nothing unless it overrides this: ``then`` would never be told.
+        """
+        if type(self) is not Batch:
+            return False
+        self.messages = [*self.messages, *then.messages]
+        if self.tokens is not None and then.tokens is not None:
+            self.tokens = [*self.tokens, *then.tokens]
+        return True
+
     def finished(self, failure: Failure | None) -> None:
         """Called once, when the batch leaves the backlog: ``None`` when the sink took every
         message; else why the rest (``messages``, counted as dropped) was not posted: the
@@ -368,32 +381,22 @@ class Backlog:
 
     def _append(self, batch: Batch) -> None:
         queue = self._queue
-        if self._merge and queue and _joins(queue[-1], batch):
-            _join(queue[-1], batch)
-        else:
+        if not (self._merge and queue and _joins(queue[-1], batch) and queue[-1].join(batch)):
             queue.append(batch)
 
     def _prepend(self, batch: Batch) -> None:
         queue = self._queue
-        if self._merge and queue and _joins(batch, queue[0]):
-            _join(batch, queue[0])
+        if self._merge and queue and _joins(batch, queue[0]) and batch.join(queue[0]):
             queue[0] = batch
         else:
             queue.insert(0, batch)
 
 
 def _joins(first: Batch, then: Batch) -> bool:
-    """``then`` may be posted in one call with ``first``: same origin, same mode, and neither
-    a subclass that waits to hear of its own end."""
+    """``first`` may be asked to :meth:`~Batch.join` ``then``: same origin, same mode (tokens or
+    not), same class."""
     return (
         first.origin is then.origin
         and (first.tokens is None) == (then.tokens is None)
-        and type(first) is Batch
-        and type(then) is Batch
+        and type(first) is type(then)
     )
-
-
-def _join(first: Batch, then: Batch) -> None:
-    first.messages = [*first.messages, *then.messages]
-    if first.tokens is not None and then.tokens is not None:
-        first.tokens = [*first.tokens, *then.tokens]

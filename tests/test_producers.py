@@ -106,6 +106,30 @@ def test_merge_posts_the_reads_of_one_origin_that_waited_together_in_one_call() 
     assert sink.batches == [[b"1"], [b"2", b"3"], [b"4"]]
 
 
+def test_merge_joins_a_subclass_only_when_it_says_it_can() -> None:
+    class Joining(Answered):
+        __slots__ = ()
+
+        def join(self, then: Batch) -> bool:
+            self.messages = [*self.messages, *then.messages]
+            return True
+
+    sink = RecordingSink()
+    producer = Producer(sink, merge=True)
+    sink.pause()
+    where = origin()
+    told = [Told([b"1"], where), Told([b"2"], where)]
+    joining = [Joining([b"3"], where), Joining([b"4"], where)]
+    for batch in [*told, *joining]:
+        producer.backlog.add(batch)
+    producer.backlog.offer([b"5"], where)  # a plain batch joins no subclass
+    assert len(producer.backlog) == 4
+    sink.resume()
+    assert sink.batches == [[b"1"], [b"2"], [b"3", b"4"], [b"5"]]
+    assert [batch.outcome for batch in told] == [[None], [None]]  # each told its end
+    assert joining[0].took == [[b"3", b"4"]] and joining[1].took == []
+
+
 def test_nothing_is_posted_while_paused_and_a_resume_inside_post_does_not_post_around() -> None:
     sink = RecordingSink()
     producer = Producer(sink)

@@ -241,7 +241,8 @@ def test_a_paused_plain_sink_answers_what_waited_as_it_takes_it() -> None:
     assert protocol.pending == [(2, b"a"), (3, b"b"), (4, b"c")]
     assert transport.value() == b""
     sink.resume()
-    assert sink.messages == [b"a", b"b", b"c"] and sink.posted_while_paused == []
+    assert sink.batches == [[b"a", b"b", b"c"]]  # the reads that waited, in one call
+    assert sink.posted_while_paused == []
     assert transport.value() == ok(2, 3, 4)
     assert protocol.pending == []
 
@@ -381,7 +382,7 @@ def test_a_sink_that_raises_closes_the_connection_unanswered() -> None:
     assert clock.getDelayedCalls()  # the abort deadline
 
 
-def test_what_waits_behind_a_batch_the_sink_raised_on_is_not_posted() -> None:
+def test_reads_that_waited_are_lost_together_to_a_sink_that_raises() -> None:
     sink = RecordingSink(raise_on=[b"boom"])
     factory, _, stats, _ = make(sink)
     protocol, transport = opened(factory)
@@ -390,10 +391,12 @@ def test_what_waits_behind_a_batch_the_sink_raised_on_is_not_posted() -> None:
     protocol.dataReceived(syslogs(3, b"boom"))
     protocol.dataReceived(syslogs(4, b"after"))
     assert protocol.pending == [(2, b"a"), (3, b"boom"), (4, b"after")]
-    sink.resume()
-    assert sink.messages == [b"a"]  # then the raise; "after" is sent again by the client
-    assert transport.value() == ok(2) + SERVERCLOSE
+    sink.resume()  # one call with the three: it raises, so none of them is answered
+    assert sink.messages == []
+    assert transport.value() == SERVERCLOSE  # the client sends the three again
     assert protocol.pending == [] and stats.dropped == 0
+    protocol.dataReceived(syslogs(5, b"late"))  # read after the close: not posted
+    assert sink.messages == []
 
 
 def test_a_sink_that_stops_inside_post_answers_only_what_it_took() -> None:

@@ -152,6 +152,15 @@ class _AnswerWhenTaken(Batch):
         answered, self.txnrs = self.txnrs[:count], self.txnrs[count:]
         self.protocol.acknowledged(answered, True)
 
+    def join(self, then: Batch) -> bool:
+        """The reads of one connection that waited together go in one call: each frame keeps
+        its TXNR, and nothing here waits to hear of its end."""
+        if not isinstance(then, _AnswerWhenTaken) or then.protocol is not self.protocol:
+            return False
+        self.messages = [*self.messages, *then.messages]
+        self.txnrs = [*self.txnrs, *then.txnrs]
+        return True
+
 
 def _frames_of(batch: Batch) -> list[tuple[int, bytes]]:
     """The (txnr, message) of each frame of one of our batches that waits."""
