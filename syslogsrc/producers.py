@@ -27,11 +27,14 @@ A :class:`Backlog` guarantees, for the producer that owns it:
 - **nothing is lost silently**: a sink that raises has not said what it took, so the rest of
   the batch is counted in ``origin.listener.dropped`` and reported (``on_error``); what waits
   at :meth:`Backlog.stop` is counted there too; :meth:`Backlog.take` gives what waits to the
-  caller instead (a reload hands it to the next instance).
+  caller instead (a reload hands it to the next instance). A producer whose sender sends
+  again whatever was not answered (RELP: ``sender_resends``) loses nothing there, and counts
+  nothing.
 
 A protocol that answers its sender once its messages are taken (HTTP; RELP without an
 acknowledging sink) hands :meth:`Backlog.add` a :class:`Batch` subclass, which hears when the
-batch leaves the backlog and why. A batch posted with tokens goes through the sink's
+sink took some of it (:meth:`Batch.taken`) and when the batch leaves the backlog and why
+(:meth:`Batch.finished`). A batch posted with tokens goes through the sink's
 ``post_tracked`` (``IAcknowledgingSink`` in :mod:`syslogsrc.interfaces`: the protocol chose
 that mode because its sink provides the interface); without tokens, through ``post``.
 """
@@ -106,8 +109,9 @@ class Batch:
     when they are posted with ``post_tracked`` (parallel to ``messages``).
 
     A protocol that must hear when its batch leaves the backlog (HTTP answers its request)
-    subclasses it and overrides :meth:`finished`. ``messages`` (and ``tokens``) shrink as the
-    sink takes them: what is left is what waits.
+    subclasses it and overrides :meth:`finished`; one that answers each message as soon as
+    the sink takes it (RELP without an acknowledging sink) overrides :meth:`taken`.
+    ``messages`` (and ``tokens``) shrink as the sink takes them: what is left is what waits.
     """
 
     __slots__ = ("messages", "origin", "tokens")
@@ -121,6 +125,24 @@ class Batch:
         self.messages = messages
         self.origin = origin
         self.tokens = tokens
+
+    def taken(self, count: int) -> None:
+        """Called after each call to the sink that took some of the batch: the first
+        ``count`` (at least one) of ``messages``, which still holds them during the call and
+        loses them after it. Called before :meth:`finished` when the sink took the rest."""
+
+    def join(self, then: Batch) -> bool:
+        """Take ``then``'s messages (and tokens) after ours, so that both are posted in one
+        call (a :class:`Backlog` with ``merge`` asks, for two batches of one origin, mode and
+        class); False leaves ``then`` a batch of its own. A subclass that hears
+        :meth:`finished` joins nothing unless it overrides this: ``then`` would never be told.
+        """
+        if type(self) is not Batch:
+            return False
+        self.messages = [*self.messages, *then.messages]
+        if self.tokens is not None and then.tokens is not None:
+            self.tokens = [*self.tokens, *then.tokens]
+        return True
 
     def finished(self, failure: Failure | None) -> None:
         """Called once, when the batch leaves the backlog: ``None`` when the sink took every
@@ -140,10 +162,24 @@ class Backlog:
     ``merge``: a batch offered while another of the same origin (and the same mode, tokens or
     not) is last in line joins it, so one connection's reads that waited together are posted
     in one call. ``on_error(failure, batch)`` reports a sink that raised (the rest of the batch
-    is counted as dropped already).
+    is counted as dropped already, unless ``sender_resends``).
+
+    ``sender_resends``: the sender sends again every message it was not answered for (RELP's
+    client does, on its next connection), so what a stop or a raising sink leaves unposted is
+    not lost and is not counted in ``origin.listener.dropped`` (batches are still told
+    :meth:`Batch.finished` with the reason).
     """
 
-    __slots__ = ("_draining", "_merge", "_on_error", "_queue", "paused", "sink", "stopped")
+    __slots__ = (
+        "_draining",
+        "_merge",
+        "_on_error",
+        "_queue",
+        "_resends",
+        "paused",
+        "sink",
+        "stopped",
+    )
 
     def __init__(
         self,
@@ -151,6 +187,7 @@ class Backlog:
         *,
         merge: bool = False,
         on_error: Callable[[Failure, Batch], object] | None = None,
+        sender_resends: bool = False,
     ) -> None:
         self.sink = sink
         self.paused = False  #: paused by the sink: nothing is posted
@@ -161,6 +198,7 @@ class Backlog:
         self._draining = False
         self._merge = merge
         self._on_error = on_error
+        self._resends = sender_resends
 
     def __len__(self) -> int:
         """Batches waiting."""
@@ -195,7 +233,7 @@ class Backlog:
             return
         if self._queue or self.paused or self._draining:
             if self.stopped:
-                origin.listener.dropped += len(messages)
+                self._count_dropped(origin, len(messages))
                 return
             self._append(Batch(messages, origin, tokens))
             if not self.paused:
@@ -263,8 +301,9 @@ class Backlog:
         return not self.paused
 
     def stop(self) -> bool:
-        """Stop for good: what waits is counted as dropped (each batch told so). True when this
-        stopped us; False when we were stopped already."""
+        """Stop for good: what waits is counted as dropped (each batch told so; not counted
+        with ``sender_resends``). True when this stopped us; False when we were stopped
+        already."""
         if self.stopped:
             return False
         self.stopped = True
@@ -308,13 +347,15 @@ class Backlog:
         except Exception:
             # A sink that raises has not said what it took: the batch is lost.
             failure = Failure()
-            origin.listener.dropped += len(messages)
+            self._count_dropped(origin, len(messages))
             if batch is None:
                 batch = Batch(messages, origin, tokens)
             if self._on_error is not None:
                 self._on_error(failure, batch)
             batch.finished(failure)
             return True
+        if batch is not None and taken > 0:
+            batch.taken(min(taken, len(messages)))
         if taken >= len(messages):
             if batch is not None:
                 batch.finished(None)
@@ -331,37 +372,31 @@ class Backlog:
         return self.paused
 
     def _drop(self, batch: Batch, failure: Failure) -> None:
-        batch.origin.listener.dropped += len(batch.messages)
+        self._count_dropped(batch.origin, len(batch.messages))
         batch.finished(failure)
+
+    def _count_dropped(self, origin: Origin, count: int) -> None:
+        if not self._resends:
+            origin.listener.dropped += count
 
     def _append(self, batch: Batch) -> None:
         queue = self._queue
-        if self._merge and queue and _joins(queue[-1], batch):
-            _join(queue[-1], batch)
-        else:
+        if not (self._merge and queue and _joins(queue[-1], batch) and queue[-1].join(batch)):
             queue.append(batch)
 
     def _prepend(self, batch: Batch) -> None:
         queue = self._queue
-        if self._merge and queue and _joins(batch, queue[0]):
-            _join(batch, queue[0])
+        if self._merge and queue and _joins(batch, queue[0]) and batch.join(queue[0]):
             queue[0] = batch
         else:
             queue.insert(0, batch)
 
 
 def _joins(first: Batch, then: Batch) -> bool:
-    """``then`` may be posted in one call with ``first``: same origin, same mode, and neither
-    a subclass that waits to hear of its own end."""
+    """``first`` may be asked to :meth:`~Batch.join` ``then``: same origin, same mode (tokens or
+    not), same class."""
     return (
         first.origin is then.origin
         and (first.tokens is None) == (then.tokens is None)
-        and type(first) is Batch
-        and type(then) is Batch
+        and type(first) is type(then)
     )
-
-
-def _join(first: Batch, then: Batch) -> None:
-    first.messages = [*first.messages, *then.messages]
-    if first.tokens is not None and then.tokens is not None:
-        first.tokens = [*first.tokens, *then.tokens]

@@ -54,6 +54,19 @@ class Told(Batch):
         self.outcome.append(failure)
 
 
+class Answered(Told):
+    """A batch that records what the sink took of it, call by call (RELP answers each)."""
+
+    __slots__ = ("took",)
+
+    def __init__(self, messages: Sequence[bytes], origin: Origin) -> None:
+        super().__init__(messages, origin)
+        self.took: list[list[bytes]] = []
+
+    def taken(self, count: int) -> None:
+        self.took.append(list(self.messages[:count]))
+
+
 def test_a_batch_is_one_call_and_nothing_waits() -> None:
     sink = RecordingSink()
     producer = Producer(sink)
@@ -91,6 +104,30 @@ def test_merge_posts_the_reads_of_one_origin_that_waited_together_in_one_call() 
     sink.window = None
     sink.resume()
     assert sink.batches == [[b"1"], [b"2", b"3"], [b"4"]]
+
+
+def test_merge_joins_a_subclass_only_when_it_says_it_can() -> None:
+    class Joining(Answered):
+        __slots__ = ()
+
+        def join(self, then: Batch) -> bool:
+            self.messages = [*self.messages, *then.messages]
+            return True
+
+    sink = RecordingSink()
+    producer = Producer(sink, merge=True)
+    sink.pause()
+    where = origin()
+    told = [Told([b"1"], where), Told([b"2"], where)]
+    joining = [Joining([b"3"], where), Joining([b"4"], where)]
+    for batch in [*told, *joining]:
+        producer.backlog.add(batch)
+    producer.backlog.offer([b"5"], where)  # a plain batch joins no subclass
+    assert len(producer.backlog) == 4
+    sink.resume()
+    assert sink.batches == [[b"1"], [b"2"], [b"3", b"4"], [b"5"]]
+    assert [batch.outcome for batch in told] == [[None], [None]]  # each told its end
+    assert joining[0].took == [[b"3", b"4"]] and joining[1].took == []
 
 
 def test_nothing_is_posted_while_paused_and_a_resume_inside_post_does_not_post_around() -> None:
@@ -290,3 +327,54 @@ def test_put_back_after_stop_drops_and_counts() -> None:
     assert where.listener.dropped == 3
     assert told.outcome[0].check(ProducerStopped)
     assert not producer.backlog and sink.messages == []
+
+
+def test_a_batch_hears_each_take_before_it_is_told_the_end() -> None:
+    sink = RecordingSink(window=2)
+    producer = Producer(sink)
+    batch = Answered([b"1", b"2", b"3"], origin())
+    producer.backlog.add(batch)
+    assert batch.took == [[b"1", b"2"]] and batch.outcome == []
+    assert batch.messages == [b"3"]  # what waits
+    sink.resume()
+    assert batch.took == [[b"1", b"2"], [b"3"]] and batch.outcome == [None]
+
+
+def test_a_batch_lost_to_a_raising_sink_hears_no_take() -> None:
+    sink = RecordingSink(raise_on=[b"bad"])
+    producer = Producer(sink)
+    batch = Answered([b"ok", b"bad"], origin())
+    producer.backlog.add(batch)
+    assert batch.took == [] and batch.outcome[0].check(ValueError)
+
+
+def test_what_a_sender_resends_is_not_counted_as_dropped() -> None:
+    # RELP's client sends again whatever it was not answered for: a stop, a stop from inside
+    # post, or a raising sink lose nothing, and count nothing; each batch is still told why.
+    sink = RecordingSink(window=1, raise_on=[b"bad"])
+    errors: list[Batch] = []
+    producer = Producer(sink, sender_resends=True, on_error=lambda _, b: errors.append(b))
+    where = origin()
+    first, second = Answered([b"1", b"2"], where), Answered([b"3"], where)
+    producer.backlog.add(first)
+    producer.backlog.add(second)
+    sink.stop()
+    producer.backlog.offer([b"4"], where)
+    assert first.took == [[b"1"]] and first.outcome[0].check(ProducerStopped)
+    assert second.outcome[0].check(ProducerStopped)
+    assert where.listener.dropped == 0
+
+    inside = RecordingSink(raise_on=[b"bad"])
+    producer = Producer(inside, sender_resends=True, on_error=lambda _, b: errors.append(b))
+    producer.backlog.add(Answered([b"bad"], where))
+    assert len(errors) == 1 and where.listener.dropped == 0
+
+    def stop(message: object) -> None:
+        inside.pause()
+        inside.stop()
+
+    inside.on_post = stop
+    cut = Answered([b"5", b"6"], where)
+    producer.backlog.add(cut)
+    assert cut.took == [[b"5"]] and cut.outcome[0].check(ProducerStopped)
+    assert where.listener.dropped == 0

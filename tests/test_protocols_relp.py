@@ -232,6 +232,21 @@ def test_a_paused_sink_gets_nothing_and_frames_wait_in_order() -> None:
     assert transport.value() == ok(2, 3, 4)
 
 
+def test_a_paused_plain_sink_answers_what_waited_as_it_takes_it() -> None:
+    factory, sink, _, _ = make()
+    protocol, transport = opened(factory)
+    sink.pause()
+    protocol.dataReceived(syslogs(2, b"a", b"b"))
+    protocol.dataReceived(syslogs(4, b"c"))
+    assert protocol.pending == [(2, b"a"), (3, b"b"), (4, b"c")]
+    assert transport.value() == b""
+    sink.resume()
+    assert sink.batches == [[b"a", b"b", b"c"]]  # the reads that waited, in one call
+    assert sink.posted_while_paused == []
+    assert transport.value() == ok(2, 3, 4)
+    assert protocol.pending == []
+
+
 def test_a_sink_that_pauses_mid_batch_keeps_the_rest_in_order() -> None:
     sink = RecordingSink(window=2)
     factory, _, _, _ = make(sink)
@@ -363,7 +378,43 @@ def test_a_sink_that_raises_closes_the_connection_unanswered() -> None:
     assert transport.disconnecting
     assert any("the sink raised 1 time" in formatEvent(e) for e in events)
     assert stats.received == 1 and stats.malformed == 0
+    assert stats.dropped == 0  # unanswered: the client sends it again
     assert clock.getDelayedCalls()  # the abort deadline
+
+
+def test_reads_that_waited_are_lost_together_to_a_sink_that_raises() -> None:
+    sink = RecordingSink(raise_on=[b"boom"])
+    factory, _, stats, _ = make(sink)
+    protocol, transport = opened(factory)
+    sink.pause()
+    protocol.dataReceived(syslogs(2, b"a"))
+    protocol.dataReceived(syslogs(3, b"boom"))
+    protocol.dataReceived(syslogs(4, b"after"))
+    assert protocol.pending == [(2, b"a"), (3, b"boom"), (4, b"after")]
+    sink.resume()  # one call with the three: it raises, so none of them is answered
+    assert sink.messages == []
+    assert transport.value() == SERVERCLOSE  # the client sends the three again
+    assert protocol.pending == [] and stats.dropped == 0
+    protocol.dataReceived(syslogs(5, b"late"))  # read after the close: not posted
+    assert sink.messages == []
+
+
+def test_a_sink_that_stops_inside_post_answers_only_what_it_took() -> None:
+    sink = RecordingSink()
+    factory, _, stats, _ = make(sink)
+    protocol, transport = opened(factory)
+
+    def stop(message: object) -> None:
+        if message == b"a":  # the source stops while the sink takes the batch
+            sink.pause()
+            sink.stop()
+
+    sink.on_post = stop
+    protocol.dataReceived(syslogs(2, b"a", b"b"))
+    assert sink.messages == [b"a"]
+    assert transport.value() == SERVERCLOSE  # closed before "a" was answered: sent again
+    assert transport.disconnecting
+    assert protocol.pending == [] and stats.dropped == 0
 
 
 # --- a reload: the connection goes on in the next instance ---------------------------------
@@ -403,6 +454,22 @@ def test_a_handed_over_connection_is_answered_by_the_next_instance() -> None:
     assert new_transport.value() == ok(2, 3, 4, 5) + b"6 rsp 0\n" + SERVERCLOSE
     assert old_factory.late_acknowledgements == new_factory.late_acknowledgements == 0
     assert new_factory.connections == [new] and old_factory.connections == []
+
+
+def test_a_plain_sink_answers_the_frames_handed_over_on_the_new_connection() -> None:
+    old_factory, old_sink, _, _ = make()
+    old, old_transport = opened(old_factory)
+    old_sink.pause()
+    old.dataReceived(syslogs(2, b"a") + syslogs(3, b"b"))
+    state, _ = old.hand_over()
+    assert state.pending == [(2, b"a"), (3, b"b")] and old.pending == []
+    new_factory, new_sink, new_stats, _ = make()
+    new, new_transport = connect(new_factory)
+    new.adopt(state, [], attrs.evolve(old._origin, listener=new_stats))
+    assert new_sink.messages == [b"a", b"b"]
+    assert new_transport.value() == ok(2, 3) and old_transport.value() == b""
+    assert new_sink.posts[0][1].acknowledge is None
+    assert old_sink.posts == [] and new_stats.dropped == 0
 
 
 def test_a_close_handed_over_is_answered_by_the_next_instance() -> None:
@@ -539,6 +606,37 @@ def test_a_session_over_a_real_socket() -> Generator:
         assert factory.late_acknowledgements == 0
     finally:
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_relp_listener_from_its_spec_answers_when_the_sink_acknowledges() -> Generator:
+    from syslogsrc.listen import make_listener, parse_listen
+
+    sink = AcknowledgingSink("manual")
+    (spec,) = parse_listen(f"relp:{free_port()}:interface=127.0.0.1")
+    listener = make_listener(spec, reactor, sink, ListenerOptions())
+    yield listener.start().addTimeout(TIMEOUT, reactor)
+    try:
+        client = Client()
+        address = listener.address
+        endpoint = TCP4ClientEndpoint(reactor, address.host, address.port)
+        yield connectProtocol(endpoint, client).addTimeout(TIMEOUT, reactor)
+        client.transport.write(OPEN + syslogs(2, b"<13>one", b"<13>two", b"<13>three"))
+        yield from wait_until(lambda: len(sink.unacknowledged) == 3)
+        assert answers_of(client.received) == []  # taken, not stored yet
+        origin = sink.posts[0][1]
+        assert (origin.transport, origin.peer_host) == ("relp", "127.0.0.1")
+        sink.acknowledge([sink.unacknowledged[1][0]])
+        yield from wait_until(lambda: answers_of(client.received) == [3])
+        sink.acknowledge()
+        yield from wait_until(lambda: answers_of(client.received) == [3, 2, 4])
+        client.transport.write(frame(5, b"close"))
+        yield client.lost.addTimeout(TIMEOUT, reactor)
+        assert client.received.endswith(b"5 rsp 0\n" + SERVERCLOSE)
+        assert sink.messages == [b"<13>one", b"<13>two", b"<13>three"]
+        assert (listener.stats.received, listener.stats.dropped) == (3, 0)
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
 
 
 @pytest_twisted.inlineCallbacks

@@ -37,7 +37,9 @@ Flow control, two ways:
 
 * the sink pauses us (syslog-ng's ``suspend()``): nothing more is posted, the frames read wait
   here in order, reading stops; the client stops too once its window is full of unanswered
-  frames;
+  frames. The frames go through a :class:`~syslogsrc.producers.Backlog`, the producer mechanism
+  of every protocol (with an acknowledging sink, as batches with tokens, posted with
+  ``post_tracked``; else as batches that answer their frames as the sink takes them);
 * the peer does not read its answers: we are a streaming producer of answers to the transport,
   which pauses us when its write buffer is full; reading stops until it drains, so a client
   that never reads cannot make us buffer answers without bound (the idle timer of the
@@ -63,6 +65,7 @@ from zope.interface import implementer
 
 from syslogsrc.interfaces import IAcknowledgingSink, IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
+from syslogsrc.producers import Backlog, Batch
 from syslogsrc.protocols._ratelimit import RateLimitedLog
 from syslogsrc.protocols.stream import origin_of
 from syslogsrc.relp import (
@@ -131,6 +134,43 @@ class _AnswerFlow:
         pass  # the connection is closing: connectionLost follows
 
 
+class _AnswerWhenTaken(Batch):
+    """Frames of one read for a sink that does not acknowledge: each is answered ``200 OK`` as
+    soon as the sink takes it (``post`` counted it), which is as far as such a sink can say.
+    ``txnrs`` runs parallel to ``messages`` and shrinks with it."""
+
+    __slots__ = ("protocol", "txnrs")
+
+    def __init__(
+        self, protocol: RelpProtocol, txnrs: list[int], messages: list[bytes], origin: Origin
+    ) -> None:
+        super().__init__(messages, origin)
+        self.protocol = protocol
+        self.txnrs = txnrs
+
+    def taken(self, count: int) -> None:
+        answered, self.txnrs = self.txnrs[:count], self.txnrs[count:]
+        self.protocol.acknowledged(answered, True)
+
+    def join(self, then: Batch) -> bool:
+        """The reads of one connection that waited together go in one call: each frame keeps
+        its TXNR, and nothing here waits to hear of its end."""
+        if not isinstance(then, _AnswerWhenTaken) or then.protocol is not self.protocol:
+            return False
+        self.messages = [*self.messages, *then.messages]
+        self.txnrs = [*self.txnrs, *then.txnrs]
+        return True
+
+
+def _frames_of(batch: Batch) -> list[tuple[int, bytes]]:
+    """The (txnr, message) of each frame of one of our batches that waits."""
+    if isinstance(batch, _AnswerWhenTaken):
+        txnrs = batch.txnrs
+    else:
+        txnrs = [token.txnr for token in batch.tokens or ()]
+    return list(zip(txnrs, batch.messages, strict=True))  # type: ignore[arg-type]
+
+
 @implementer(IPushProducer)
 class RelpProtocol(Protocol):
     """One RELP connection: frames to the sink, answers to the peer, paused by either."""
@@ -146,19 +186,25 @@ class RelpProtocol(Protocol):
         )
         #: this connection's number, which its tokens carry
         self.number = next(_connection_numbers)
-        #: syslog frames read, waiting for the sink to resume us, in order: (txnr, message)
-        self.pending: list[tuple[int, bytes]] = []
-        self.paused = False  #: paused by the sink: nothing is posted
-        self.stopped = False  #: the sink stopped for good (stopProducing)
+        #: the frames read and not taken by the sink, waiting for it to resume us, in order;
+        #: its ``paused`` and ``stopped`` are this producer's. The client sends again what it
+        #: was not answered for, so what it holds when the connection ends is not dropped.
+        self.backlog = Backlog(
+            factory.sink, merge=True, on_error=self._sink_raised, sender_resends=True
+        )
         self.write_blocked = False  #: the transport's write buffer is full
         self._reading_paused = False
-        self._draining = False
         self._connected = False
         self._registered = False
         self._finished = False  # our last bytes are written (an error, a close): write no more
         self._close_txnr: int | None = None  # the client's close, answered once all else is
         self._origin: Origin | None = None
         self._abort_call: Any = None
+
+    @property
+    def pending(self) -> list[tuple[int, bytes]]:
+        """The syslog frames read and not posted, in order: (txnr, message) (a copy)."""
+        return [frame for batch in self.backlog.batches for frame in _frames_of(batch)]
 
     @property
     def progress(self) -> int:
@@ -180,14 +226,14 @@ class RelpProtocol(Protocol):
         stats.bytes += len(data)
         if self._finished:
             return
-        if self._origin is None:
+        origin = self._origin
+        if origin is None:
             # Here, not at connectionMade: behind haproxy: the peer is known once the PROXY
             # header has been read, before our data.
-            origin = origin_of(
-                self.transport, self.factory.transport_name, stats, self.factory.format
+            factory = self.factory
+            origin = factory.answered_through(
+                origin_of(self.transport, factory.transport_name, stats, factory.format)
             )
-            if self.factory.acknowledging:
-                origin = attrs.evolve(origin, acknowledge=self.factory.acknowledge)
             self._origin = origin
         events = self.connection.receive_data(data)
         if events and isinstance(events[-1], ProtocolError):
@@ -208,7 +254,7 @@ class RelpProtocol(Protocol):
             self._write(out)
         if frames:
             stats.received += len(frames)
-            self._take(frames)
+            self._post(frames, origin)
         self._maybe_answer_close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -218,7 +264,7 @@ class RelpProtocol(Protocol):
         self.factory.forget(self.number, self)
         # Frames read and not posted are not lost: without an answer, the client sends them
         # again on its next connection; posting them now would store them twice.
-        self.pending = []
+        self.backlog.stop()
         self._unregister()
 
     # Answers
@@ -260,7 +306,6 @@ class RelpProtocol(Protocol):
         factory.stats.malformed += 1
         factory.stats.refused += 1
         factory.protocol_errors(peer=self.transport.getPeer(), reason=event.reason)  # type: ignore[union-attr]
-        self.pending = []
         self._finish([event.answer])
 
     def server_close(self) -> None:
@@ -268,7 +313,6 @@ class RelpProtocol(Protocol):
         as imrelp does. Frames read and not answered are sent again by the client."""
         if self._finished or not self._connected:
             return
-        self.pending = []
         self._finish([self.connection.server_close()])
 
     #: called by the connection tracker before it closes the connection (the listener stops)
@@ -276,9 +320,11 @@ class RelpProtocol(Protocol):
 
     def _finish(self, chunks: list[bytes]) -> None:
         """Write our last bytes and close; abort if the peer has not read them in time (it may
-        never read: its answers fill our buffer)."""
+        never read: its answers fill our buffer). Nothing more is posted: the frames waiting
+        will not be answered, and the client sends them again."""
         self._write(chunks)
         self._finished = True
+        self.backlog.stop()
         if self.connection.state is not State.CLOSED:
             self.connection.server_close()
         if self._connected:
@@ -304,10 +350,9 @@ class RelpProtocol(Protocol):
         plain frames (the frames read and not posted travel inside it, with the TXNRs they
         must be answered with). Nothing more is read, posted, written or closed here: the
         socket is the caller's (the tracker detaches it)."""
-        state = RelpHandover(self.number, self.connection, list(self.pending), self._close_txnr)
-        self.pending = []
-        self.stopped = True
-        self.paused = True
+        pending = [frame for batch in self.backlog.take() for frame in _frames_of(batch)]
+        state = RelpHandover(self.number, self.connection, pending, self._close_txnr)
+        self.backlog.stop()  # nothing waits in it now
         self._finished = True
         self._connected = False
         self._cancel_abort()
@@ -325,43 +370,32 @@ class RelpProtocol(Protocol):
         self.number = state.number
         self.connection = state.connection
         self._close_txnr = state.close_txnr
-        acknowledge = self.factory.acknowledge if self.factory.acknowledging else None
-        self._origin = attrs.evolve(origin, acknowledge=acknowledge)
+        self._origin = self.factory.answered_through(origin)
         self.factory.route(self.number, self)
-        if state.pending:
-            self.pending = [*state.pending, *self.pending]
         for txnrs, stored in state.acknowledgements:
             self.acknowledged(txnrs, stored)
         state.acknowledgements.clear()
-        if not self.paused:
-            self._drain()
+        if state.pending:
+            self.backlog.put_back([self._batch(state.pending, self._origin)])
         self._maybe_answer_close()
 
-    # ---- Flow control: pause/resume/drain (one block, to move to the shared producer) ------
+    # IPushProducer, called by the sink
 
     def pauseProducing(self) -> None:
-        if self.paused or self.stopped:
-            return
-        self.paused = True
-        self._update_reading()
+        if self.backlog.pause():
+            self._update_reading()
 
     def resumeProducing(self) -> None:
-        if not self.paused or self.stopped:
-            return
-        self.paused = False
-        self._drain()
-        self._update_reading()
+        if self.backlog.resume():  # False: not paused, stopped, or paused again by the drain
+            self._update_reading()
 
     def stopProducing(self) -> None:
         """The sink is gone for good: the frames waiting here are dropped (the client sends
-        them again) and the connection closed with the ``serverclose`` hint. The sink forgets
-        its producers itself; we do not call it."""
-        if self.stopped:
-            return
-        self.stopped = True
-        self.paused = True
+        them again, so they are not counted) and the connection closed with the
+        ``serverclose`` hint. The sink forgets its producers itself; we do not call it."""
         self._registered = False
         self.server_close()
+        self.backlog.stop()  # when not connected any more, server_close has nothing to close
 
     def _set_write_blocked(self, blocked: bool) -> None:
         self.write_blocked = blocked
@@ -369,7 +403,7 @@ class RelpProtocol(Protocol):
 
     def _update_reading(self) -> None:
         """Read while neither the sink (paused) nor the peer (write_blocked) holds us."""
-        hold = self.paused or self.write_blocked
+        hold = self.backlog.paused or self.write_blocked
         if hold == self._reading_paused or not self._connected or self._finished:
             return
         self._reading_paused = hold
@@ -378,50 +412,26 @@ class RelpProtocol(Protocol):
         else:
             self.transport.resumeProducing()  # type: ignore[union-attr]
 
-    def _take(self, frames: list[tuple[int, bytes]]) -> None:
+    # Posting
+
+    def _post(self, frames: list[tuple[int, bytes]], origin: Origin) -> None:
         """Frames just read: posted now, after those already waiting."""
-        self.pending = [*self.pending, *frames] if self.pending else frames
-        self._drain()
+        self.backlog.add(self._batch(frames, origin))
 
-    def _drain(self) -> None:
-        """Post what waits, one batch per call to the sink, until nothing waits or the sink
-        pauses us; what it did not take stays first in line."""
-        if self._draining:
-            return  # re-entered from inside sink.post (a resume): the loop below goes on
-        origin = self._origin
-        if origin is None:
-            return  # nothing read yet
-        factory = self.factory
-        sink = factory.sink
-        self._draining = True
-        try:
-            while self.pending and not (self.paused or self.stopped or self._finished):
-                frames, self.pending = self.pending, []
-                messages = [message for _, message in frames]
-                try:
-                    if factory.acknowledging:
-                        number = self.number
-                        tokens = [RelpToken(number, txnr) for txnr, _ in frames]
-                        taken = sink.post_tracked(messages, origin, tokens)  # type: ignore[attr-defined]
-                    else:
-                        taken = sink.post(messages, origin)
-                except Exception:
-                    # A sink that raises has not said what it took: nothing is answered, the
-                    # connection is closed and the client sends the batch again.
-                    factory.sink_errors(Failure(), peer=origin.peer_host)
-                    self.server_close()
-                    return
-                if not factory.acknowledging and taken:
-                    self.acknowledged([txnr for txnr, _ in frames[:taken]], True)
-                if taken < len(frames):
-                    rest = frames[taken:]
-                    self.pending = [*rest, *self.pending] if self.pending else rest
-                    if not self.paused:
-                        break  # a sink that takes less pauses us; wait for it all the same
-        finally:
-            self._draining = False
+    def _batch(self, frames: Sequence[tuple[int, bytes]], origin: Origin) -> Batch:
+        """``frames`` as one batch: with tokens for an acknowledging sink, else one that
+        answers its frames as the sink takes them."""
+        messages = [message for _, message in frames]
+        if self.factory.acknowledging:
+            number = self.number
+            return Batch(messages, origin, [RelpToken(number, txnr) for txnr, _ in frames])
+        return _AnswerWhenTaken(self, [txnr for txnr, _ in frames], messages, origin)
 
-    # ---- end of the flow control block ---------------------------------------------------
+    def _sink_raised(self, failure: Failure, batch: Batch) -> None:
+        """The sink raised: it has not said what it took, so nothing of the batch is answered;
+        the connection is closed and the client sends the batch (and what waits) again."""
+        self.factory.sink_errors(failure, peer=batch.origin.peer_host)
+        self.server_close()
 
     def _unregister(self) -> None:
         if self._registered:
@@ -488,6 +498,14 @@ class RelpFactory(Factory):
 
     def buildProtocol(self, addr: IAddress) -> RelpProtocol:
         return self.protocol(self)
+
+    def answered_through(self, origin: Origin) -> Origin:
+        """``origin`` with this factory's :meth:`acknowledge` when the sink acknowledges (the
+        sink answers through it), else with none (answers follow ``post``)."""
+        acknowledge = self.acknowledge if self.acknowledging else None
+        if origin.acknowledge == acknowledge:
+            return origin
+        return attrs.evolve(origin, acknowledge=acknowledge)
 
     def route(self, number: int, protocol: RelpProtocol) -> None:
         """Send the acknowledgements of connection ``number`` to ``protocol`` (its own, or the
