@@ -1,0 +1,211 @@
+"""The real rsyslog (omfwd) as a client of ``twistd syslogsrc`` and of ``SyslogSource`` inside the
+real syslog-ng daemons: TCP with LF framing and octet-counted (RFC 6587), UDP, and TLS (GnuTLS,
+``StreamDriver="gtls"``, with a client certificate the listener requires).
+
+rsyslog is fed numbered RFC 5424 messages (tests/rsyslog.py) and forwards them with its own
+templates: ``RSYSLOG_TraditionalForwardFormat`` (omfwd's default: RFC 3164 with a BSD stamp and
+``TAG[PID]:``) or ``RSYSLOG_SyslogProtocol23Format`` (RFC 5424). Every message must arrive once,
+with the HOST, PROGRAM, PID and MESSAGE it was injected with: what rsyslog's templates put in a
+frame is what we take out of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from certs import Certs, make_certs
+from daemons import RunningDaemon
+from integration import (
+    PRELUDE,
+    JsonOutput,
+    daemon_dir,  # noqa: F401 - a fixture
+    json_file,
+    log_path,
+    stop_summary,
+    syslogsrc_source,
+)
+from rsyslog import (
+    HOST,
+    PID,
+    PROGRAM,
+    RFC3164,
+    RFC5424,
+    RsyslogFactory,
+    assert_each_once,
+    omfwd_tcp,
+    omfwd_tls,
+    omfwd_udp,
+    rsyslog,  # noqa: F401 - the fixture
+)
+from test_standalone import Twistd, _lines
+
+from syslogsrc import testing
+
+pytestmark = pytest.mark.daemon
+
+N = 2000  # messages per stream test
+N_UDP = 500  # per UDP test: sent 100 us apart, well under what loopback drops
+
+TEMPLATES = {"rfc3164": RFC3164, "rfc5424": RFC5424}
+
+
+def _action(transport: str, port: int, template: str, certs: Certs | None) -> str:
+    if transport == "tcp-lf":
+        return omfwd_tcp(port, framing="traditional", template=template)
+    if transport == "tcp-octet":
+        return omfwd_tcp(port, framing="octet-counted", template=template)
+    if transport == "udp":
+        return omfwd_udp(port, template=template)
+    assert certs is not None
+    framing = "octet-counted" if transport == "tls-octet" else "traditional"
+    return omfwd_tls(port, certs, framing=framing, template=template)
+
+
+def _check(records: list[dict], count: int) -> None:
+    """Each of the ``count`` injected messages once, all with the injected fields."""
+    assert_each_once((r["MESSAGE"] for r in records), count)
+    fields = {(r.get("HOST"), r.get("PROGRAM"), r.get("PID")) for r in records}
+    assert fields == {(HOST, PROGRAM, PID)}
+    # MESSAGE is the text alone: no header, no TAG, no leading space (RFC 3164's TAG: MSG)
+    assert all(r["MESSAGE"].startswith("rsyslog message ") for r in records), records[0]
+
+
+def _send(rsyslog: RsyslogFactory, action: str, count: int) -> None:  # noqa: F811
+    sender = rsyslog.start(action)
+    sender.inject(count)
+    sender.wait_sent(count)
+    assert sender.stop() == 0, sender.stderr()
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Certs:
+    directory = tmp_path / "pki"
+    directory.mkdir()
+    return make_certs(directory)
+
+
+# --- twistd syslogsrc -----------------------------------------------------------------------
+
+
+def _twistd(directory: Path, pki: Certs) -> tuple[Twistd, Path, int, int]:
+    """twistd with a TCP and a UDP listener on one port and a TLS listener (client certificates
+    required) on another; returns (twistd, its output file, the port, the TLS port)."""
+    port, tls_port = testing.free_port(), testing.free_port()
+    out = directory / "out.jsonl"
+    t = Twistd(
+        directory,
+        "--listen", f"tcp:{port}:interface=127.0.0.1",
+        "--listen", f"udp:{port}:interface=127.0.0.1",
+        "--listen",
+        f"ssl:{tls_port}:privateKey={pki.server_key}:certKey={pki.server_cert}:interface=127.0.0.1",
+        "--tls-ca-file", str(pki.ca),
+        "--tls-peer-verify", "required",
+        "--output", str(out),
+    )  # fmt: skip
+    assert testing.wait_until(
+        lambda: testing.accepts(port) and testing.accepts(tls_port), timeout=30
+    ), t.logtext()
+    return t, out, port, tls_port
+
+
+TWISTD_CASES = [
+    ("tcp-lf", "rfc3164"),
+    ("tcp-lf", "rfc5424"),
+    ("tcp-octet", "rfc3164"),
+    ("tcp-octet", "rfc5424"),
+    ("udp", "rfc3164"),
+    ("udp", "rfc5424"),
+    ("tls-lf", "rfc3164"),
+    ("tls-octet", "rfc5424"),
+]
+
+
+@pytest.mark.parametrize(("transport", "template"), TWISTD_CASES)
+def test_rsyslog_omfwd_into_twistd(
+    rsyslog: RsyslogFactory,  # noqa: F811
+    tmp_path: Path,
+    pki: Certs,
+    transport: str,
+    template: str,
+) -> None:
+    t, out, port, tls_port = _twistd(tmp_path, pki)
+    try:
+        count = N_UDP if transport == "udp" else N
+        target = tls_port if transport.startswith("tls") else port
+        _send(rsyslog, _action(transport, target, TEMPLATES[template], pki), count)
+        assert testing.wait_until(lambda: len(_lines(out)) >= count, timeout=60), (
+            f"{len(_lines(out))} of {count}\n{t.logtext()}"
+        )
+        assert t.stop(), t.logtext()
+        records = _lines(out)
+        _check(records, count)
+        if template == "rfc5424":
+            # the fixed stamp rsyslog forwards, microseconds and all
+            assert {r["ISODATE"] for r in records} == {"2026-12-02T10:00:00.000001+00:00"}
+    finally:
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait()
+
+
+# --- SyslogSource inside syslog-ng ------------------------------------------------------------
+
+
+@pytest.fixture
+def daemon_certs(daemon_dir) -> tuple[Certs, str]:  # noqa: F811 - the fixture imported above
+    """A PKI the daemon reads (inside the chroot for the chroot's daemon) and rsyslog reads at
+    its host path: (certs, the directory as the daemon sees it)."""
+    host_dir, inner_dir = daemon_dir
+    return make_certs(host_dir), inner_dir
+
+
+def _daemon(syslog_ng, listen: str, options: dict[str, str] | None, port: int) -> RunningDaemon:
+    config = (
+        PRELUDE
+        + syslogsrc_source("s_src", listen, options)
+        + json_file("d_json", "out.json")
+        + log_path(["s_src"], ["d_json"])
+    )
+    return syslog_ng(config, wait_ports=[port])
+
+
+DAEMON_CASES = [
+    ("tcp-lf", "rfc3164"),
+    ("tcp-octet", "rfc5424"),
+    ("tls-lf", "rfc3164"),
+    ("tls-octet", "rfc5424"),
+]
+
+
+@pytest.mark.parametrize(("transport", "template"), DAEMON_CASES)
+def test_rsyslog_omfwd_into_syslogsource(
+    syslog_ng,
+    rsyslog: RsyslogFactory,  # noqa: F811
+    daemon_certs: tuple[Certs, str],
+    transport: str,
+    template: str,
+) -> None:
+    pki, inner = daemon_certs
+    port = testing.free_port()
+    if transport.startswith("tls"):
+        listen = (
+            f"ssl:{port}:privateKey={inner}/server.key:certKey={inner}/server.pem"
+            ":interface=127.0.0.1"
+        )
+        options = {"tls-ca-file": f"{inner}/ca.pem", "tls-peer-verify": "required"}
+    else:
+        listen, options = f"tcp:{port}:interface=127.0.0.1", None
+    d = _daemon(syslog_ng, listen, options, port)
+    out = JsonOutput(d.state_dir / "out.json")
+    _send(rsyslog, _action(transport, port, TEMPLATES[template], pki), N)
+    records = out.wait(N, timeout=60)
+    assert d.stop() == 0
+    records = out.records()
+    _check(records, N)
+    assert {r["TRANSPORT"] for r in records} == {"tls" if transport.startswith("tls") else "tcp"}
+    if template == "rfc5424":
+        assert {r["ISODATE"] for r in records} == {"2026-12-02T10:00:00.000001+00:00"}
+    summary = stop_summary(d.stderr(), listen)
+    assert summary["received"] == summary["posted"] == N, summary
+    assert summary["malformed"] == summary["dropped"] == 0, summary
