@@ -173,20 +173,37 @@ def _q(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _params(**params: object) -> str:
-    """``key="value"`` pairs; ``a__b`` is written ``a.b``; None leaves a parameter out."""
-    return " ".join(
-        f"{key.replace('__', '.')}={_q(value)}"
-        for key, value in params.items()
-        if value is not None
+def _statement(kind: str, params: dict[str, object]) -> str:
+    """``KIND(key="value" ...)`` with rsyslog's own parameter names; None leaves one out."""
+    body = " ".join(f"{key}={_q(value)}" for key, value in params.items() if value is not None)
+    return f"{kind}({body})\n"
+
+
+def _action(module: str, name: str, params: dict[str, object]) -> str:
+    """An action of ``module`` that retries for as long as rsyslogd runs (a receiver slow to
+    listen delays messages instead of losing them), once a second."""
+    return _statement(
+        "action",
+        {
+            "type": module,
+            "name": name,
+            **params,
+            "action.resumeRetryCount": "-1",
+            "action.resumeInterval": "1",
+        },
     )
 
 
-def _action(kind: str, name: str, **params: object) -> str:
-    return (
-        f"action(type={_q(kind)} name={_q(name)} {_params(**params)}"
-        ' action.resumeRetryCount="-1" action.resumeInterval="1")\n'
-    )
+def _omfwd_stream(port: int, framing: str, template: str, target: str) -> dict[str, object]:
+    if framing not in ("traditional", "octet-counted"):
+        raise ValueError(f"framing must be 'traditional' or 'octet-counted', not {framing!r}")
+    return {
+        "target": target,
+        "port": port,
+        "protocol": "tcp",
+        "TCP_Framing": framing,
+        "template": template,
+    }
 
 
 def omfwd_tcp(
@@ -199,17 +216,7 @@ def omfwd_tcp(
 ) -> str:
     """omfwd over TCP; ``framing`` "traditional" (LF after each message) or "octet-counted"
     (RFC 6587 ``LEN SP MSG``)."""
-    if framing not in ("traditional", "octet-counted"):
-        raise ValueError(f"framing must be 'traditional' or 'octet-counted', not {framing!r}")
-    return _action(
-        "omfwd",
-        name,
-        target=target,
-        port=port,
-        protocol="tcp",
-        TCP_Framing=framing,
-        template=template,
-    )
+    return _action("omfwd", name, _omfwd_stream(port, framing, template, target))
 
 
 def omfwd_udp(
@@ -221,16 +228,10 @@ def omfwd_udp(
     name: str = "out",
 ) -> str:
     """omfwd over UDP, one datagram per message, ``send_delay_us`` microseconds apart
-    (``udp.sendDelay``): loopback drops what a burst overflows the receiver's buffer with."""
-    return _action(
-        "omfwd",
-        name,
-        target=target,
-        port=port,
-        protocol="udp",
-        template=template,
-        udp__sendDelay=send_delay_us or None,
-    )
+    (``udp.sendDelay``; 0: none): a burst on loopback overflows the receiver's socket buffer,
+    and the kernel drops what does not fit."""
+    params = {"target": target, "port": port, "protocol": "udp", "template": template}
+    return _action("omfwd", name, {**params, "udp.sendDelay": send_delay_us or None})
 
 
 def omfwd_tls(
@@ -247,25 +248,29 @@ def omfwd_tls(
     """omfwd over TLS (``StreamDriver="gtls"``, GnuTLS): the server's certificate must come from
     ``certs.ca`` and name ``permitted_peer``; rsyslog presents ``certs.client_cert`` unless
     ``client_certificate`` is false."""
-    base = omfwd_tcp(port, framing=framing, template=template, target=target, name=name)
-    mine = (
-        {
-            "StreamDriver.CertFile": certs.client_cert,
-            "StreamDriver.KeyFile": certs.client_key,
-        }
-        if client_certificate
-        else {}
-    )
-    tls = _params(
-        StreamDriver="gtls",
-        StreamDriverMode="1",
-        StreamDriverAuthMode="x509/name",
-        StreamDriverPermittedPeers=permitted_peer,
-    )
-    tls += " " + " ".join(
-        f"{k}={_q(v)}" for k, v in {"StreamDriver.CAFile": certs.ca, **mine}.items()
-    )
-    return base.replace(" action.resumeRetryCount", f" {tls} action.resumeRetryCount", 1)
+    params = {
+        **_omfwd_stream(port, framing, template, target),
+        "StreamDriver": "gtls",
+        "StreamDriverMode": "1",
+        "StreamDriverAuthMode": "x509/name",
+        "StreamDriverPermittedPeers": permitted_peer,
+        "StreamDriver.CAFile": certs.ca,
+    }
+    if client_certificate:
+        params["StreamDriver.CertFile"] = certs.client_cert
+        params["StreamDriver.KeyFile"] = certs.client_key
+    return _action("omfwd", name, params)
+
+
+def _relp_tls(ca: Path, cert: Path, key: Path, permitted_peer: str) -> dict[str, object]:
+    return {
+        "tls": "on",
+        "tls.caCert": ca,
+        "tls.myCert": cert,
+        "tls.myPrivKey": key,
+        "tls.authMode": "name",
+        "tls.permittedPeer": permitted_peer,
+    }
 
 
 def omrelp(
@@ -282,11 +287,12 @@ def omrelp(
     """omrelp (RELP), plain or, with ``tls``, TLS with ``tls.client_cert`` as rsyslog's
     certificate and the server's checked against ``tls.ca`` and ``permitted_peer``.
     ``window_size``: frames in flight without a response (librelp's default 128); ``timeout``:
-    seconds to wait for a response before the session is broken off (default 90). rsyslog 8.2302
-    (librelp 1.11) to its own imrelp: each full window waits ~0.2 s for the responses (a
-    delayed TCP ACK), so a window of 4 moves ~20 messages a second, 32 ~150, 128 (the default)
-    ~700; size ``count`` and the timeouts of a test by that. Needs
-    ``module(load="omrelp")``, which :meth:`RsyslogFactory.start` adds."""
+    seconds to wait for a response before the session is broken off (default 90).
+
+    rsyslog 8.2302 (librelp 1.11) to its own imrelp on loopback: each full window waits ~0.2 s
+    for its responses (a delayed TCP ACK), so a window of 4 moves ~20 messages a second, 32
+    ~150, 128 ~700: size a test's count and timeouts by that. Needs ``module(load="omrelp")``,
+    which :meth:`RsyslogFactory.start` adds."""
     params: dict[str, object] = {
         "target": target,
         "port": port,
@@ -295,21 +301,8 @@ def omrelp(
         "timeout": timeout,
     }
     if tls is not None:
-        params.update(
-            {
-                "tls": "on",
-                "tls.caCert": tls.ca,
-                "tls.myCert": tls.client_cert,
-                "tls.myPrivKey": tls.client_key,
-                "tls.authMode": "name",
-                "tls.permittedPeer": permitted_peer,
-            }
-        )
-    body = " ".join(f"{k}={_q(v)}" for k, v in params.items() if v is not None)
-    return (
-        f'action(type="omrelp" name={_q(name)} {body}'
-        ' action.resumeRetryCount="-1" action.resumeInterval="1")\n'
-    )
+        params.update(_relp_tls(tls.ca, tls.client_cert, tls.client_key, permitted_peer))
+    return _action("omrelp", name, params)
 
 
 def imrelp_input(
@@ -319,20 +312,15 @@ def imrelp_input(
     ``tls`` it presents ``tls.server_cert`` and requires a client certificate from ``tls.ca``
     naming ``permitted_peer``. Needs ``module(load="imrelp")``, which
     :meth:`RsyslogFactory.start_config` adds."""
-    params: dict[str, object] = {"port": port, "address": "127.0.0.1", "ruleset": ruleset}
+    params: dict[str, object] = {
+        "type": "imrelp",
+        "port": port,
+        "address": "127.0.0.1",
+        "ruleset": ruleset,
+    }
     if tls is not None:
-        params.update(
-            {
-                "tls": "on",
-                "tls.caCert": tls.ca,
-                "tls.myCert": tls.server_cert,
-                "tls.myPrivKey": tls.server_key,
-                "tls.authMode": "name",
-                "tls.permittedPeer": permitted_peer,
-            }
-        )
-    body = " ".join(f"{k}={_q(v)}" for k, v in params.items())
-    return f'input(type="imrelp" {body})\n'
+        params.update(_relp_tls(tls.ca, tls.server_cert, tls.server_key, permitted_peer))
+    return _statement("input", params)
 
 
 #: the fields :func:`omfile_lines` writes, one line per message, split by :func:`parse_line`
@@ -466,9 +454,10 @@ class RunningRsyslog:
         """Wait until action ``action`` has processed ``count`` messages without a failure
         outstanding and the main queue is empty (impstats); return the action's counters.
 
-        "Processed" is rsyslog's word for handed to the output module: written to the TCP/TLS
-        socket or sent as a datagram; for omrelp, in librelp's window (the receiver's responses
-        may still be on their way: :meth:`stop` waits for them)."""
+        "Processed" counts messages handed to the output module, and the main queue empties
+        once the module has finished the batch (omfwd: written to its socket; omrelp: in
+        librelp's window, responses maybe still to come). What the receiver got is for the
+        test to count."""
         deadline = time.monotonic() + timeout
         while True:
             stats = self.stats()
@@ -494,9 +483,8 @@ class RunningRsyslog:
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM and wait for rsyslogd's exit status. It stops its inputs, gives its queues
-        10 s (``queue.timeoutShutdown``) to drain, closes its connections (omrelp: after the
-        receiver answered what is in flight) and exits 0. After ``timeout``: SIGKILL and
-        RsyslogError."""
+        10 s (``queue.timeoutShutdown``) to drain, closes its connections and exits 0. After
+        ``timeout``: SIGKILL and RsyslogError."""
         if self.process.poll() is None:
             try:
                 os.kill(self.pid, signal.SIGTERM)
