@@ -556,11 +556,13 @@ class RsyslogFactory:
     @staticmethod
     def _prelude(workdir: Path, modules: Iterable[str]) -> str:
         # processInternalMessages: rsyslog's own messages go through this config (into
-        # rsyslogd.log by the default ruleset) instead of to the system's log socket
+        # rsyslogd.log by the default ruleset) instead of to the system's log socket;
+        # abortOnUncleanConfig: a config error ends start-up with the error on stderr, instead
+        # of an rsyslogd that runs without the statement it did not understand
         loads = "".join(f"module(load={_q(m)})\n" for m in modules)
         return (
             f"global(workDirectory={_q(workdir)} localHostname={_q('rsyslog-test')}"
-            ' processInternalMessages="on" net.enableDNS="off")\n'
+            ' processInternalMessages="on" net.enableDNS="off" abortOnUncleanConfig="on")\n'
             'main_queue(queue.timeoutShutdown="10000")\n'
             f'module(load="impstats" interval="1" format="json" log.syslog="off"'
             f" log.file={_q(workdir / 'stats.json')})\n"
@@ -625,12 +627,12 @@ class RsyslogFactory:
                 start_new_session=True,  # ^C in the test runner goes to pytest, not rsyslogd
             )
         running = RunningRsyslog(self.rsyslog, proc, workdir, input_port)
-        self.started.append(running)
         try:
             running._wait_ready(ports, timeout)
         except BaseException:
             running._kill()
             raise
+        self.started.append(running)
         return running
 
     def close(self) -> list[str]:

@@ -114,6 +114,12 @@ def test_omrelp_refuses_a_receiver_from_another_ca(
     assert receiver.stop() == 0, receiver.stderr()
 
 
+def test_a_config_error_fails_the_start_with_rsyslogs_reason(rsyslog: RsyslogFactory) -> None:  # noqa: F811
+    with pytest.raises(RsyslogError, match="exited during start-up") as failed:
+        rsyslog.start('action(type="omfwd" name="out" target="127.0.0.1" protocl="tcp")\n')
+    assert "protocl" in failed.value.stderr
+
+
 def test_the_injected_lines_are_what_the_fields_say() -> None:
     assert (
         message_line(7)
