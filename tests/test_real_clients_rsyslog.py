@@ -45,7 +45,7 @@ from syslogsrc import testing
 pytestmark = pytest.mark.daemon
 
 N = 2000  # messages per stream test
-N_UDP = 500  # per UDP test: sent 100 us apart, well under what loopback drops
+N_UDP = 500  # per UDP test: sent 0.5 ms apart, so a receiver that stalls for a moment loses none
 
 TEMPLATES = {"rfc3164": RFC3164, "rfc5424": RFC5424}
 
@@ -56,7 +56,7 @@ def _action(transport: str, port: int, template: str, certs: Certs | None) -> st
     if transport == "tcp-octet":
         return omfwd_tcp(port, framing="octet-counted", template=template)
     if transport == "udp":
-        return omfwd_udp(port, template=template)
+        return omfwd_udp(port, template=template, send_delay_us=500)
     assert certs is not None
     framing = "octet-counted" if transport == "tls-octet" else "traditional"
     return omfwd_tls(port, certs, framing=framing, template=template)
@@ -160,7 +160,9 @@ def daemon_certs(daemon_dir) -> tuple[Certs, str]:  # noqa: F811 - the fixture i
     return make_certs(host_dir), inner_dir
 
 
-def _daemon(syslog_ng, listen: str, options: dict[str, str] | None, port: int) -> RunningDaemon:
+def _daemon(
+    syslog_ng, listen: str, options: dict[str, str] | None, port: int | tuple[str, int]
+) -> RunningDaemon:
     config = (
         PRELUDE
         + syslogsrc_source("s_src", listen, options)
@@ -173,6 +175,7 @@ def _daemon(syslog_ng, listen: str, options: dict[str, str] | None, port: int) -
 DAEMON_CASES = [
     ("tcp-lf", "rfc3164"),
     ("tcp-octet", "rfc5424"),
+    ("udp", "rfc5424"),
     ("tls-lf", "rfc3164"),
     ("tls-octet", "rfc5424"),
 ]
@@ -188,24 +191,29 @@ def test_rsyslog_omfwd_into_syslogsource(
 ) -> None:
     pki, inner = daemon_certs
     port = testing.free_port()
+    options = None
     if transport.startswith("tls"):
         listen = (
             f"ssl:{port}:privateKey={inner}/server.key:certKey={inner}/server.pem"
             ":interface=127.0.0.1"
         )
         options = {"tls-ca-file": f"{inner}/ca.pem", "tls-peer-verify": "required"}
+    elif transport == "udp":
+        port = testing.free_port("udp")
+        listen = f"udp:{port}:interface=127.0.0.1"
     else:
-        listen, options = f"tcp:{port}:interface=127.0.0.1", None
-    d = _daemon(syslog_ng, listen, options, port)
+        listen = f"tcp:{port}:interface=127.0.0.1"
+    d = _daemon(syslog_ng, listen, options, ("udp", port) if transport == "udp" else port)
     out = JsonOutput(d.state_dir / "out.json")
-    _send(rsyslog, _action(transport, port, TEMPLATES[template], pki), N)
-    records = out.wait(N, timeout=60)
+    count = N_UDP if transport == "udp" else N
+    _send(rsyslog, _action(transport, port, TEMPLATES[template], pki), count)
+    out.wait(count, timeout=60)
     assert d.stop() == 0
     records = out.records()
-    _check(records, N)
-    assert {r["TRANSPORT"] for r in records} == {"tls" if transport.startswith("tls") else "tcp"}
+    _check(records, count)
+    assert {r["TRANSPORT"] for r in records} == {transport.split("-")[0]}
     if template == "rfc5424":
         assert {r["ISODATE"] for r in records} == {"2026-12-02T10:00:00.000001+00:00"}
     summary = stop_summary(d.stderr(), listen)
-    assert summary["received"] == summary["posted"] == N, summary
+    assert summary["received"] == summary["posted"] == count, summary
     assert summary["malformed"] == summary["dropped"] == 0, summary

@@ -28,8 +28,6 @@ from rsyslog import (
 
 from syslogsrc import testing
 
-pytestmark = pytest.mark.daemon
-
 N = 2000
 
 
@@ -74,20 +72,24 @@ def _relp(
     assert [message_number(r["MESSAGE"]) for r in records] == list(range(count))  # RELP keeps order
 
 
+@pytest.mark.daemon
 def test_omrelp_into_imrelp(rsyslog: RsyslogFactory, tmp_path: Path) -> None:  # noqa: F811
     _relp(rsyslog, tmp_path, None)
 
 
+@pytest.mark.daemon
 def test_omrelp_into_imrelp_over_tls(rsyslog: RsyslogFactory, tmp_path: Path, pki: Certs) -> None:  # noqa: F811
     _relp(rsyslog, tmp_path, pki)
 
 
+@pytest.mark.daemon
 def test_omrelp_window_size_and_timeout(rsyslog: RsyslogFactory, tmp_path: Path) -> None:  # noqa: F811
     # rsyslog to rsyslog, a full window costs ~0.2 s (a delayed TCP ACK): 4 frames in flight
     # move ~20 messages a second, so fewer messages here
     _relp(rsyslog, tmp_path, None, count=100, window_size=4, timeout=5)
 
 
+@pytest.mark.daemon
 def test_omrelp_refuses_a_receiver_from_another_ca(
     rsyslog: RsyslogFactory,  # noqa: F811
     tmp_path: Path,
@@ -114,6 +116,7 @@ def test_omrelp_refuses_a_receiver_from_another_ca(
     assert receiver.stop() == 0, receiver.stderr()
 
 
+@pytest.mark.daemon
 def test_a_config_error_fails_the_start_with_rsyslogs_reason(rsyslog: RsyslogFactory) -> None:  # noqa: F811
     with pytest.raises(RsyslogError, match="exited during start-up") as failed:
         rsyslog.start('action(type="omfwd" name="out" target="127.0.0.1" protocl="tcp")\n')
