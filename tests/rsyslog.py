@@ -348,12 +348,25 @@ def parse_line(line: str) -> dict[str, str]:
 # the numbered messages
 
 
-def message_line(number: int) -> bytes:
-    """The RFC 5424 message :meth:`RunningRsyslog.inject` sends as number ``number``. Its fixed
-    stamp keeps what rsyslog forwards independent of the calendar."""
-    return (
-        f"<14>1 2026-12-02T10:00:00.000001Z {HOST} {PROGRAM} {PID} - - {_TEXT} {number:06d}"
-    ).encode()
+def message_line(number: int, syntax: str = "rfc5424") -> bytes:
+    """Message number ``number`` as :meth:`RunningRsyslog.inject` sends it, in ``syntax``:
+
+    - "rfc5424": ``<14>1 2026-12-02T10:00:00.000001Z rshost rsapp 4242 - - rsyslog message N``;
+      forwarded in RFC 3164 it gets the TAG ``rsapp[4242]`` with no colon (rsyslog builds it
+      from APP-NAME and PROCID);
+    - "rfc3164": ``<14>Dec  2 10:00:00 rshost rsapp[4242]: rsyslog message N``, what a local
+      program hands rsyslog; rsyslog keeps its TAG as it is, and the space after the TAG stays
+      at the start of MSG (forwarded in RFC 5424: ``- -  rsyslog message N``, two spaces).
+
+    The fixed stamps keep what rsyslog forwards independent of the calendar (RFC 3164's has no
+    year: forward those in RFC 3164 only, where rsyslog leaves the year out again)."""
+    if syntax == "rfc5424":
+        text = f"<14>1 2026-12-02T10:00:00.000001Z {HOST} {PROGRAM} {PID} - - {_TEXT} {number:06d}"
+    elif syntax == "rfc3164":
+        text = f"<14>Dec  2 10:00:00 {HOST} {PROGRAM}[{PID}]: {_TEXT} {number:06d}"
+    else:
+        raise ValueError(f"syntax must be 'rfc5424' or 'rfc3164', not {syntax!r}")
+    return text.encode()
 
 
 def message_number(text: str) -> int:
@@ -413,12 +426,13 @@ class RunningRsyslog:
 
     # -- feeding it
 
-    def inject(self, count: int, *, start: int = 0) -> None:
-        """Send messages ``start`` .. ``start + count - 1`` (:func:`message_line`) to the
-        imptcp input, one LF-terminated line each, over one connection closed at the end."""
+    def inject(self, count: int, *, start: int = 0, syntax: str = "rfc5424") -> None:
+        """Send messages ``start`` .. ``start + count - 1`` (:func:`message_line` in
+        ``syntax``) to the imptcp input, one LF-terminated line each, over one connection
+        closed at the end."""
         if self.input_port is None:
             raise RsyslogError("this rsyslogd has no input to inject into")
-        data = b"".join(message_line(n) + b"\n" for n in range(start, start + count))
+        data = b"".join(message_line(n, syntax) + b"\n" for n in range(start, start + count))
         with socket.create_connection(("127.0.0.1", self.input_port), timeout=10) as s:
             s.sendall(data)
 

@@ -71,9 +71,9 @@ def _check(records: list[dict], count: int) -> None:
     assert all(r["MESSAGE"].startswith("rsyslog message ") for r in records), records[0]
 
 
-def _send(rsyslog: RsyslogFactory, action: str, count: int) -> None:  # noqa: F811
+def _send(rsyslog: RsyslogFactory, action: str, count: int, syntax: str) -> None:  # noqa: F811
     sender = rsyslog.start(action)
-    sender.inject(count)
+    sender.inject(count, syntax=syntax)
     sender.wait_sent(count)
     assert sender.stop() == 0, sender.stderr()
 
@@ -109,31 +109,43 @@ def _twistd(directory: Path, pki: Certs) -> tuple[Twistd, Path, int, int]:
     return t, out, port, tls_port
 
 
+def _case(transport: str, template: str, injected: str | None = None):
+    """A test case: rsyslog forwards over ``transport`` with ``template`` what it was fed in
+    ``injected`` (default: the template's own syntax). RFC 3164 in is what local programs hand
+    rsyslog (``TAG[PID]: MSG``); RFC 5424 in and RFC 3164 out is a relay that forwards in the
+    old format (rsyslog writes the TAG without a colon)."""
+    injected = injected or template
+    name = f"{transport}-{template}" + (f"-from-{injected}" if injected != template else "")
+    return pytest.param(transport, template, injected, id=name)
+
+
 TWISTD_CASES = [
-    ("tcp-lf", "rfc3164"),
-    ("tcp-lf", "rfc5424"),
-    ("tcp-octet", "rfc3164"),
-    ("tcp-octet", "rfc5424"),
-    ("udp", "rfc3164"),
-    ("udp", "rfc5424"),
-    ("tls-lf", "rfc3164"),
-    ("tls-octet", "rfc5424"),
+    _case("tcp-lf", "rfc3164"),
+    _case("tcp-lf", "rfc3164", "rfc5424"),
+    _case("tcp-lf", "rfc5424"),
+    _case("tcp-octet", "rfc3164"),
+    _case("tcp-octet", "rfc5424"),
+    _case("udp", "rfc3164"),
+    _case("udp", "rfc5424"),
+    _case("tls-lf", "rfc3164"),
+    _case("tls-octet", "rfc5424"),
 ]
 
 
-@pytest.mark.parametrize(("transport", "template"), TWISTD_CASES)
+@pytest.mark.parametrize(("transport", "template", "injected"), TWISTD_CASES)
 def test_rsyslog_omfwd_into_twistd(
     rsyslog: RsyslogFactory,  # noqa: F811
     tmp_path: Path,
     pki: Certs,
     transport: str,
     template: str,
+    injected: str,
 ) -> None:
     t, out, port, tls_port = _twistd(tmp_path, pki)
     try:
         count = N_UDP if transport == "udp" else N
         target = tls_port if transport.startswith("tls") else port
-        _send(rsyslog, _action(transport, target, TEMPLATES[template], pki), count)
+        _send(rsyslog, _action(transport, target, TEMPLATES[template], pki), count, injected)
         assert testing.wait_until(lambda: len(_lines(out)) >= count, timeout=60), (
             f"{len(_lines(out))} of {count}\n{t.logtext()}"
         )
@@ -173,21 +185,23 @@ def _daemon(
 
 
 DAEMON_CASES = [
-    ("tcp-lf", "rfc3164"),
-    ("tcp-octet", "rfc5424"),
-    ("udp", "rfc5424"),
-    ("tls-lf", "rfc3164"),
-    ("tls-octet", "rfc5424"),
+    _case("tcp-lf", "rfc3164"),
+    _case("tcp-lf", "rfc3164", "rfc5424"),
+    _case("tcp-octet", "rfc5424"),
+    _case("udp", "rfc5424"),
+    _case("tls-lf", "rfc3164"),
+    _case("tls-octet", "rfc5424"),
 ]
 
 
-@pytest.mark.parametrize(("transport", "template"), DAEMON_CASES)
+@pytest.mark.parametrize(("transport", "template", "injected"), DAEMON_CASES)
 def test_rsyslog_omfwd_into_syslogsource(
     syslog_ng,
     rsyslog: RsyslogFactory,  # noqa: F811
     daemon_certs: tuple[Certs, str],
     transport: str,
     template: str,
+    injected: str,
 ) -> None:
     pki, inner = daemon_certs
     port = testing.free_port()
@@ -206,7 +220,7 @@ def test_rsyslog_omfwd_into_syslogsource(
     d = _daemon(syslog_ng, listen, options, ("udp", port) if transport == "udp" else port)
     out = JsonOutput(d.state_dir / "out.json")
     count = N_UDP if transport == "udp" else N
-    _send(rsyslog, _action(transport, port, TEMPLATES[template], pki), count)
+    _send(rsyslog, _action(transport, port, TEMPLATES[template], pki), count, injected)
     out.wait(count, timeout=60)
     assert d.stop() == 0
     records = out.records()

@@ -6,6 +6,8 @@ receiver accepts.
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from rsyslog import (
     HOST,
     PID,
     PROGRAM,
+    RFC3164,
+    RFC5424,
     RsyslogError,
     RsyslogFactory,
     assert_each_once,
@@ -21,6 +25,8 @@ from rsyslog import (
     message_line,
     message_number,
     omfile_lines,
+    omfwd_tcp,
+    omfwd_udp,
     omrelp,
     parse_line,
     rsyslog,  # noqa: F401 - the fixture
@@ -123,6 +129,104 @@ def test_a_config_error_fails_the_start_with_rsyslogs_reason(rsyslog: RsyslogFac
     assert "protocl" in failed.value.stderr
 
 
+class _Capture:
+    """A loopback TCP or UDP server keeping every byte it receives (one connection, or every
+    datagram), on a thread, until :meth:`close`."""
+
+    def __init__(self, kind: str) -> None:
+        udp = kind == "udp"
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(30)
+        self.port = self.sock.getsockname()[1]
+        self.chunks: list[bytes] = []
+        if not udp:
+            self.sock.listen(1)
+        self.thread = threading.Thread(target=self._datagrams if udp else self._stream)
+        self.thread.start()
+
+    def _stream(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(30)
+            while chunk := conn.recv(65536):
+                self.chunks.append(chunk)
+
+    def _datagrams(self) -> None:
+        while True:
+            try:
+                self.chunks.append(self.sock.recv(65536))
+            except OSError:
+                return
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(10)
+
+
+LINE_5424 = b"<14>1 2026-12-02T10:00:00.000001Z rshost rsapp 4242 - - rsyslog message %06d\n"
+LINE_3164 = b"<14>Dec  2 10:00:00 rshost rsapp[4242]: rsyslog message %06d"
+LINE_3164_FROM_5424 = b"<14>Dec  2 10:00:00 rshost rsapp[4242] rsyslog message %06d"
+
+#: (transport, framing, template, injected as): what rsyslog sends for message n. Its RFC 5424
+#: template ends with a LF of its own: kept in datagrams, counted in octet-counted frames, and
+#: the only LF of a traditional frame.
+WIRE = {
+    ("tcp", "traditional", RFC3164, "rfc3164"): lambda n: LINE_3164 % n + b"\n",
+    ("tcp", "traditional", RFC3164, "rfc5424"): lambda n: LINE_3164_FROM_5424 % n + b"\n",
+    ("tcp", "traditional", RFC5424, "rfc5424"): lambda n: LINE_5424 % n,  # no second LF
+    ("tcp", "octet-counted", RFC5424, "rfc5424"): lambda n: (
+        b"%d " % len(LINE_5424 % n) + LINE_5424 % n
+    ),
+    ("udp", None, RFC3164, "rfc3164"): lambda n: LINE_3164 % n,
+    ("udp", None, RFC5424, "rfc5424"): lambda n: LINE_5424 % n,
+}
+
+
+@pytest.mark.daemon
+@pytest.mark.parametrize(("kind", "framing", "template", "syntax"), list(WIRE))
+def test_what_omfwd_puts_on_the_wire(
+    rsyslog: RsyslogFactory,  # noqa: F811
+    kind: str,
+    framing: str | None,
+    template: str,
+    syntax: str,
+) -> None:
+    """The exact bytes the helpers make rsyslog send: the frames the real-client tests feed our
+    listeners, and the header fields those tests expect back."""
+    capture = _Capture(kind)
+    expected = [WIRE[kind, framing, template, syntax](n) for n in range(3)]
+    try:
+        if kind == "udp":
+            action = omfwd_udp(capture.port, template=template)
+        else:
+            assert framing is not None
+            action = omfwd_tcp(capture.port, framing=framing, template=template)
+        sender = rsyslog.start(action)
+        sender.inject(3, syntax=syntax)
+        sender.wait_sent(3)
+        assert sender.stop() == 0, sender.stderr()
+        assert testing.wait_until(lambda: len(capture.data()) >= len(b"".join(expected))), (
+            capture.data()
+        )
+    finally:
+        capture.close()
+    if kind == "udp":
+        assert capture.chunks == expected
+    else:
+        assert capture.data() == b"".join(expected)
+
+
 def test_the_injected_lines_are_what_the_fields_say() -> None:
     assert (
         message_line(7)
@@ -130,6 +234,12 @@ def test_the_injected_lines_are_what_the_fields_say() -> None:
             f"<14>1 2026-12-02T10:00:00.000001Z {HOST} {PROGRAM} {PID} - - rsyslog message 000007"
         ).encode()
     )
+    assert (
+        message_line(7, "rfc3164")
+        == (f"<14>Dec  2 10:00:00 {HOST} {PROGRAM}[{PID}]: rsyslog message 000007").encode()
+    )
+    with pytest.raises(ValueError, match="syntax"):
+        message_line(7, "rfc3339")
     assert message_number(" rsyslog message 000007") == 7
     with pytest.raises(AssertionError):
         message_number("something else 7")
