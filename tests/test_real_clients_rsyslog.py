@@ -2,11 +2,14 @@
 real syslog-ng daemons: TCP with LF framing and octet-counted (RFC 6587), UDP, and TLS (GnuTLS,
 ``StreamDriver="gtls"``, with a client certificate the listener requires).
 
-rsyslog is fed numbered RFC 5424 messages (tests/rsyslog.py) and forwards them with its own
-templates: ``RSYSLOG_TraditionalForwardFormat`` (omfwd's default: RFC 3164 with a BSD stamp and
-``TAG[PID]:``) or ``RSYSLOG_SyslogProtocol23Format`` (RFC 5424). Every message must arrive once,
-with the HOST, PROGRAM, PID and MESSAGE it was injected with: what rsyslog's templates put in a
-frame is what we take out of it.
+rsyslog is fed numbered messages (tests/rsyslog.py), in RFC 3164 as a local program hands them
+over or in RFC 5424 as a relay receives them, and forwards them with its own templates:
+``RSYSLOG_TraditionalForwardFormat`` (omfwd's default: RFC 3164 with a BSD stamp, and the TAG
+``rsapp[4242]:``, or ``rsapp[4242]`` without a colon for what came in as RFC 5424) or
+``RSYSLOG_SyslogProtocol23Format`` (RFC 5424, with a LF of its own at the end; the exact bytes
+are pinned in tests/test_rsyslog_fixture.py). Every message must arrive once, with the HOST,
+PROGRAM, PID and MESSAGE it was injected with: what rsyslog's templates put in a frame is what
+we take out of it.
 """
 
 from __future__ import annotations
