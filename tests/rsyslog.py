@@ -52,6 +52,10 @@ from syslogsrc.testing import free_port
 
 __all__ = [
     "DEFAULT_DIR",
+    "HOST",
+    "LINE_TEMPLATE",
+    "PID",
+    "PROGRAM",
     "RFC3164",
     "RFC5424",
     "Rsyslog",
@@ -67,8 +71,11 @@ __all__ = [
     "omfwd_tls",
     "omfwd_udp",
     "omrelp",
+    "parse_line",
     "probe_rsyslog",
+    "require_rsyslog",
     "rsyslog",
+    "rsyslog_dir",
 ]
 
 DEFAULT_DIR = "/var/cache/syslogsrc-tests/rsyslog"
@@ -76,7 +83,8 @@ STAMP = ".syslogsrc-rsyslog"  # written by rsyslog-unpacked setup when it is com
 
 #: rsyslog's RFC 5424 template: ``<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG``
 RFC5424 = "RSYSLOG_SyslogProtocol23Format"
-#: omfwd's default: ``<PRI>TIMESTAMP HOSTNAME TAG[PID]: MSG`` (RFC 3164, BSD stamp)
+#: omfwd's default: ``<PRI>TIMESTAMP HOSTNAME TAG MSG`` (RFC 3164, BSD stamp; the TAG as rsyslog
+#: received it, or ``APP-NAME[PROCID]`` without a colon for a message received in RFC 5424)
 RFC3164 = "RSYSLOG_TraditionalForwardFormat"
 
 #: what :meth:`RunningRsyslog.inject` puts in the header of every message it injects
@@ -552,11 +560,12 @@ class RunningRsyslog:
 
 class RsyslogFactory:
     """Starts rsyslogd instances, each in its own work dir below ``workdir``; :meth:`close`
-    stops them all (the ``rsyslog`` fixture calls it)."""
+    stops them all (the ``rsyslog`` fixture calls it). ``rsyslog`` defaults to the unpacked
+    one (:func:`require_rsyslog`: the test skips, or fails, without it)."""
 
-    def __init__(self, workdir: Path, rsyslog: Rsyslog) -> None:
+    def __init__(self, workdir: Path, rsyslog: Rsyslog | None = None) -> None:
         self.workdir = Path(workdir)
-        self.rsyslog = rsyslog
+        self.rsyslog = rsyslog if rsyslog is not None else require_rsyslog()
         self.started: list[RunningRsyslog] = []
 
     def _new_workdir(self) -> Path:
