@@ -646,7 +646,9 @@ class RsyslogFactory:
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=subprocess.STDOUT,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                # TZ: stamps rsyslog renders or assumes (RFC 3164 has no offset) are UTC,
+                # whatever the machine's zone
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "TZ": "UTC"},
                 start_new_session=True,  # ^C in the test runner goes to pytest, not rsyslogd
             )
         running = RunningRsyslog(self.rsyslog, proc, workdir, input_port)
