@@ -29,6 +29,8 @@ from rsyslog import (
     omfwd_udp,
     omrelp,
     parse_line,
+    probe_rsyslog,
+    require_rsyslog,
     rsyslog,  # noqa: F401 - the fixture
 )
 
@@ -247,3 +249,19 @@ def test_the_injected_lines_are_what_the_fields_say() -> None:
         assert_each_once(["rsyslog message 0", "rsyslog message 2"], 3)
     with pytest.raises(AssertionError, match="doubled"):
         assert_each_once(["rsyslog message 0", "rsyslog message 0", "rsyslog message 1"], 2)
+
+
+def test_without_the_unpacked_rsyslog_a_test_skips_or_with_the_variable_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SYSLOGSRC_RSYSLOG", str(tmp_path / "nothing-here"))
+    probe_rsyslog.cache_clear()
+    try:
+        monkeypatch.delenv("SYSLOGSRC_REQUIRE_SYSLOG_NG", raising=False)
+        with pytest.raises(pytest.skip.Exception, match="rsyslog-unpacked setup"):
+            require_rsyslog()
+        monkeypatch.setenv("SYSLOGSRC_REQUIRE_SYSLOG_NG", "1")
+        with pytest.raises(pytest.fail.Exception, match="nothing-here"):
+            require_rsyslog()
+    finally:
+        probe_rsyslog.cache_clear()  # the next test probes the real place again
