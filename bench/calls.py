@@ -50,6 +50,10 @@ FRAMES = {
     b"PADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADDPADD",
 }
 
+# The files of the emulation (syslogsrc.emulation and its private parts): a call into them
+# stands for a call into the daemon.
+EMULATION_FILES = ("syslogsrc/emulation.py", "syslogsrc/_emulated_")
+
 # The syslogng names a source calls; inside the daemon each is one call into C.
 DAEMON_CALLS = (
     "parse",
@@ -115,13 +119,15 @@ def _reads(fmt: str, n: int) -> list[bytes]:
 
 def _source_path(fmt: str, n: int, parser: str, version: str) -> Counting:
     """A SyslogSource with the daemon's features of ``version``, fed through its protocol."""
+    import importlib
+
     from twisted.internet.address import IPv4Address
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
-    import syslogsrc.source as source_module
     from syslogsrc.emulation import ParseOptions, SourceDriver
     from syslogsrc.listen import make_listener, parse_spec
+    from syslogsrc.source import SyslogSource
 
     features = {
         "4.8": {
@@ -137,21 +143,39 @@ def _source_path(fmt: str, n: int, parser: str, version: str) -> Counting:
             "_RAWMSG_SIZE": False,
         },
     }[version]
-    saved = {}
-    for name, value in features.items():
-        if hasattr(source_module, name):
-            saved[name] = getattr(source_module, name)
-            setattr(source_module, name, value)
+    # Each module that reads a feature keeps it as a module constant, decided at import: set
+    # in every one that has it (this checkout's modules, or an older checkout's source.py).
+    modules = []
+    for name in (
+        "source",
+        "_posting",
+        "_twisted_source",
+        "_building",
+        "_daemon_builders",
+        "_syslog_source",
+    ):
+        try:
+            modules.append(importlib.import_module(f"syslogsrc.{name}"))
+        except ImportError:
+            continue
+    saved = []
+    for module in modules:
+        for name, value in features.items():
+            if hasattr(module, name):
+                saved.append((module, name, getattr(module, name)))
+                setattr(module, name, value)
     try:
-        src = source_module.SyslogSource()
+        src = SyslogSource()
         driver = SourceDriver(src, log_iw_size=10 * n, consumer=lambda msg: None)
         driver.run_thread = threading.get_ident()
         assert src.init({"listen": "tcp:5514", "parser": parser})
         src.parse_options = ParseOptions("auto")
         clock = Clock()
-        if hasattr(src, "_stamp_shapes_read") or hasattr(source_module, "_stamp_shapes_read"):
-            if parser == "native":
-                src._stamp_read = source_module._stamp_shapes_read(src.parse_options)
+        if parser == "native":
+            shapes_read = getattr(modules[0], "_stamp_shapes_read", None)  # an older checkout
+            if shapes_read is None:
+                shapes_read = importlib.import_module("syslogsrc._daemon_time").stamp_shapes_read
+            src._stamp_read = shapes_read(src.parse_options)
         if parser == "hybrid":  # as inside a daemon whose parse options read every shape alike
             from syslogsrc import _daemon_parse
 
@@ -175,13 +199,13 @@ def _source_path(fmt: str, n: int, parser: str, version: str) -> Counting:
         )
         reads = _reads(fmt, n)
         protocol.dataReceived(reads[0][: reads[0].index(b"\n") + 1])  # warm (origin, caches)
-        with Counting(("syslogsrc/emulation.py",)) as counts:
+        with Counting(EMULATION_FILES) as counts:
             for chunk in reads:
                 protocol.dataReceived(chunk)
         return counts
     finally:
-        for name, value in saved.items():
-            setattr(source_module, name, value)
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
 HAND = """
@@ -224,7 +248,7 @@ def _hand_path(fmt: str, n: int) -> Counting:
     factory.source, factory.batches = src, True
     protocol = factory.buildProtocol(None)
     protocol.makeConnection(StringTransport())
-    with Counting(("syslogsrc/emulation.py",)) as counts:
+    with Counting(EMULATION_FILES) as counts:
         for chunk in _reads(fmt, n):
             protocol.dataReceived(chunk)
     return counts

@@ -37,7 +37,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import LogLevel
 
 from syslogsrc.interfaces import ListenerStats
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.protocols._ratelimit import RateLimitedLog
 
 __all__ = [
     "MAX_SENDERS",

@@ -12,20 +12,16 @@ As a library::
         ...
         host.messages  # what was delivered (when no output was given)
 
-As a command::
+As a command (:mod:`syslogsrc._host_cli`)::
 
     syslogsrc-host syslogsrc.SyslogSource -o listen=tcp:5514:interface=127.0.0.1 --output -
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -33,10 +29,12 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from syslogsrc import emulation, optiontable
+from syslogsrc import emulation
+from syslogsrc._emulated_acks import AckTracker
+from syslogsrc._host_cli import main
+from syslogsrc._host_cli import make_parser as make_parser  # the command line, for its tests
 from syslogsrc.emulation import LogMessage, LogSource, ParseOptions, SourceDriver
-from syslogsrc.optiontable import OptionError
-from syslogsrc.outputs import Output, open_output
+from syslogsrc.outputs import Output
 
 __all__ = ["SourceHost", "SourceInitError", "init_source", "main", "persist_name_of"]
 
@@ -110,7 +108,7 @@ def init_source(
     if not ok:
         raise SourceInitError(f"Python source {name}: init() returned FALSE")
     tracker = source.ack_tracker
-    if tracker is not None and not isinstance(tracker, emulation._AckTracker):
+    if tracker is not None and not isinstance(tracker, AckTracker):
         source.deinit()
         raise SourceInitError(f"{name}: ack_tracker must be an AckTracker instance")
     source.parse_options = ParseOptions(parse_format)
@@ -335,7 +333,7 @@ class SourceHost:
         assert self._consumer is not None
         self._consumer.drain()
         tracker = source.ack_tracker
-        if isinstance(tracker, emulation._AckTracker):
+        if isinstance(tracker, AckTracker):
             tracker._close()
         try:
             source.deinit()
@@ -392,131 +390,6 @@ class SourceHost:
         out["window_size"] = self.log_iw_size
         out["reloads"] = self.reloads
         return out
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-
-
-def _load_class(path: str) -> type:
-    module, sep, attr = path.replace(":", ".").rpartition(".")
-    if not sep:
-        raise SystemExit(f"syslogsrc-host: {path!r} is not module.Class")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise SystemExit(f"syslogsrc-host: cannot load {path}: {exc}") from exc
-
-
-def _option(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _parsed_by(declared: optiontable.Option) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            return declared.parse(text)
-        except OptionError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = declared.name  # argparse names the type in its errors
-    return parse
-
-
-def make_parser() -> argparse.ArgumentParser:
-    """``syslogsrc-host``'s command line."""
-    parser = argparse.ArgumentParser(
-        prog="syslogsrc-host",
-        description="Run a syslog-ng Python LogSource class outside syslog-ng.",
-    )
-    parser.add_argument(
-        "source_class", help="module.Class of the LogSource, e.g. syslogsrc.SyslogSource"
-    )
-    parser.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        type=_option,
-        default=[],
-        metavar="KEY=VALUE",
-        help="an options() entry (repeatable)",
-    )
-    for declared in optiontable.OPTIONS:  # --output, --log-iw-size, ...: as twistd's
-        if "host" in declared.drivers:
-            default = declared.default_text()
-            parser.add_argument(
-                f"--{declared.name}",
-                type=_parsed_by(declared),
-                default=declared.default,
-                # a bare --keep-hostname says yes, as it always did
-                **({"nargs": "?", "const": True} if declared.kind == "bool" else {}),
-                help=declared.help + ("" if default is None else f" (default: {default})"),
-            )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging to stderr")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
-    cls = _load_class(args.source_class)
-    host = SourceHost(
-        cls,
-        dict(args.option),
-        log_iw_size=args.log_iw_size,
-        output=open_output(args.output, args.output_format, non_utf8=args.output_non_utf8),
-        state_dir=args.state_dir,
-        keep_hostname=args.keep_hostname,
-    )
-    stop = threading.Event()
-    reload = threading.Event()
-
-    def on_stop(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    def on_hup(_signum: int, _frame: Any) -> None:
-        reload.set()
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
-    try:
-        host.start()
-    except SourceInitError as exc:
-        print(f"syslogsrc-host: {exc}", file=sys.stderr)
-        with contextlib.suppress(Exception):
-            host.close()
-        return 1
-    try:
-        while True:
-            # With a timeout: a signal the kernel hands to another of our threads sets Python's
-            # flag but does not wake a main thread blocked in a lock, so the handler would wait
-            # for the next wakeup (SIGTERM after SIGHUP hung 1 run in 8 on a busy machine).
-            while not stop.wait(0.2):
-                pass
-            stop.clear()
-            if reload.is_set():
-                reload.clear()
-                _log.info("SIGHUP: reloading %s", args.source_class)
-                try:
-                    host.reload()
-                except SourceInitError as exc:
-                    print(f"syslogsrc-host: reload failed: {exc}", file=sys.stderr)
-                    return 1
-                continue
-            break
-    finally:
-        host.close()
-    return 1 if host.run_error is not None else 0
 
 
 if __name__ == "__main__":

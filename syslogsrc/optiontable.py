@@ -444,6 +444,27 @@ OPTIONS: tuple[Option, ...] = (
         applies="http, https",
         doc="HTTP: request headers copied into `http.header.<name>` pairs.",
     ),
+    _listener(
+        "http-ack",
+        False,
+        "bool",
+        "answer a POST only once every message of it is stored (yes/no)",
+        applies="http, https",
+        doc="HTTP: answer `200` only once every message of the request is stored (inside"
+        " syslog-ng: acknowledged by the destination; standalone: written to the output), not"
+        " when it is posted. [relp.md](relp.md#http-acknowledgement)",
+    ),
+    _listener(
+        "http-ack-timeout",
+        30,
+        "seconds",
+        "with http-ack: seconds to wait for the acknowledgement before answering 503",
+        minimum=0.001,
+        applies="http, https",
+        doc="HTTP with `http-ack`: how long a request waits for its messages to be stored;"
+        ' then `503` with `Retry-After` (`{"status": "not-acknowledged"}`): they may'
+        " still arrive, a retry may store them twice.",
+    ),
     _source(
         "source-ip",
         "pairs",
@@ -518,6 +539,16 @@ OPTIONS: tuple[Option, ...] = (
         choices=NON_UTF8_POLICIES,
         doc="Bytes that are not UTF-8: `escape` (lossless, `\\udcNN` in JSON) or `replace`"
         " (U+FFFD: valid UTF-8 for every JSON reader); [output.md](output.md).",
+    ),
+    _output(
+        "output-fsync",
+        False,
+        "bool",
+        "acknowledge messages (RELP, HTTP ack mode) only once the output is fsync'ed",
+        drivers=frozenset({"twistd"}),
+        doc="Acknowledge a message to a sender that waits for it (RELP, HTTP in acknowledgement"
+        " mode) only once the output file is fsync'ed; `no`: once written and flushed."
+        " [relp.md](relp.md)",
     ),
     _output(
         "log-iw-size",

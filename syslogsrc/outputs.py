@@ -17,7 +17,9 @@ JSON for every reader, at the price of the original bytes (docs/output.md).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
 import socket
 import sys
 import time
@@ -67,6 +69,9 @@ class Output(Protocol):
 
     def flush(self) -> None:
         """Push what was written to the file (or pipe)."""
+
+    def sync(self) -> None:
+        """After :meth:`flush`: make what was written durable (fsync), where the file can be."""
 
     def close(self) -> None:
         """Flush and close."""
@@ -280,6 +285,18 @@ class _FileOutput:
 
     def flush(self) -> None:
         self._file.flush()
+
+    def sync(self) -> None:
+        """fsync the file; a pipe or a terminal (stdout) has nothing to sync."""
+        try:
+            fd = self._file.fileno()
+        except (OSError, ValueError):  # an in-memory file (io.UnsupportedOperation)
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: a pipe, a socket, a terminal
+                raise
 
     def reopen(self) -> None:
         if isinstance(self.path, str) and self.path != "-":

@@ -94,6 +94,8 @@ class SourceService(service.Service):
     :param log_iw_size: how many messages may wait for the output before the listeners pause.
     :param keep_hostname: keep ``HOST`` from the message (else the sender's address).
     :param stats_interval: seconds between stats lines in the log; 0 = only the summary at stop.
+    :param output_fsync: acknowledge messages (RELP, HTTP acknowledgement mode) only once the
+        output is fsync'ed.
     """
 
     name = "syslogsrc"
@@ -106,9 +108,11 @@ class SourceService(service.Service):
         log_iw_size: int = 1000,
         keep_hostname: bool = True,
         stats_interval: float = 0,
+        output_fsync: bool = False,
         reactor: Any = None,
     ) -> None:
         self.options = dict(options)
+        self.output_fsync = output_fsync
         self.output = output
         self.log_iw_size = log_iw_size
         self.keep_hostname = keep_hostname
@@ -134,6 +138,7 @@ class SourceService(service.Service):
             format=source.options.format,
             time_zone=source.options.time_zone,
             high_water=self.log_iw_size,
+            sync=self.output_fsync,
         )
         source.sink = sink
         source.attach(reactor)
@@ -192,7 +197,9 @@ class SyslogService(service.Service):
     """Listeners for an application: ``SyslogService(listen=["tcp:5514"], sink=print)``.
 
     :param listen: listener specs (see ``docs/listeners.md``).
-    :param sink: a callable ``sink(message, origin)`` or an ``IMessageSink``.
+    :param sink: a callable ``sink(message, origin)`` or an ``IMessageSink``. A callable
+        that returns a ``Deferred`` acknowledges a message (RELP, HTTP acknowledgement mode)
+        when it fires.
     :param options: the listeners' :class:`~syslogsrc.options.ListenerOptions`.
     :param format: how frames are parsed for a callable sink.
     """
@@ -217,6 +224,8 @@ class SyslogService(service.Service):
     def startService(self) -> defer.Deferred[Any]:  # type: ignore[override]
         super().startService()
         reactor = self.reactor = _reactor_or_global(self.reactor)
+        if isinstance(self.sink, CallbackSink) and self.sink.reactor is None:
+            self.sink.reactor = reactor  # acknowledgements in the reactor's next turn
         self.listeners = [make_listener(s, reactor, self.sink, self.options) for s in self.specs]
         return defer.gatherResults([defer.maybeDeferred(lis.start) for lis in self.listeners])
 
@@ -305,6 +314,7 @@ def makeService(options: Options) -> SourceService:
         log_iw_size=out["log_iw_size"],
         keep_hostname=out["keep_hostname"],
         stats_interval=out["stats_interval"],
+        output_fsync=out["output_fsync"],
     )
     # Messages to stdout and twistd's log to stdout would interleave two formats in one
     # stream (`twistd -n syslogsrc | jq` would break at the first log line): stdout is

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import queue
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,11 +30,11 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from syslogsrc.interfaces import IMessageSink, Origin
+from syslogsrc.interfaces import IAcknowledgingSink, Origin
 from syslogsrc.outputs import Output
 from syslogsrc.parsing import ParsedMessage, malformed, parse
 from syslogsrc.producers import ProducerSet
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.protocols._ratelimit import RateLimitedLog
 
 __all__ = ["CallbackSink", "OutputSink"]
 
@@ -77,27 +78,53 @@ class _ParsingSink:
         self._producers.resume()
 
 
-@implementer(IMessageSink)
+@implementer(IAcknowledgingSink)
 class CallbackSink(_ParsingSink):
     """Parses each frame and hands ``(ParsedMessage, Origin)`` to a callable. The callable may
     call ``pause()`` (and later ``resume()``, from the reactor's thread): the messages of
     the batch after the one it was given wait in their protocol. ``origin.pairs`` are in
-    ``message.pairs``."""
+    ``message.pairs``.
+
+    Acknowledgements (``post_tracked``: RELP, HTTP in acknowledgement mode): a message is
+    stored when the callable returned, or, if it returned a ``Deferred``, when that fires (an
+    errback: not stored). Given a ``reactor``, acknowledgements of callables that returned at
+    once are reported in its next turn; without one, before ``post_tracked`` returns.
+    """
+
+    #: what an acknowledgement means (:class:`~syslogsrc.interfaces.IAcknowledgingSink`)
+    acknowledgement = "handed to the callback (or its Deferred fired)"
 
     def __init__(
         self,
         callback: Callable[[ParsedMessage, Origin], Any],
         format: str = "auto",
         time_zone: dt.tzinfo | None = None,
+        reactor: IReactorTime | None = None,
     ) -> None:
         super().__init__(format, time_zone)
         self.callback = callback
+        self.reactor = reactor
 
     def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
+        return self._take(messages, origin, None)
+
+    def post_tracked(
+        self, messages: Sequence[bytes | ParsedMessage], origin: Origin, tokens: Sequence[Any]
+    ) -> int:
+        return self._take(messages, origin, tokens)
+
+    def _take(
+        self,
+        messages: Sequence[bytes | ParsedMessage],
+        origin: Origin,
+        tokens: Sequence[Any] | None,
+    ) -> int:
         callback = self.callback
         pairs = origin.pairs
         taken = 0
         stats = origin.listener
+        stored: list[Any] = []
+        lost: list[Any] = []
         for message in messages:
             if self._producers.paused:
                 break
@@ -112,36 +139,76 @@ class CallbackSink(_ParsingSink):
                     parsed.format,
                 )
             try:
-                callback(parsed, origin)
+                result = callback(parsed, origin)
             except Exception:
                 stats.dropped += 1
                 _log.failure("the sink's callback failed; the message was dropped")
+                if tokens is not None:
+                    lost.append(tokens[taken - 1])
                 continue
             stats.posted += 1
+            if tokens is None:
+                continue
+            if isinstance(result, defer.Deferred):
+                token = [tokens[taken - 1]]
+                ack = origin.acknowledge
+                result.addCallbacks(
+                    lambda _, t=token, a=ack: _acknowledge([(a, t)], True),
+                    lambda f, t=token, a=ack: _acknowledge([(a, t)], False),
+                )
+            else:
+                stored.append(tokens[taken - 1])
+        for ok, done in ((True, stored), (False, lost)):
+            if done:
+                acks: Acks = [(origin.acknowledge, done)]  # type: ignore[list-item]
+                if self.reactor is not None:
+                    self.reactor.callLater(0, _acknowledge, acks, ok)
+                else:
+                    _acknowledge(acks, ok)
         return taken
+
+
+#: what a writer reports back per write: the ``(acknowledge, tokens)`` of the messages in it
+Acks = list[tuple[Callable[[Sequence[Any], bool], None], list[Any]]]
 
 
 class _Writer:
     """The output's own thread (file writes block): it writes whole rendered batches, flushes
-    when nothing more waits, and tells the reactor how many messages each write took."""
+    when nothing more waits, and tells the reactor how many messages each write took.
+
+    A batch that carries acknowledgements (:meth:`OutputSink.post_tracked`) is flushed (and,
+    with ``sync``, fsync'ed) before they are reported, whatever else waits: an acknowledged
+    message is in the file, not in a buffer."""
 
     _STOP = object()
 
-    def __init__(self, output: Output, reactor: IReactorThreads, written: Callable[[int], None]):
+    def __init__(
+        self,
+        output: Output,
+        reactor: IReactorThreads,
+        written: Callable[[int, Acks, Acks], None],
+        sync: bool = False,
+    ):
         self.output = output
         self.reactor = reactor
         self.written = written
+        self.sync = sync
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._loop, name="syslogsrc-output", daemon=True)
         self.thread.start()
 
-    def write(self, data: bytes, count: int) -> None:
-        self.queue.put((data, count))
+    def write(self, data: bytes, count: int, acks: Acks | None = None) -> None:
+        self.queue.put((data, count, acks))
 
     def call(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` in the writer's thread, after what was queued before it (reopen)."""
-        self.queue.put((fn, -1))
+        self.queue.put((fn, -1, None))
+
+    def _failed(self) -> None:
+        if self.error is None:
+            _log.failure("the output failed; messages are being lost", Failure())
+        self.error = sys.exc_info()[1]
 
     def _loop(self) -> None:
         q = self.queue
@@ -154,31 +221,38 @@ class _Writer:
             while not q.empty():
                 items.append(q.get())
             written = 0
+            stored: Acks = []
+            lost: Acks = []
             for item in items:
                 if item is self._STOP:
                     stop = True
                     break
-                data, count = item
+                data, count, acks = item
                 try:
                     if count < 0:
                         data()
                         continue
                     output.write_rendered(data, count)
-                except BaseException as exc:  # keep counting: a broken output must not hang us
-                    if self.error is None:
-                        _log.failure("the output failed; messages are being lost", Failure())
-                    self.error = exc
+                except BaseException:  # keep counting: a broken output must not hang us
+                    self._failed()
+                    if acks:
+                        lost.extend(acks)
+                else:
+                    if acks:
+                        stored.extend(acks)
                 if count > 0:
                     written += count
-            try:
-                if q.empty():
+            if stored or q.empty():
+                try:
                     output.flush()
-            except BaseException as exc:
-                if self.error is None:
-                    _log.failure("the output failed; messages are being lost", Failure())
-                self.error = exc
-            if written:
-                self.reactor.callFromThread(self.written, written)
+                    if stored and self.sync:
+                        output.sync()
+                except BaseException:
+                    self._failed()
+                    lost.extend(stored)
+                    stored = []
+            if written or lost:
+                self.reactor.callFromThread(self.written, written, stored, lost)
         output.flush()
 
     def close(self) -> None:
@@ -188,13 +262,15 @@ class _Writer:
         self.output.close()
 
 
-@implementer(IMessageSink)
+@implementer(IAcknowledgingSink)
 class OutputSink(_ParsingSink):
     """Parsed messages into an output, a batch per call, through a writer thread.
 
     :param output: an :class:`~syslogsrc.outputs.Output` (JSON lines or text).
     :param high_water: messages handed to the writer and not written yet above which the
         producers pause (``--log-iw-size`` of twistd); they resume at half of it.
+    :param sync: acknowledge messages (:meth:`post_tracked`: RELP, HTTP in acknowledgement
+        mode) only once the output is fsync'ed, not only written and flushed.
     """
 
     def __init__(
@@ -205,6 +281,7 @@ class OutputSink(_ParsingSink):
         format: str = "auto",
         time_zone: dt.tzinfo | None = None,
         high_water: int = 1000,
+        sync: bool = False,
     ) -> None:
         super().__init__(format, time_zone)
         if high_water < 1:
@@ -215,7 +292,9 @@ class OutputSink(_ParsingSink):
         self.low_water = high_water // 2
         self.in_flight = 0  #: messages handed to the writer, not written yet
         self.suspends = 0  #: times the producers were paused for the output
-        self._writer = _Writer(output, reactor, self._written)
+        #: what an acknowledgement means (:class:`~syslogsrc.interfaces.IAcknowledgingSink`)
+        self.acknowledgement = "synced" if sync else "written"
+        self._writer = _Writer(output, reactor, self._written, sync)
         self._render_errors = RateLimitedLog(
             reactor,
             "{listener}: rendering a message for the output raised {count} time(s){span};"
@@ -226,9 +305,26 @@ class OutputSink(_ParsingSink):
         self._stopping = False
         self._rendered: list[bytes] = []  # rendered this turn of the reactor, not handed over
         self._rendered_count = 0
+        self._rendered_acks: Acks = []  # the acknowledgements those carry
         self._hand_over_scheduled = False
 
     def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
+        return self._take(messages, origin, None)
+
+    def post_tracked(
+        self, messages: Sequence[bytes | ParsedMessage], origin: Origin, tokens: Sequence[Any]
+    ) -> int:
+        """As ``post``; ``origin.acknowledge(tokens, True)`` once the writer has written
+        and flushed them (fsync'ed with ``sync``), ``False`` for a message that could not be
+        rendered or written."""
+        return self._take(messages, origin, tokens)
+
+    def _take(
+        self,
+        messages: Sequence[bytes | ParsedMessage],
+        origin: Origin,
+        tokens: Sequence[Any] | None,
+    ) -> int:
         if self._producers.paused:
             return 0
         stats = origin.listener
@@ -245,8 +341,9 @@ class OutputSink(_ParsingSink):
         try:  # the renderer takes the origin's pairs from the origin
             data = self.output.render_batch(batch, origin)
             count = len(batch)
+            stored = tokens
         except Exception:  # one at a time, to lose only the message that cannot be rendered
-            data, count = self._render_each(batch, origin)
+            data, count, stored = self._render_each(batch, origin, tokens)
         if count:
             stats.posted += count
             self.in_flight += count
@@ -254,6 +351,8 @@ class OutputSink(_ParsingSink):
             # datagrams in one turn, each its own batch), not once per batch.
             self._rendered.append(data)
             self._rendered_count += count
+            if stored:
+                self._rendered_acks.append((origin.acknowledge, list(stored)))  # type: ignore[arg-type]
             if not self._hand_over_scheduled:
                 self._hand_over_scheduled = True
                 self.reactor.callLater(0, self._hand_over)
@@ -262,27 +361,42 @@ class OutputSink(_ParsingSink):
                 self._producers.pause()
         return len(messages)
 
-    def _render_each(self, batch: list[ParsedMessage], origin: Origin) -> tuple[bytes, int]:
+    def _render_each(
+        self, batch: list[ParsedMessage], origin: Origin, tokens: Sequence[Any] | None
+    ) -> tuple[bytes, int, list[Any]]:
         render = self.output.render
         stats = origin.listener
         lines = []
-        for one in batch:
+        stored, lost = [], []
+        for i, one in enumerate(batch):
             try:
                 lines.append(render(one, origin))
             except Exception:
                 stats.dropped += 1
                 self._render_errors(Failure(), listener=stats.name)
-        return b"".join(lines), len(lines)
+                if tokens is not None:
+                    lost.append(tokens[i])
+            else:
+                if tokens is not None:
+                    stored.append(tokens[i])
+        if lost:  # answered in the reactor's next turn, never from inside post_tracked
+            self.reactor.callLater(0, _acknowledge, [(origin.acknowledge, lost)], False)
+        return b"".join(lines), len(lines), stored
 
     def _hand_over(self) -> None:
         self._hand_over_scheduled = False
         if self._rendered_count:
             data, count = b"".join(self._rendered), self._rendered_count
-            self._rendered, self._rendered_count = [], 0
-            self._writer.write(data, count)
+            acks = self._rendered_acks
+            self._rendered, self._rendered_count, self._rendered_acks = [], 0, []
+            self._writer.write(data, count, acks or None)
 
-    def _written(self, count: int) -> None:
+    def _written(self, count: int, stored: Acks, lost: Acks) -> None:
         self.in_flight -= count
+        if stored:
+            _acknowledge(stored, True)
+        if lost:
+            _acknowledge(lost, False)
         if self._producers.paused and self.in_flight <= self.low_water:
             self._producers.resume(lambda: self._producers.paused)
 
@@ -305,6 +419,16 @@ class OutputSink(_ParsingSink):
         self._producers.stop()
         self._hand_over()
         return _in_thread(self.reactor, self._writer.close)
+
+
+def _acknowledge(acks: Acks, stored: bool) -> None:
+    """Report ``acks`` (``(acknowledge, tokens)`` pairs) to their protocols, in the reactor
+    thread; a protocol whose callback raises is logged and does not stop the others."""
+    for acknowledge, tokens in acks:
+        try:
+            acknowledge(tokens, stored)
+        except Exception:
+            _log.failure("an acknowledgement callback raised")
 
 
 def _in_thread(reactor: IReactorTime, fn: Callable[[], Any]) -> defer.Deferred[Any]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_standalone import Twistd, _lines
+from twistd_process import Twistd, json_lines
 
 from syslogsrc.testing import accepts, free_port, wait_until
 
@@ -34,7 +34,7 @@ def _stats(log: str, listener: str) -> dict[str, int]:
 
 
 def _messages(out: Path) -> list[str]:
-    return [line.get("MESSAGE", "") for line in _lines(out)]
+    return [line.get("MESSAGE", "") for line in json_lines(out)]
 
 
 def _tcp_from(source: str, port: int, data: bytes, host: str = "127.0.0.1") -> bytes:

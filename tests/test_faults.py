@@ -23,17 +23,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from test_hostile_http import GoodHTTPSender, post
-from test_hostile_streams import (
-    WAIT,
+from test_hostile_streams import DaemonCase, daemon_config
+
+from syslogsrc.testing import (
     CountingOutput,
-    DaemonCase,
+    GoodHTTPSender,
     GoodSender,
-    Hostile,
-    daemon_config,
+    ListeningSource,
+    accepts,
+    free_port,
+    http_post,
+    wait_until,
 )
 
-from syslogsrc.testing import accepts, free_port, wait_until
+WAIT = 15.0
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_output_stall_tcp_loses_nothing_http_503_then_200() -> None:
     n = 20_000
     output = CountingOutput()
-    with Hostile("tcp:0:interface=127.0.0.1", "http:0:interface=127.0.0.1", output=output,
+    with ListeningSource("tcp:0:interface=127.0.0.1", "http:0:interface=127.0.0.1", output=output,
                  log_iw_size=100) as h:  # fmt: skip
         output.hold()  # the destination stops taking messages
         tcp = GoodSender(h, "stall-tcp", count=n, interval=0)
@@ -53,7 +56,7 @@ def test_output_stall_tcp_loses_nothing_http_503_then_200() -> None:
         statuses = []
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            status, answer = post(h.port(1), b"<13>Nov 24 06:00:00 good app: good-probe-0")
+            status, answer = http_post(h.port(1), b"<13>Nov 24 06:00:00 good app: good-probe-0")
             statuses.append((status, answer.get("status")))
             if status == 503:
                 break
@@ -87,7 +90,7 @@ def test_a_listener_that_cannot_listen_does_not_keep_the_others_from_serving() -
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        with Hostile(f"udp:{port}:interface=127.0.0.1", "tcp:0:interface=127.0.0.1",
+        with ListeningSource(f"udp:{port}:interface=127.0.0.1", "tcp:0:interface=127.0.0.1",
                      "udp:0:interface=127.0.0.1") as h:  # fmt: skip
             assert [lst.name for lst in h.listeners] == [
                 "tcp:0:interface=127.0.0.1",
@@ -137,7 +140,7 @@ class Flood(threading.Thread):
 def test_reloads_under_load_deliver_what_was_accepted_and_leak_nothing() -> None:
     output = CountingOutput()
     listen = "tcp:0:interface=127.0.0.1"
-    with Hostile(listen, output=output) as h:
+    with ListeningSource(listen, output=output) as h:
         flood = Flood(h.port, "reload")
         flood.start()
         posted = 0
@@ -274,7 +277,7 @@ def test_sigterm_at_peak_load_daemon_exits_within_5s_and_delivers_everything(
 
 
 def test_exception_in_a_reactor_callback_is_logged_and_serving_goes_on() -> None:
-    with Hostile("tcp:0:interface=127.0.0.1") as h:
+    with ListeningSource("tcp:0:interface=127.0.0.1") as h:
         reactor = h.host.source._reactor
 
         def boom() -> None:

@@ -26,7 +26,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_protocols_http import parse_responses
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -41,7 +40,7 @@ from syslogsrc.parsing import FORMATS, MAX_NAME_BYTES, ParsedMessage, parse
 from syslogsrc.protocols.http import HTTPIngestSite
 from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.source import SyslogSource
-from syslogsrc.testing import RecordingSink
+from syslogsrc.testing import RecordingSink, parse_responses
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or (100_000 if LONG else 150))

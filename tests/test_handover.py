@@ -11,10 +11,11 @@ import socket
 import threading
 import time
 
-from test_hostile_streams import WAIT, CountingOutput
-
 from syslogsrc import SyslogSource, handover
 from syslogsrc.host import SourceHost
+from syslogsrc.testing import CountingOutput
+
+WAIT = 15.0
 
 
 def _host(listen: str, output: CountingOutput, **kwargs: object) -> SourceHost:

@@ -14,15 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_hostile_streams import (
-    HOSTILE_BYTES,
-    RSS_BOUND,
-    WAIT,
-    GoodSender,
-    Hostile,
-    peak_rss,
-)
 
+from syslogsrc.testing import HOSTILE_BYTES, GoodSender, ListeningSource, peak_rss
+
+#: Peak RSS growth allowed while one hostile case runs (as in test_hostile_streams.py).
+RSS_BOUND = 24 * 1024 * 1024
+WAIT = 15.0
 UDP_MAX = 65507  #: the largest UDP payload over IPv4
 
 
@@ -30,7 +27,9 @@ class GoodUDPSender(threading.Thread):
     """``count`` datagrams ``good-NAME-i``, one every ``interval`` s (slow enough for loopback
     never to drop one)."""
 
-    def __init__(self, h: Hostile, name: str, port: int, count: int = 100, interval: float = 0.005):
+    def __init__(
+        self, h: ListeningSource, name: str, port: int, count: int = 100, interval: float = 0.005
+    ):
         super().__init__(daemon=True)
         self.h, self.tag, self.port, self.count, self.interval = h, name, port, count, interval
 
@@ -48,8 +47,8 @@ class GoodUDPSender(threading.Thread):
         assert out.good[self.tag] == list(range(self.count))
 
 
-def udp_hostile(**options: object) -> Hostile:
-    return Hostile("udp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.1", **options)
+def udp_hostile(**options: object) -> ListeningSource:
+    return ListeningSource("udp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.1", **options)
 
 
 def test_empty_datagrams_are_counted_and_logged_once_not_posted() -> None:
@@ -114,7 +113,7 @@ def test_invalid_utf8_and_nul_in_datagrams_byte_for_byte() -> None:
 
 def test_unixgram_empty_and_oversized_datagrams(tmp_path: Path) -> None:
     path = tmp_path / "log.sock"
-    with Hostile(f"unixgram:{path}", "tcp:0:interface=127.0.0.1", max_message_size=4096,
+    with ListeningSource(f"unixgram:{path}", "tcp:0:interface=127.0.0.1", max_message_size=4096,
                  format="raw") as h:  # fmt: skip
         tcp = GoodSender(h, "unixgram", port=h.port(1))
         tcp.start()

@@ -13,24 +13,27 @@ import gzip
 import http.client
 import json
 import os
-import re
 import socket
 import ssl
-import threading
 import time
 import zlib
 from typing import Any
 
 import pytest
-from test_hostile_streams import (
-    RSS_BOUND,
-    WAIT,
+
+from syslogsrc.testing import (
     CountingOutput,
-    Hostile,
+    GoodHTTPSender,
+    ListeningSource,
     closed_by_peer,
+    http_post,
+    parse_responses,
     peak_rss,
 )
 
+#: Peak RSS growth allowed while one hostile case runs (as in test_hostile_streams.py).
+RSS_BOUND = 24 * 1024 * 1024
+WAIT = 15.0
 MAX_BODY = 1024 * 1024
 TOKEN = "s3cret-token"
 
@@ -39,87 +42,17 @@ TOKEN = "s3cret-token"
 # clients
 
 
-def post(
-    port: int, body: bytes, headers: dict[str, str] | None = None, path: str = "/",
-    conn: http.client.HTTPConnection | None = None,
-) -> tuple[int, dict[str, Any]]:  # fmt: skip
-    """One POST; (status, JSON answer)."""
-    own = conn is None
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-    try:
-        conn.request("POST", path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, json.loads(data) if data else {}
-    finally:
-        if own:
-            conn.close()
-
-
-class GoodHTTPSender(threading.Thread):
-    """Posts ``count`` messages ``good-NAME-i``, one request each, on one keep-alive connection,
-    retrying on 503 (flow control, as the contract says). :meth:`check` wants them all, in order,
-    once."""
-
-    def __init__(
-        self, hostile: Hostile, name: str, *, count: int = 100, interval: float = 0.005,
-        token: str | None = None, port: int | None = None,
-    ) -> None:  # fmt: skip
-        super().__init__(name=f"good-http-{name}", daemon=True)
-        self.hostile, self.tag, self.count, self.interval = hostile, name, count, interval
-        self.port = port if port is not None else hostile.port()
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.error: BaseException | None = None
-        self.statuses: list[int] = []
-
-    def run(self) -> None:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT)
-            for i in range(self.count):
-                body = b"<13>Nov 24 06:00:00 good app: good-%s-%d" % (self.tag.encode(), i)
-                while True:
-                    status, _ = post(0, body, self.headers, conn=conn)
-                    self.statuses.append(status)
-                    if status != 503:
-                        break
-                    time.sleep(0.05)
-                assert status == 200, status
-                time.sleep(self.interval)
-            conn.close()
-        except BaseException as e:
-            self.error = e
-
-    def check(self) -> None:
-        self.join(WAIT)
-        assert not self.is_alive() and self.error is None, self.error
-        out = self.hostile.output
-        assert self.hostile.wait(lambda: len(out.good.get(self.tag, [])) >= self.count)
-        assert out.good[self.tag] == list(range(self.count))
-
-
 def read_responses(s: socket.socket, n: int, timeout: float = WAIT) -> list[tuple[int, bytes]]:
-    """Read ``n`` HTTP/1.1 responses (Content-Length bodies) from a raw socket."""
+    """Read ``n`` HTTP/1.1 responses (Content-Length bodies) from a raw socket, or those that
+    came before it closed."""
     s.settimeout(timeout)
     buf = b""
-    out: list[tuple[int, bytes]] = []
-    while len(out) < n:
-        head_end = buf.find(b"\r\n\r\n")
-        if head_end >= 0:
-            head = buf[:head_end].decode("latin-1")
-            status = int(head.split(" ", 2)[1])
-            m = re.search(r"(?im)^content-length:\s*(\d+)", head)
-            length = int(m.group(1)) if m else 0
-            if len(buf) >= head_end + 4 + length:
-                body = buf[head_end + 4 : head_end + 4 + length]
-                buf = buf[head_end + 4 + length :]
-                if status != 100:
-                    out.append((status, body))
-                continue
+    while len(responses := parse_responses(buf)) < n:
         chunk = s.recv(65536)
         if not chunk:
             break
         buf += chunk
-    return out
+    return [(r.code, r.body) for r in responses[:n]]
 
 
 def request_bytes(body: bytes, headers: dict[str, str] | None = None, path: str = "/") -> bytes:
@@ -128,9 +61,9 @@ def request_bytes(body: bytes, headers: dict[str, str] | None = None, path: str 
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def http_hostile(**options: Any) -> Hostile:
+def http_hostile(**options: Any) -> ListeningSource:
     options.setdefault("http_max_body", MAX_BODY)
-    return Hostile("http:0:interface=127.0.0.1", **options)
+    return ListeningSource("http:0:interface=127.0.0.1", **options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +76,7 @@ def test_body_over_the_limit_is_413_and_nothing_of_it_posted() -> None:
         good.start()
         line = b"<13>Nov 24 06:00:00 evil app: too much\n"
         body = line * (MAX_BODY // len(line) + 1)
-        status, answer = post(h.port(), body)  # Content-Length over: refused before reading
+        status, answer = http_post(h.port(), body)  # Content-Length over: refused before reading
         assert (status, answer["status"]) == (413, "too-large")
         # chunked, 64 MiB: counted as it streams, cut at the limit, never kept
         with peak_rss() as rss:
@@ -154,7 +87,7 @@ def test_body_over_the_limit_is_413_and_nothing_of_it_posted() -> None:
             assert resp.status == 413
             resp.read()
             # the connection is clean afterwards: the next request on it is served
-            status, answer = post(0, b"<13>Nov 24 06:00:00 good app: good-after-0", conn=conn)
+            status, answer = http_post(0, b"<13>Nov 24 06:00:00 good app: good-after-0", conn=conn)
             assert (status, answer["messages"]) == (200, 1)
             conn.close()
         good.check()
@@ -181,7 +114,9 @@ def test_missing_or_wrong_token_is_401_and_nothing_posted(authorization: str | N
         headers = {"Authorization": authorization} if authorization else {}
         conn = http.client.HTTPConnection("127.0.0.1", h.port(), timeout=WAIT)
         for _ in range(50):
-            status, answer = post(0, b"<13>Nov 24 06:00:00 evil app: let me in", headers, conn=conn)
+            status, answer = http_post(
+                0, b"<13>Nov 24 06:00:00 evil app: let me in", headers, conn=conn
+            )
             assert (status, answer["status"]) == (401, "unauthorized")
         conn.close()
         good.check()
@@ -218,7 +153,7 @@ def test_bad_json_is_400_and_nothing_half_posted(content_type: str, body: bytes,
             if coding:
                 headers["Content-Encoding"] = coding
                 data = gzip.compress(body)
-            status, answer = post(h.port(), data, headers)
+            status, answer = http_post(h.port(), data, headers)
             assert (status, answer["status"]) == (400, "malformed")
             assert says in answer["error"]
         good.check()
@@ -250,7 +185,7 @@ def test_gzip_bomb_is_413_decoded_incrementally_never_whole(bomb: bytes) -> None
         good.start()
         with peak_rss() as rss:
             for body, coding in ((bomb, "gzip"), (many_members, "gzip"), (deflate, "deflate")):
-                status, answer = post(h.port(), body, {"Content-Encoding": coding})
+                status, answer = http_post(h.port(), body, {"Content-Encoding": coding})
                 assert (status, answer["status"]) == (413, "too-large"), (coding, answer)
         good.check()
         stats = h.stats()
@@ -333,7 +268,7 @@ def test_concurrent_requests_each_message_once() -> None:
 # a client that pipelines and never reads
 
 
-def _send_buffer(h: Hostile) -> int:
+def _send_buffer(h: ListeningSource) -> int:
     """Bytes our side holds for the listener's connections (Twisted's write buffers)."""
     total = 0
     for conn in list(h.listener().tracker.protocols):
@@ -342,7 +277,7 @@ def _send_buffer(h: Hostile) -> int:
     return total
 
 
-def _progress_of(h: Hostile, s: socket.socket) -> int:
+def _progress_of(h: ListeningSource, s: socket.socket) -> int:
     """Requests the server has read whole on the connection of client socket ``s``."""
     from syslogsrc.protocols._tracking import _innermost
 
@@ -460,7 +395,9 @@ def test_query_argument_names_syslog_ng_would_refuse_are_left_out() -> None:
     # the names of query arguments, so those that would make one are not passed on.
     long_name = "n" * 300
     with http_hostile(output=CountingOutput(keep=True)) as h:
-        status, _ = post(h.port(), b"<13>Nov 24 06:00:00 h app: q", path=f"/?{long_name}=1&ok=2")
+        status, _ = http_post(
+            h.port(), b"<13>Nov 24 06:00:00 h app: q", path=f"/?{long_name}=1&ok=2"
+        )
         assert status == 200
         assert h.wait(lambda: len(h.output.kept) == 1)
         msg = h.output.kept[0]

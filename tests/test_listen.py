@@ -13,9 +13,11 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import pytest_twisted
-from hypothesis import assume, given
+from certs import make_certs
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import (
@@ -23,25 +25,33 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     UNIXClientEndpoint,
     connectProtocol,
-)
-from twisted.internet.endpoints import (
-    _parse as twisted_parse,
+    serverFromString,
+    wrapClientTLS,
 )
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Protocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from syslogsrc import _listenspec
+from syslogsrc._ports import tcp_endpoint, udp_port
 from syslogsrc.listen import (
+    KINDS,
+    LISTENER_KINDS,
     DatagramListener,
+    DatagramStart,
+    ListenerKind,
     ListenSpec,
     StreamListener,
-    _parse,
+    StreamStart,
     make_listener,
     parse_listen,
     parse_spec,
+    protocol_factory,
 )
 from syslogsrc.options import ListenerOptions, OptionError
+from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.testing import RecordingSink
 
 TIMEOUT = 5.0
@@ -152,13 +162,51 @@ def test_usage_is_in_the_error() -> None:
         parse_spec("udp:1:x=2")
 
 
-@given(st.text(alphabet="ab:=\\ x", max_size=30))
-def test_tokenizer_agrees_with_twisted(description: str) -> None:
+@pytest.mark.parametrize("text", ["unix:/s\\", "unix:/s\\\\\\", "tcp:514:interface=\\"])
+def test_a_trailing_backslash_is_an_option_error(text: str) -> None:
+    # Twisted's tokenizer fails on it with a RuntimeError; the user gets the reason instead.
+    with pytest.raises(OptionError, match="escapes nothing") as info:
+        parse_listen(f"udp:514 {text}")
+    assert info.value.value == text
+
+
+def test_an_escaped_trailing_backslash_is_a_backslash() -> None:
+    assert parse_spec("unix:/s\\\\").path == "/s\\"
+
+
+@given(
+    st.sampled_from(["", "haproxy:", "tcp:", "udp6:", "unix:", "systemd:", "http:", "ssl:"]),
+    st.text(alphabet="ab1:=\\ x", max_size=30),
+)
+def test_any_text_parses_or_is_an_option_error(kind: str, rest: str) -> None:
     try:
-        expected = twisted_parse(description)
-    except RuntimeError:  # Twisted chokes on a trailing backslash; we ignore it
-        assume(False)
-    assert _parse(description) == tuple(expected)
+        specs = parse_listen(kind + rest)
+    except OptionError as e:
+        assert e.option == "listen"
+    else:
+        assert all(isinstance(spec, ListenSpec) for spec in specs)
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "tcp:514",
+        "tcp:514:127.0.0.1:7",
+        "tcp:port=514:backlog=9:interface=\\:\\:1",
+        "tcp6:514",
+        "tcp6:514:interface=\\:\\:1",
+        "unix:/run/s.sock",
+        "unix:/run/a\\:b.sock:mode=600:backlog=3:lockfile=0",
+    ],
+)
+def test_twisted_stream_kinds_listen_where_server_from_string_would(description: str) -> None:
+    # Twisted's kinds keep Twisted's arguments and defaults: the endpoint is the one Twisted
+    # makes of the same text (compared by its settings: tcp6 binds through the same listenTCP).
+    listener = make_listener(
+        parse_spec(description + ":framing=lf"), reactor, RecordingSink(), ListenerOptions()
+    )
+    assert isinstance(listener, StreamListener)
+    assert vars(listener.endpoint) == vars(serverFromString(reactor, description))
 
 
 def test_make_listener_picks_the_class_and_transport() -> None:
@@ -517,3 +565,154 @@ def test_unixgram_listener_replaces_a_stale_socket(short_tmp: Path) -> Generator
 def test_listen_spec_is_a_value() -> None:
     assert parse_spec("tcp:1") == parse_spec("tcp:1")
     assert isinstance(parse_spec("tcp:1"), ListenSpec)
+
+
+# --- a kind is one table entry ----------------------------------------------------------------
+#
+# Each test adds one ListenerKind to LISTENER_KINDS (monkeypatch takes it out again) and nothing
+# else: the new kind then parses, is named in errors, and starts the way its entry says.
+
+
+def recording(calls: list[str], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, noting ``name`` in ``calls`` at each call: shows the entry's is used."""
+
+    def call(*args: Any) -> Any:
+        calls.append(name)
+        return function(*args)
+
+    return call
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stream_kind_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> Generator:
+    calls: list[str] = []
+    monkeypatch.setitem(
+        LISTENER_KINDS,
+        "lines",
+        ListenerKind(
+            "lines",
+            "lines-transport",
+            _listenspec.parse_tcp_port,
+            StreamStart(
+                # imported by name when the first listener is made, as an optional protocol is
+                protocol_factory("syslogsrc.protocols.stream:SyslogStreamFactory"),
+                recording(calls, "endpoint", tcp_endpoint),
+            ),
+            frozenset({"format"}),
+        ),
+    )
+    assert KINDS["lines"] == "lines-transport"
+    with pytest.raises(OptionError, match=r"usage: lines:PORT\[:interface=\.\.\.\]\[:backlog"):
+        parse_spec("lines:0:bogus=1")
+    with pytest.raises(OptionError, match="framing= applies to stream kinds"):
+        parse_spec("lines:0:framing=lf")
+    with pytest.raises(
+        OptionError, match=r"haproxy: wraps one of tcp, tcp6, ssl, unix, systemd, relp, relps$"
+    ):
+        parse_spec("haproxy:lines:0")
+    with pytest.raises(
+        OptionError, match=r"must be one of haproxy, .*, https, relp, relps, lines$"
+    ):
+        parse_spec("smtp:25")
+
+    spec = parse_spec("lines:0:interface=127.0.0.1:format=rfc3164:allow=127.0.0.0/8")
+    assert (spec.kind, spec.transport, spec.port, spec.stream) == (
+        "lines",
+        "lines-transport",
+        0,
+        True,
+    )
+    sink = RecordingSink()
+    listener = make_listener(spec, reactor, sink, ListenerOptions())
+    assert calls == ["endpoint"]
+    assert isinstance(listener, StreamListener)
+    factory = listener.tracker.wrappedFactory
+    assert isinstance(factory, SyslogStreamFactory)
+    assert (factory.transport_name, factory.format) == ("lines-transport", "rfc3164")
+    yield listener.start().addTimeout(TIMEOUT, reactor)
+    try:
+        client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+        client.transport.write(b"<13>one\n")
+        yield wait_until(lambda: len(sink.posts) == 1)
+        assert sink.messages == [b"<13>one"]
+        assert sink.posts[0][1].transport == "lines-transport"
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_tls_stream_kind_is_one_entry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Generator:
+    # relps:'s shape: ssl:'s arguments, and a reloadable TLS context because the entry says tls.
+    monkeypatch.setitem(
+        LISTENER_KINDS,
+        "liness",
+        ListenerKind(
+            "liness",
+            "liness",
+            _listenspec.parse_tls,
+            StreamStart(protocol_factory(SyslogStreamFactory), tls=True),
+            frozenset({"format"}),
+            proxyable=True,
+        ),
+    )
+    certs = make_certs(tmp_path)
+    spec = parse_spec(
+        f"haproxy:liness:0:interface=127.0.0.1:privateKey={certs.server_key}"
+        f":certKey={certs.server_cert}"
+    )
+    assert (spec.proxy, spec.private_key) == (True, str(certs.server_key))
+    spec = attrs.evolve(spec, proxy=False)  # the client below sends no PROXY header
+    sink = RecordingSink()
+    listener = make_listener(spec, reactor, sink, ListenerOptions())
+    yield listener.start().addTimeout(TIMEOUT, reactor)
+    try:
+        trust = Certificate.loadPEM(certs.ca.read_bytes())
+        endpoint = wrapClientTLS(
+            optionsForClientTLS("localhost", trustRoot=trust),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port),
+        )
+        client = yield connect(endpoint)
+        client.transport.write(b"<13>secret\n")
+        yield wait_until(lambda: len(sink.posts) == 1)
+        assert sink.messages == [b"<13>secret"]
+        assert sink.posts[0][1].transport == "liness"
+        assert listener.reload_tls() is True  # the files are read again, as for ssl:
+    finally:
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_datagram_kind_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> Generator:
+    calls: list[str] = []
+    monkeypatch.setitem(
+        LISTENER_KINDS,
+        "dgram",
+        ListenerKind(
+            "dgram",
+            "dgram",
+            _listenspec.parse_udp,
+            DatagramStart(recording(calls, "port", udp_port)),
+            frozenset({"format"}),
+        ),
+    )
+    with pytest.raises(OptionError, match="framing= applies to stream kinds"):
+        parse_spec("dgram:0:framing=lf")
+    spec = parse_spec("dgram:0:interface=127.0.0.1")
+    assert not spec.stream and spec.addressed
+    sink = RecordingSink()
+    listener = make_listener(spec, reactor, sink, ListenerOptions())
+    assert isinstance(listener, DatagramListener)
+    yield listener.start().addTimeout(TIMEOUT, reactor)
+    assert calls == ["port"]
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.sendto(b"<13>datagram", ("127.0.0.1", listener.address.port))
+        yield wait_until(lambda: len(sink.posts) == 1)
+        assert sink.messages == [b"<13>datagram"]
+        assert sink.posts[0][1].transport == "dgram"
+    finally:
+        sender.close()
+        yield listener.stop().addTimeout(TIMEOUT, reactor)

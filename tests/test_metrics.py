@@ -26,7 +26,7 @@ from prom import PrometheusServer, parse, promtool_check, scrape, scrape_text, v
 from prometheus_client import REGISTRY
 from twisted.python import usage
 
-import syslogsrc.source as source_module
+import syslogsrc._posting as posting
 from syslogsrc.host import SourceHost
 from syslogsrc.interfaces import ListenerStats
 from syslogsrc.metrics import LISTENER_COUNTERS, SourceCollector, new_registry
@@ -82,7 +82,7 @@ class _Idle(TwistedSource):
 
 def test_suspended_time_is_counted_at_suspend_and_resume(monkeypatch) -> None:
     now = [100.0]
-    monkeypatch.setattr(source_module, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(posting, "_monotonic", lambda: now[0])
     src = _Idle()
     registry = src.metrics_registry
     assert registry.get_sample_value("syslogsrc_source_suspended") == 0

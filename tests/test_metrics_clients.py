@@ -11,7 +11,7 @@ from pathlib import Path
 
 from integration import PRELUDE, JsonOutput, json_file, log_path, loggen, syslogsrc_source
 from prom import parse, promtool_check, value
-from test_standalone import Twistd, _lines
+from twistd_process import Twistd, json_lines
 
 from syslogsrc.testing import accepts, free_port, wait_until
 
@@ -66,7 +66,7 @@ def test_twistd_metrics_count_loggen_and_logger(tmp_path: Path) -> None:
             subprocess.run(
                 ["logger", "-n", "127.0.0.1", "-P", str(port), "-d", f"udp {i}"], check=True
             )
-        assert wait_until(lambda: len(_lines(out)) == N + N_UDP), len(_lines(out))
+        assert wait_until(lambda: len(json_lines(out)) == N + N_UDP), len(json_lines(out))
         text = curl_metrics(mport)
         assert _counter(text, "received", tcp, "tcp") == N
         assert _counter(text, "posted", tcp, "tcp") == N

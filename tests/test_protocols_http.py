@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hmac
 import io
+import itertools
 import json
 import os
 import zlib
@@ -23,14 +24,15 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from syslogsrc import testing
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.parsing import ParsedMessage, json_bytes
 from syslogsrc.protocols import http as http_module
 from syslogsrc.protocols.http import HTTPIngestSite
+from syslogsrc.testing import HTTPResponse, parse_responses
 
 # -- a sink that records, and pauses on demand ----------------------------------------------------
 
@@ -49,95 +51,58 @@ def _frame_of(message: ParsedMessage) -> bytes:
     return json_bytes(dict(message.pairs))
 
 
-@implementer(IMessageSink)
-class RecordingSink:
-    """Records posts and batches; pauses its producers after ``pause_after`` posts (from inside
-    ``post``, the way syslog-ng's suspend() arrives) and refuses posts while paused."""
+class RecordingSink(testing.RecordingSink):
+    """``syslogsrc.testing.RecordingSink`` as these tests read it: each message taken as a
+    :class:`Post` (:attr:`records`, :attr:`frames`), the number of messages taken when each
+    batch closed (:meth:`closed_at`); it pauses its producers once ``pause_after`` messages
+    were taken (from inside ``post``, the way syslog-ng's suspend() arrives; then
+    ``on_pause``), raises once ``fail_after`` were taken (a sink failing in mid-batch), and
+    a post while paused fails the test."""
 
-    def __init__(self, pause_after: int | None = None, fail_at: int | None = None) -> None:
-        self.posts: list[Post] = []
-        self.batches: list[int] = []  # len(posts) at each close_batch
-        self.producers: list[Any] = []
-        self.paused = False
+    def __init__(self, pause_after: int | None = None, fail_after: int | None = None) -> None:
+        super().__init__()
         self.pause_after = pause_after
-        self.fail_at = fail_at
+        self.fail_after = fail_after
         self.on_pause: Callable[[], object] = lambda: None
+        self.on_post = self._after_each
+
+    def _after_each(self, message: object) -> None:
+        taken = len(self.posts)
+        if self.pause_after is not None and taken == self.pause_after:
+            self.pause_after = None
+            self.pause()
+        if self.fail_after is not None and taken == self.fail_after:
+            self.fail_after = None
+            raise RuntimeError("sink exploded")
 
     def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
         assert not self.paused, "posted while paused"
-        taken = 0
-        for message in messages:
-            if self.paused:
-                break
-            if self.fail_at is not None and len(self.posts) == self.fail_at:
-                self.fail_at = None
-                raise RuntimeError("sink exploded")
-            if type(message) is bytes:
-                post = Post(message, origin, origin.format, dict(origin.pairs or {}))
-            else:  # a JSON object, parsed by the protocol: compared as the frame it stands for
-                post = Post(_frame_of(message), origin, "json", dict(origin.pairs or {}))
-            self.posts.append(post)
-            taken += 1
-            if self.pause_after is not None and len(self.posts) == self.pause_after:
-                self.pause_after = None
-                self.pause()
-        self.batches.append(len(self.posts))
-        return taken
-
-    def register_producer(self, producer: Any) -> None:
-        self.producers.append(producer)
-        if self.paused:
-            producer.pauseProducing()
-
-    def unregister_producer(self, producer: Any) -> None:
-        self.producers.remove(producer)
+        return super().post(messages, origin)
 
     def pause(self) -> None:
-        self.paused = True
-        for producer in list(self.producers):
-            producer.pauseProducing()
+        super().pause()
         self.on_pause()
 
-    def resume(self) -> None:
-        self.paused = False
-        for producer in list(self.producers):
-            producer.resumeProducing()
+    @property
+    def records(self) -> list[Post]:
+        """Every message taken; a JSON object the protocol parsed as the frame it stands for."""
+        return [
+            Post(m, o, o.format, dict(o.pairs or {}))
+            if type(m) is bytes
+            else Post(_frame_of(m), o, "json", dict(o.pairs or {}))  # type: ignore[arg-type]
+            for m, o in self.posts
+        ]
 
     @property
     def frames(self) -> list[bytes]:
-        return [p.frame for p in self.posts]
+        return [p.frame for p in self.records]
+
+    def closed_at(self) -> list[int]:
+        """The number of messages taken when each batch (each ``post``) closed."""
+        return list(itertools.accumulate(len(batch) for batch in self.batches))
 
 
 # -- driving the site without sockets --------------------------------------------------------------
-
-
-@attrs.frozen
-class Response:
-    code: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        assert self.headers["content-type"] == "application/json"
-        return json.loads(self.body)
-
-
-def parse_responses(data: bytes) -> list[Response]:
-    """Every complete response in ``data`` (interim 100 Continue responses skipped)."""
-    responses = []
-    while True:
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if not sep:
-            return responses
-        status, *lines = head.decode("latin-1").split("\r\n")
-        code = int(status.split()[1])
-        headers = {k.strip().lower(): v.strip() for k, v in (li.split(":", 1) for li in lines)}
-        length = int(headers.get("content-length", "0"))
-        if len(rest) < length:
-            return responses
-        data = rest[length:]
-        if code != 100:
-            responses.append(Response(code, headers, rest[:length]))
 
 
 def raw_request(
@@ -186,17 +151,17 @@ class Harness:
         channel.makeConnection(transport)
         return channel, transport
 
-    def send(self, data: bytes, port: int = 40000) -> list[Response]:
+    def send(self, data: bytes, port: int = 40000) -> list[HTTPResponse]:
         channel, transport = self.connect(port)
         channel.dataReceived(data)
         return parse_responses(transport.value())
 
-    def request(self, method: str, path: str, body: bytes = b"", **kw: Any) -> Response:
+    def request(self, method: str, path: str, body: bytes = b"", **kw: Any) -> HTTPResponse:
         responses = self.send(raw_request(method, path, body, **kw))
         assert len(responses) == 1, responses
         return responses[0]
 
-    def post(self, body: bytes, **kw: Any) -> Response:
+    def post(self, body: bytes, **kw: Any) -> HTTPResponse:
         return self.request("POST", "/", body, **kw)
 
 
@@ -218,7 +183,7 @@ def test_raw_lines_one_message_each_crlf_tolerated_blank_skipped() -> None:
     assert response.code == 200
     assert response.json() == {"status": "received", "messages": 3}
     assert h.sink.frames == [b"<13>first", b"<13>second", b"<13>third"]
-    assert [p.format for p in h.sink.posts] == [None, None, None]
+    assert [p.format for p in h.sink.records] == [None, None, None]
     assert (h.stats.received, h.stats.bytes) == (3, len(body))
 
 
@@ -229,7 +194,7 @@ def test_no_content_type_and_form_urlencoded_are_raw_lines() -> None:
     ctype = {"Content-Type": "application/x-www-form-urlencoded"}
     assert h.post(b"<14>x=1&y=2", headers=ctype).code == 200
     assert h.sink.frames == [b"a=1&b=2", b"<14>x=1&y=2"]
-    assert "http.query.y" not in h.sink.posts[1].extra
+    assert "http.query.y" not in h.sink.records[1].extra
 
 
 def test_ndjson_one_object_per_line() -> None:
@@ -239,7 +204,7 @@ def test_ndjson_one_object_per_line() -> None:
         response = h.post(body, headers={"Content-Type": ctype})
         assert response.json() == {"status": "received", "messages": 2}
     assert h.sink.frames == [b'{"msg":"a","n":"1"}', '{"msg":"bé"}'.encode()] * 2
-    assert {p.format for p in h.sink.posts} == {"json"}
+    assert {p.format for p in h.sink.records} == {"json"}
 
 
 def test_json_object_is_one_message_reserialised() -> None:
@@ -247,8 +212,8 @@ def test_json_object_is_one_message_reserialised() -> None:
     body = b'{\n  "message": "hello",\n  "host": "web1"\n}'
     response = h.post(body, headers={"Content-Type": "application/json"})
     assert response.json() == {"status": "received", "messages": 1}
-    assert h.sink.posts[0].frame == b'{"message":"hello","host":"web1"}'
-    assert h.sink.posts[0].format == "json"
+    assert h.sink.records[0].frame == b'{"message":"hello","host":"web1"}'
+    assert h.sink.records[0].format == "json"
 
 
 def test_json_array_of_objects_and_strings() -> None:
@@ -256,12 +221,12 @@ def test_json_array_of_objects_and_strings() -> None:
     body = b'[{"a": 1}, "<13>raw line", {"b": [1, 2]}, ""]'
     response = h.post(body, headers={"Content-Type": "application/json"})
     assert response.json() == {"status": "received", "messages": 3}
-    assert [(p.frame, p.format) for p in h.sink.posts] == [
+    assert [(p.frame, p.format) for p in h.sink.records] == [
         (b'{"a":"1"}', "json"),
         (b"<13>raw line", None),
         (b'{"b":"[1,2]"}', "json"),
     ]
-    assert h.sink.batches == [3]
+    assert h.sink.closed_at() == [3]
 
 
 def test_gzip_body_decompressed() -> None:
@@ -303,7 +268,7 @@ def test_unknown_content_encoding_is_415() -> None:
     response = h.post(b"whatever", headers={"Content-Encoding": "br"})
     assert response.code == 415
     assert response.json()["status"] == "unsupported-encoding"
-    assert h.sink.posts == []
+    assert h.sink.records == []
 
 
 def test_truncated_or_corrupt_gzip_is_400() -> None:
@@ -312,7 +277,7 @@ def test_truncated_or_corrupt_gzip_is_400() -> None:
     for body in (whole[:-10], b"\x1f\x8b\x08garbage-not-gzip"):
         response = h.post(body, headers={"Content-Encoding": "gzip"})
         assert response.code == 400
-    assert h.sink.posts == []
+    assert h.sink.records == []
     assert h.stats.malformed == 2
 
 
@@ -334,7 +299,7 @@ def test_gzip_bomb_is_413_and_nothing_posted() -> None:
     response = h.post(bomb, headers={"Content-Encoding": "gzip"})
     assert response.code == 413
     assert response.json()["status"] == "too-large"
-    assert h.sink.posts == [] and h.sink.batches == []
+    assert h.sink.records == [] and h.sink.batches == []
     assert h.stats.dropped == 1 and h.stats.received == 0
 
 
@@ -351,7 +316,7 @@ def test_declared_length_over_the_limit_is_413_and_never_buffered() -> None:
     channel.dataReceived(b"y" * 1000)
     [response] = parse_responses(transport.value())
     assert response.code == 413
-    assert h.sink.posts == [] and h.stats.dropped == 1
+    assert h.sink.records == [] and h.stats.dropped == 1
     channel.dataReceived(raw_request("POST", "/", b"next\n"))  # the connection is still good
     assert [r.code for r in parse_responses(transport.value())] == [413, 200]
 
@@ -360,7 +325,7 @@ def test_chunked_body_over_the_limit_is_cut_and_413() -> None:
     h = Harness(http_max_body=1000)
     response = h.post(b"z\n" * 2000, chunked=True)
     assert response.code == 413
-    assert h.sink.posts == []
+    assert h.sink.records == []
 
 
 def test_body_exactly_at_the_limit_is_accepted() -> None:
@@ -393,7 +358,7 @@ def test_malformed_json_is_400_naming_where_and_posts_nothing(
     assert response.code == 400
     assert response.json()["status"] == "malformed"
     assert where in response.json()["error"]
-    assert h.sink.posts == [] and h.sink.batches == []
+    assert h.sink.records == [] and h.sink.batches == []
     assert h.stats.malformed == 1 and h.stats.received == 0
 
 
@@ -410,7 +375,7 @@ def test_missing_or_wrong_token_is_401(authorization: str | None) -> None:
     response = h.post(b"hello\n", headers=headers)
     assert response.code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert h.sink.posts == []
+    assert h.sink.records == []
 
 
 def test_correct_token_is_200() -> None:
@@ -457,13 +422,13 @@ def test_pause_mid_request_delays_response_until_resume() -> None:
     body = b"".join(b"m%d\n" % i for i in range(5))
     channel.dataReceived(raw_request("POST", "/", body))
     assert h.sink.frames == [b"m0", b"m1"]
-    assert h.sink.batches == [2]  # the batch is closed before waiting
+    assert h.sink.closed_at() == [2]  # the batch is closed before waiting
     assert transport.value() == b""  # no answer yet
     assert transport.producerState == "paused"  # not read, so not idle, while it waits
 
     h.sink.resume()
     assert h.sink.frames == [b"m%d" % i for i in range(5)]
-    assert h.sink.batches == [2, 5]
+    assert h.sink.closed_at() == [2, 5]
     [response] = parse_responses(transport.value())
     assert response.json() == {"status": "received", "messages": 5}
     assert transport.producerState == "producing"
@@ -507,7 +472,7 @@ def test_post_while_paused_is_503_with_retry_after_and_counted_dropped() -> None
     assert response.code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json() == {"status": "flow-controlled"}
-    assert h.sink.posts == []
+    assert h.sink.records == []
     assert h.stats.dropped == 3 and h.stats.received == 0
     h.sink.resume()
     assert h.post(b"a\n").code == 200
@@ -569,7 +534,7 @@ def test_wrong_methods_are_405_with_allow() -> None:
     assert (response.code, response.headers["allow"]) == (405, "POST")
     response = h.request("POST", "/health", b"x")
     assert (response.code, response.headers["allow"]) == (405, "GET, HEAD")
-    assert h.sink.posts == []
+    assert h.sink.records == []
 
 
 def test_path_prefix_and_404() -> None:
@@ -595,7 +560,7 @@ def test_query_path_and_chosen_headers_become_pairs() -> None:
         headers={"X-Tenant": "acme", "User-Agent": "curl/8", "X-Other": "no"},
     )
     assert response.code == 200
-    assert h.sink.posts[0].extra == {
+    assert h.sink.records[0].extra == {
         "http.path": "/app 1/x",
         "http.query.host": "web1",
         "http.query.tag": "b",
@@ -616,7 +581,7 @@ def test_origin_names_transport_listener_and_peer() -> None:
     )
     channel.makeConnection(transport)
     channel.dataReceived(raw_request("POST", "/", b"m\n"))
-    assert sink.posts[0].origin == Origin(
+    assert sink.records[0].origin == Origin(
         "https", stats, "198.51.100.4", 51515, 8443, pairs={"http.path": "/"}
     )
 
@@ -626,11 +591,11 @@ def test_one_close_batch_per_request() -> None:
     h.post(b"a\nb\n")
     h.post(b"c\n")
     h.post(b"\n\n")  # no messages, nothing to close
-    assert h.sink.batches == [2, 3]
+    assert h.sink.closed_at() == [2, 3]
 
 
 def test_sink_exception_is_500_logged_and_serving_goes_on() -> None:
-    h = Harness(RecordingSink(fail_at=1))
+    h = Harness(RecordingSink(fail_after=1))
     with capturedLogs() as events:
         response = h.post(b"a\nb\nc\n")
     assert response.code == 500
@@ -729,10 +694,10 @@ def test_curl_text_ndjson_gzip_token(live: Any, tmp_path: Any) -> None:
     assert (status, json.loads(body)) == (200, {"status": "ok"})
 
     assert sink.frames == [b"<13>one", b"<13>two", b'{"a":"1"}', b'{"b":"2"}', b"<13>zipped"]
-    assert sink.posts[2].extra["http.header.x-tenant"] == "acme"
-    assert sink.posts[4].extra["http.query.source"] == "curl"
-    assert sink.posts[0].origin.peer_host == "127.0.0.1"
-    assert sink.batches == [2, 4, 5]
+    assert sink.records[2].extra["http.header.x-tenant"] == "acme"
+    assert sink.records[4].extra["http.query.source"] == "curl"
+    assert sink.records[0].origin.peer_host == "127.0.0.1"
+    assert sink.closed_at() == [2, 4, 5]
     assert stats.dropped == 2
 
 
@@ -847,3 +812,107 @@ def test_pipelined_requests_on_one_socket(live: Any) -> None:
     assert [r.code for r in responses] == [200, 200, 200, 200]
     assert responses[1].json() == {"status": "ok"}
     assert sink.frames == [b"p1", b'{"p":"2"}', b"p3"]
+
+
+# -- acknowledgement mode (http-ack): answered once every message is stored ---------------------
+
+
+@pytest.fixture
+def acking() -> Any:
+    from twisted.internet import reactor
+
+    sink = testing.AcknowledgingSink(acknowledge="manual", refuse=[b"<13>unstorable"])
+    stats = ListenerStats("http-ack")
+    options = ListenerOptions(http_ack=True, http_ack_timeout=1.5)
+    site = HTTPIngestSite(reactor, sink, options, stats)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    yield reactor, sink, stats, f"http://127.0.0.1:{port.getHost().port}"
+    pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
+
+
+def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_answers_once_every_message_is_stored(acking: Any) -> Any:
+    reactor, sink, _, url = acking
+    answer = curl(reactor, "--data-binary", "<13>a\n<13>b\n<13>c\n", url)
+    answered: list[Any] = []
+    answer.addCallback(lambda result: answered.append(result) or result)
+    yield _sleep(reactor, 0.3)
+    assert sink.messages == [b"<13>a", b"<13>b", b"<13>c"]
+    assert answered == []  # posted, not stored: the client waits
+    sink.acknowledge([2, 0])  # out of order, and not all
+    yield _sleep(reactor, 0.1)
+    assert answered == []
+    sink.acknowledge([1])
+    status, body = yield answer
+    assert (status, json.loads(body)) == (200, {"status": "stored", "messages": 3})
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_a_message_not_stored_answers_500(acking: Any) -> Any:
+    reactor, sink, _, url = acking
+    answer = curl(reactor, "--data-binary", "<13>fine\n<13>unstorable\n", url)
+    yield _sleep(reactor, 0.2)
+    sink.acknowledge()
+    status, body = yield answer
+    assert status == 500
+    assert json.loads(body) == {"status": "not-stored", "messages": 2, "lost": 1}
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_times_out_with_503_and_late_acknowledgements_are_harmless(
+    acking: Any,
+) -> Any:
+    reactor, sink, _, url = acking
+    status, body = yield curl(reactor, "-D", "-", "--data-binary", "<13>stalled\n", url)
+    assert status == 503 and b"Retry-After: 1" in body
+    assert b'"status":"not-acknowledged"' in body and b"http-ack-timeout" in body
+    sink.acknowledge()  # the destination comes back: nothing to answer any more
+    reactor.callLater(0.2, sink.acknowledge)  # acknowledged while curl waits
+    status, body = yield curl(reactor, "--data-binary", "<13>next\n", url)  # still serving
+    assert (status, json.loads(body)) == (200, {"status": "stored", "messages": 1})
+    assert sink.messages == [b"<13>stalled", b"<13>next"]
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_with_a_sink_that_cannot_acknowledge_answers_when_posted() -> Any:
+    from twisted.internet import reactor
+
+    sink = testing.RecordingSink()
+    options = ListenerOptions(http_ack=True, http_ack_timeout=0.5)
+    site = HTTPIngestSite(reactor, sink, options, ListenerStats("http-ack-plain"))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        status, body = yield curl(reactor, "--data-binary", "<13>a\n", url)
+        assert (status, json.loads(body)) == (200, {"status": "received", "messages": 1})
+    finally:
+        yield port.stopListening()
+
+
+@needs_curl
+@pytest_twisted.inlineCallbacks
+def test_ack_mode_acknowledged_from_inside_the_post_answers_200() -> Any:
+    from twisted.internet import reactor
+
+    sink = testing.AcknowledgingSink(acknowledge="at-once")
+    options = ListenerOptions(http_ack=True)
+    site = HTTPIngestSite(reactor, sink, options, ListenerStats("http-ack-at-once"))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        status, body = yield curl(reactor, "--data-binary", "<13>a\n<13>b\n", url)
+        assert (status, json.loads(body)) == (200, {"status": "stored", "messages": 2})
+        status, body = yield curl(reactor, "--data-binary", "", url)
+        assert (status, json.loads(body)) == (200, {"status": "received", "messages": 0})
+    finally:
+        yield port.stopListening()

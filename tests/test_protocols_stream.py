@@ -22,7 +22,8 @@ from zope.interface.verify import verifyObject
 
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.protocols._tracking import ConnectionTracker, RateLimitedLog, RateLimitedLogs
+from syslogsrc.protocols._ratelimit import RateLimitedLog, RateLimitedLogs
+from syslogsrc.protocols._tracking import ConnectionTracker
 from syslogsrc.protocols.stream import SyslogStreamFactory, SyslogStreamProtocol
 from syslogsrc.testing import RecordingSink
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_standalone import Twistd
+from twistd_process import Twistd
 
 from syslogsrc.testing import accepts, free_port, wait_until
 

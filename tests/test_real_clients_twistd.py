@@ -28,7 +28,7 @@ import pytest
 import pytest_twisted
 from certs import Certs, make_certs
 from test_listen import TIMEOUT, connect, wait_until
-from test_standalone import Twistd, _lines
+from twistd_process import Twistd, json_lines
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
@@ -79,7 +79,7 @@ class Server:
 
     def wait_for(self, program: str, n: int = 1) -> list[dict]:
         def found() -> list[dict]:
-            return [line for line in _lines(self.out) if line.get("PROGRAM") == program]
+            return [line for line in json_lines(self.out) if line.get("PROGRAM") == program]
 
         assert testing.wait_until(lambda: len(found()) >= n), self.twistd.logtext()
         return found()
@@ -352,7 +352,7 @@ def _partial_frame_at_sigterm(
         summary = _stats_line(t.logtext(), spec, "summary")
         assert summary is not None, t.logtext()
         counters = _counters(summary)
-        assert [line["MESSAGE"] for line in _lines(out)] == [f"partial-{name}"], t.logtext()
+        assert [line["MESSAGE"] for line in json_lines(out)] == [f"partial-{name}"], t.logtext()
         assert (counters["received"], counters["posted"], counters["dropped"]) == (1, 1, 0), summary
     finally:
         if isinstance(client, subprocess.Popen):

@@ -25,14 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_hostile_http import GoodHTTPSender, post
-from test_hostile_streams import WAIT, GoodSender, Hostile, tls_connect
 from twisted.internet.epollreactor import EPollReactor
 
 from syslogsrc.listen import make_listener, parse_listen, parse_spec
 from syslogsrc.options import ListenerOptions
 from syslogsrc.protocols import http as http_module
 from syslogsrc.source import DEFAULT_LISTEN
+from syslogsrc.testing import (
+    WAIT,
+    GoodHTTPSender,
+    GoodSender,
+    ListeningSource,
+    http_post,
+    tls_connect,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,10 +83,10 @@ def _refused(port: int, pki: Any, cert: Path | None, key: Path | None) -> bool:
 @pytest.mark.parametrize("verify", [None, "required"])
 def test_tls_peer_verification_refuses_no_certificate_and_other_ca(pki: Any, verify: Any) -> None:
     options = _tls(pki) if verify is None else _tls(pki, tls_peer_verify=verify)
-    with Hostile("ssl:0:interface=127.0.0.1", **options) as h:
+    with ListeningSource("ssl:0:interface=127.0.0.1", **options) as h:
         port = h.port()
-        good = GoodSender(h, "mtls", count=50,
-                          connect=lambda: tls_connect(port, pki, client_cert=True))  # fmt: skip
+        client = (str(pki.ca), str(pki.client_cert), str(pki.client_key))
+        good = GoodSender(h, "mtls", count=50, connect=lambda: tls_connect(port, *client))
         good.start()
         for _ in range(3):
             assert _refused(port, pki, None, None)  # no certificate
@@ -96,7 +102,7 @@ def test_tls_peer_verification_refuses_no_certificate_and_other_ca(pki: Any, ver
 
 
 def test_tls_optional_verification_still_refuses_another_ca(pki: Any) -> None:
-    with Hostile("ssl:0:interface=127.0.0.1", **_tls(pki, tls_peer_verify="optional")) as h:
+    with ListeningSource("ssl:0:interface=127.0.0.1", **_tls(pki, tls_peer_verify="optional")) as h:
         assert not _refused(h.port(), pki, None, None)  # may come without a certificate
         assert _refused(h.port(), pki, pki.other_client_cert, pki.other_client_key)
         assert not _refused(h.port(), pki, pki.client_cert, pki.client_key)
@@ -116,13 +122,13 @@ def test_http_token_is_compared_with_hmac_compare_digest(monkeypatch: pytest.Mon
         return real(a, b)
 
     monkeypatch.setattr(http_module.hmac, "compare_digest", spy)
-    with Hostile("http:0:interface=127.0.0.1", http_token="s3cret") as h:
+    with ListeningSource("http:0:interface=127.0.0.1", http_token="s3cret") as h:
         good = GoodHTTPSender(h, "token", token="s3cret", count=5)
         good.start()
         good.check()
-        assert post(h.port(), b"x", {"Authorization": "Bearer s3crex"})[0] == 401
-        assert post(h.port(), b"x", {"Authorization": "Bearer s3cret-and-more"})[0] == 401
-        assert post(h.port(), b"x")[0] == 401
+        assert http_post(h.port(), b"x", {"Authorization": "Bearer s3crex"})[0] == 401
+        assert http_post(h.port(), b"x", {"Authorization": "Bearer s3cret-and-more"})[0] == 401
+        assert http_post(h.port(), b"x")[0] == 401
     assert (b"s3crex", b"s3cret") in calls and (b"s3cret-and-more", b"s3cret") in calls
     assert len(calls) == 5 + 3  # every request, including the one without a header
     # and the token is compared nowhere else with ==
@@ -267,7 +273,7 @@ def test_unix_sockets_write_only_their_path_and_lock(tmp_path: Path) -> None:
     d = tmp_path / "run"
     d.mkdir()
     stream, dgram = d / "stream.sock", d / "dgram.sock"
-    with Hostile(f"unix:{stream}", f"unixgram:{dgram}", "tcp:0:interface=127.0.0.1") as h:
+    with ListeningSource(f"unix:{stream}", f"unixgram:{dgram}", "tcp:0:interface=127.0.0.1") as h:
         assert _tree(d) == {"stream.sock", "stream.sock.lock", "dgram.sock"}
         assert _tree(tmp_path) == {"run", "run/stream.sock", "run/stream.sock.lock",
                                    "run/dgram.sock"}  # fmt: skip
@@ -293,7 +299,8 @@ def test_unixgram_path_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> Non
         real.bind(str(target))
         link = tmp_path / "link.sock"
         link.symlink_to(target)
-        with Hostile(f"unixgram:{victim}", f"unixgram:{link}", "tcp:0:interface=127.0.0.1") as h:
+        listen = (f"unixgram:{victim}", f"unixgram:{link}", "tcp:0:interface=127.0.0.1")
+        with ListeningSource(*listen) as h:
             assert h.wait(lambda: len(h.listeners) == 1)  # only tcp: listens
             assert len(h.logs.matching(r"cannot listen on unixgram:")) == 2
             h.stop()

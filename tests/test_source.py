@@ -270,10 +270,10 @@ def test_stop_closes_idle_connections_at_once() -> None:
 def test_the_stamp_shapes_a_native_parse_reads_are_asked_of_the_parser() -> None:
     # With "parser" "native", only frames whose stamp the daemon's parser may not have read are
     # checked against the stale clock; the shapes it reads are probed once, with its options.
+    from syslogsrc._daemon_time import stamp_shapes_read
     from syslogsrc.emulation import ParseOptions
-    from syslogsrc.source import _stamp_shapes_read
 
-    read = _stamp_shapes_read(ParseOptions("auto"))
+    read = stamp_shapes_read(ParseOptions("auto"))
     for frame in (
         b"<13>Nov 24 06:00:00 h app: bsd",
         b"<13>Dec  2 23:59:59 h app: bsd, a day padded",
@@ -290,7 +290,7 @@ def test_the_stamp_shapes_a_native_parse_reads_are_asked_of_the_parser() -> None
         b"Nov 24 06:00:00 h app: no PRI",
     ):
         assert not read(frame), frame
-    assert not _stamp_shapes_read(ParseOptions("raw"))(b"<13>Nov 24 06:00:00 h app: raw")
+    assert not stamp_shapes_read(ParseOptions("raw"))(b"<13>Nov 24 06:00:00 h app: raw")
 
 
 @pytest.mark.parametrize(("mode", "peer_pairs"), [(None, True), ("pairs", True), ("saddr", False)])
@@ -298,14 +298,14 @@ def test_source_ip_pairs_by_default_the_leaking_api_only_when_asked(
     mode: str | None, peer_pairs: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # LogMessage.set_source_ipaddress() leaks in every daemon that has it: not by default
-    import syslogsrc.source as source_module
+    import syslogsrc._twisted_source as twisted_source
     from syslogsrc.emulation import ParseOptions
 
     source = SyslogSource()
     options = {"listen": "tcp:5514"} if mode is None else {"listen": "tcp:5514", "source-ip": mode}
     assert source.init(options)
     source.parse_options = ParseOptions("auto")
-    monkeypatch.setattr(source_module, "_SOURCE_IP_LEAKS", True)  # as in the daemons
+    monkeypatch.setattr(twisted_source, "_SOURCE_IP_LEAKS", True)  # as in the daemons
     source._set_source_ip = source._uses_source_ip_api()  # what attach() decides
     origin = Origin("tcp", ListenerStats("tcp:5514"), "192.0.2.7", 40000, 5514)
     for native in (False, True):

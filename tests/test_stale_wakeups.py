@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from syslogsrc import source as source_module
+from syslogsrc import _posting as posting
 from syslogsrc.interfaces import ListenerStats, Origin
 from syslogsrc.source import TwistedSource
 
@@ -21,7 +21,7 @@ from syslogsrc.source import TwistedSource
 @pytest.fixture(autouse=True)
 def _no_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """No daemon to close batches with: the fake window is the whole daemon here."""
-    monkeypatch.setattr(source_module, "_CLOSE_BATCH", False)
+    monkeypatch.setattr(posting, "_CLOSE_BATCH", False)
 
 
 class FakeWindow(TwistedSource):

@@ -14,66 +14,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import twistd_process
+from twistd_process import ROOT, TWISTD, json_lines
 
 from syslogsrc.testing import accepts, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def _lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-class Twistd:
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.log = tmp / "twistd.log"
-        self.proc = subprocess.Popen(
-            [*TWISTD, "-n", "--pidfile=", "-l", str(self.log), "syslogsrc", *args],
-            cwd=tmp,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-
-    def stop(self, timeout: float = 10) -> bool:
-        """SIGTERM; True when twistd shut down cleanly. twistd ends by re-raising the signal
-        that stopped it (so supervisors see it), hence -SIGTERM rather than 0."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        return rc in (0, -signal.SIGTERM) and "Server Shut Down." in self.logtext()
-
-    def logtext(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-
-@pytest.fixture
-def twistd(tmp_path: Path) -> Iterator[Callable[..., Twistd]]:
-    started: list[Twistd] = []
-
-    def start(*args: str) -> Twistd:
-        t = Twistd(tmp_path, *args)
-        started.append(t)
-        return t
-
-    yield start
-    for t in started:
-        if t.proc.poll() is None:
-            t.proc.kill()
-            t.proc.wait()
+twistd = twistd_process.twistd  # the fixture, for the tests below
 
 
 def test_twistd_receives_from_logger_loggen_and_curl(twistd, tmp_path: Path) -> None:
@@ -152,7 +101,7 @@ def test_twistd_receives_from_logger_loggen_and_curl(twistd, tmp_path: Path) -> 
     expected = (2 if logger else 0) + (100 if loggen else 0) + (1 if curl else 0)
     assert expected, "none of logger, loggen, curl is installed"
     assert t.stop(), t.logtext()
-    lines = _lines(out)
+    lines = json_lines(out)
     assert len(lines) == expected, t.logtext()
     by_program = {line.get("PROGRAM"): line for line in lines}
     if logger:
@@ -192,15 +141,15 @@ def test_sighup_reopens_the_output(twistd, tmp_path: Path) -> None:
     assert wait_until(lambda: accepts(port)), t.logtext()
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 h app: before rotation\n")
-        assert wait_until(lambda: len(_lines(out)) == 1)
+        assert wait_until(lambda: len(json_lines(out)) == 1)
         out.rename(tmp_path / "out.jsonl.1")  # what logrotate does
         t.proc.send_signal(signal.SIGHUP)
         assert wait_until(lambda: "reopening the output" in t.logtext())
         s.sendall(b"<13>Nov 24 06:00:01 h app: after rotation\n")
-        assert wait_until(lambda: len(_lines(out)) == 1)
+        assert wait_until(lambda: len(json_lines(out)) == 1)
     assert t.stop(), t.logtext()
-    assert _lines(tmp_path / "out.jsonl.1")[0]["MESSAGE"] == "before rotation"
-    assert _lines(out)[0]["MESSAGE"] == "after rotation"
+    assert json_lines(tmp_path / "out.jsonl.1")[0]["MESSAGE"] == "before rotation"
+    assert json_lines(out)[0]["MESSAGE"] == "after rotation"
 
 
 def test_everything_accepted_is_flushed_at_stop(twistd, tmp_path: Path) -> None:
@@ -222,7 +171,7 @@ def test_everything_accepted_is_flushed_at_stop(twistd, tmp_path: Path) -> None:
         # output thread then, and they must all be written before the process exits.
         assert wait_until(lambda: f"posted={n} " in t.logtext(), timeout=30), t.logtext()
         assert t.stop(), t.logtext()
-    assert [line["MESSAGE"] for line in _lines(out)] == [f"m{i}" for i in range(n)]
+    assert [line["MESSAGE"] for line in json_lines(out)] == [f"m{i}" for i in range(n)]
 
 
 def test_help_lists_every_option_with_its_default(twistd) -> None:
@@ -442,7 +391,7 @@ def test_output_of_bytes_that_are_not_utf8(twistd, tmp_path: Path, policy: str) 
     assert wait_until(lambda: accepts(port)), t.logtext()
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 h app: caf\xe9 \xc3\xa9t\xc3\xa9\n")
-    assert wait_until(lambda: len(_lines(out)) == 1), t.logtext()
+    assert wait_until(lambda: len(json_lines(out)) == 1), t.logtext()
     assert t.stop(), t.logtext()
     raw = out.read_bytes()
     message = json.loads(raw)["MESSAGE"]
@@ -502,9 +451,9 @@ def test_each_listener_has_its_own_framing_and_format(twistd, tmp_path: Path) ->
         s.sendall(b"<13>Nov 24 06:00:00 h app: kept whole\n")
     with socket.create_connection(("127.0.0.1", plain_port)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 h app: parsed\n")
-    assert wait_until(lambda: len(_lines(out)) == 3), t.logtext()
+    assert wait_until(lambda: len(json_lines(out)) == 3), t.logtext()
     assert t.stop(), t.logtext()
-    messages = sorted(r["MESSAGE"] for r in _lines(out))
+    messages = sorted(r["MESSAGE"] for r in json_lines(out))
     assert messages == sorted(
         [
             "Traceback (most recent call last):\n  File x\nValueError: boom",

@@ -17,7 +17,7 @@ import pytest
 from certs import Certs, make_certs, reissue_server
 from cryptography import x509
 from integration import tls_client
-from test_standalone import _lines, twistd  # noqa: F401 - fixture
+from twistd_process import json_lines, twistd  # noqa: F401 - fixture
 
 from syslogsrc.testing import accepts, free_port, wait_until
 
@@ -43,7 +43,7 @@ def serial_of(path: Path) -> int:
 
 
 def messages(out: Path) -> list[str]:
-    return [r["MESSAGE"] for r in _lines(out)]
+    return [r["MESSAGE"] for r in json_lines(out)]
 
 
 def hup_and_wait(t, text: str, times: int) -> None:

@@ -35,8 +35,10 @@ nitpick_ignore_regex = [
         r"py:class",
         r"(ssl|interfaces)\.\w+|IStreamServerEndpoint|IProtocolFactory|ConnectionTracker|(prometheus_client\.\S+|\w*Collector\w*)",
     ),
-    # private names (a base class shown by show-inheritance, say) are not in the reference
+    # private names (a base class shown by show-inheritance, say) are not in the reference,
+    # nor are the names defined in private modules
     (r"py:.*", r"(.*\.)?_\w+"),
+    (r"py:.*", r"syslogsrc\.(\w+\.)*_\w+\.\w+(\.\w+)?"),
 ]
 intersphinx_mapping: dict = {}
 # "bytes" in a type hint also names the attributes FrameStats.bytes and ListenerStats.bytes

@@ -11,9 +11,6 @@ message (a slowloris client, an HTTP upload at a byte a second) is as idle as a 
 protocol inside says what a complete unit is through a ``progress`` counter (frames decoded,
 HTTP requests received); besides that, every :data:`PROGRESS_BYTES` received count as progress,
 so a large message or body arriving at an honest pace is never cut.
-
-:class:`RateLimitedLog` is how every listener reports a condition that can repeat thousands of
-times a second (refusals, TLS failures, framing errors, sink errors) without flooding the log.
 """
 
 from __future__ import annotations
@@ -30,6 +27,7 @@ from twisted.python.failure import Failure
 
 from syslogsrc.interfaces import ListenerStats
 from syslogsrc.options import ListenerOptions
+from syslogsrc.protocols._ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from syslogsrc.access import ListenerAccess
@@ -37,11 +35,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOSE_GRACE",
     "FIRST_MESSAGE_GRACE",
-    "LOG_INTERVAL",
     "PROGRESS_BYTES",
     "ConnectionTracker",
-    "RateLimitedLog",
-    "RateLimitedLogs",
     "TrackedConnection",
 ]
 
@@ -50,8 +45,6 @@ CLOSE_GRACE = 2.0
 #: Seconds a new connection has to complete its first message before, at max-connections, it may
 #: be closed to make room for a newcomer (the longest-open such connection goes first).
 FIRST_MESSAGE_GRACE = 2.0
-#: Seconds between two log lines about the same recurring condition of one listener.
-LOG_INTERVAL = 10.0
 #: Bytes received that count as progress for the idle timeout even when they complete nothing:
 #: with idle-timeout(60) a sender needs about 1 KiB/s to keep a message in flight.
 PROGRESS_BYTES = 65536
@@ -63,144 +56,6 @@ _MIN_SLICE = 64
 _FIRST_FRAME_GUESS = 32
 
 _log = Logger(namespace="syslogsrc.listen")
-
-
-#: How a TLS ClientHello starts: a handshake record (22) of TLS major version 3. A plain
-#: listener that sees it closes the connection (a client that should have used ssl:/https:).
-TLS_CLIENT_HELLO = b"\x16\x03"
-
-
-def looks_like_tls(data: bytes) -> bool:
-    """True when ``data``, the first bytes of a connection, start a TLS handshake."""
-    return data[:2] == TLS_CLIENT_HELLO
-
-
-class RateLimitedLog:
-    """Log a recurring condition at most once per ``interval`` seconds, with a count.
-
-    Each call counts one occurrence. The first one is logged at once; later ones within
-    ``interval`` of the last line are held, and logged together when that interval ends (a
-    timer), so a lone late occurrence is never left unsaid until another comes. Each line says
-    what is true of the occurrences it reports. Fields available to ``format``, besides the
-    constructor's and the call's own:
-
-    ``{count}``
-        occurrences reported by this line (since the previous line);
-    ``{span}``
-        ``" in the last 37.2s"``: the time since the previous line, which covers them all;
-        empty on the first line (one occurrence, now);
-    ``{repeats}``
-        empty for a single occurrence, else ``" (3 times in the last 37.2s)"``: for formats
-        that describe one occurrence (the latest).
-
-    :meth:`flush` logs what is held and cancels the timer (call it when the listener stops).
-    """
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        format: str,
-        *,
-        level: LogLevel = LogLevel.warn,
-        interval: float = LOG_INTERVAL,
-        logger: Logger = _log,
-        **fields: Any,
-    ) -> None:
-        self._clock = clock
-        self._format = format
-        self._level = level
-        self._interval = interval
-        self._logger = logger
-        self._fields = fields
-        self._last: float | None = None  # when the previous line was logged
-        self._latest: tuple[Failure | None, dict[str, Any]] = (None, {})
-        self._due: IDelayedCall | None = None
-        self.count = 0  #: occurrences not logged yet
-        self.total = 0  #: occurrences ever
-
-    def __call__(self, failure: Failure | None = None, **fields: Any) -> None:
-        self.count += 1
-        self.total += 1
-        now = self._clock.seconds()
-        last = self._last
-        if last is not None and now - last < self._interval:
-            self._latest = (failure, fields)
-            if self._due is None:
-                self._due = self._clock.callLater(last + self._interval - now, self._on_due)
-            return
-        self._emit(now, failure, fields)
-
-    def flush(self) -> None:
-        """Log the occurrences not logged yet, if any; nothing stays scheduled."""
-        self._cancel()
-        if self.count:
-            failure, fields = self._latest
-            self._emit(self._clock.seconds(), failure, fields)
-
-    def _on_due(self) -> None:
-        self._due = None
-        if self.count:
-            failure, fields = self._latest
-            self._emit(self._clock.seconds(), failure, fields)
-
-    def _cancel(self) -> None:
-        if self._due is not None:
-            if self._due.active():
-                self._due.cancel()
-            self._due = None
-
-    def _emit(self, now: float, failure: Failure | None, fields: dict[str, Any]) -> None:
-        self._cancel()
-        count = self.count
-        span = "" if self._last is None else f" in the last {now - self._last:.1f}s"
-        repeats = "" if count == 1 else f" ({count} times{span})"
-        values = {**self._fields, **fields, "count": count, "span": span, "repeats": repeats}
-        if failure is not None:
-            self._logger.failure(self._format, failure, level=self._level, **values)
-        else:
-            self._logger.emit(self._level, self._format, **values)
-        self.count = 0
-        self._last = now
-        self._latest = (None, {})
-
-
-class RateLimitedLogs:
-    """One :class:`RateLimitedLog` per cause, made at the cause's first occurrence: for a
-    listener whose conditions are many and each described by its own format (HTTP refusals)."""
-
-    def __init__(
-        self, clock: IReactorTime, *, interval: float = LOG_INTERVAL, logger: Logger = _log
-    ) -> None:
-        self._clock = clock
-        self._interval = interval
-        self._logger = logger
-        self._by_cause: dict[str, RateLimitedLog] = {}
-
-    def emit(
-        self,
-        level: LogLevel,
-        cause: str,
-        format: str,
-        failure: Failure | None = None,
-        **fields: Any,
-    ) -> None:
-        """One occurrence of ``cause``, described by ``format`` (its latest occurrence is what
-        a held line shows; ``{repeats}`` is appended to say how many it stands for)."""
-        log = self._by_cause.get(cause)
-        if log is None:
-            log = self._by_cause[cause] = RateLimitedLog(
-                self._clock,
-                format + "{repeats}",
-                level=level,
-                interval=self._interval,
-                logger=self._logger,
-                cause=cause,
-            )
-        log(failure, **fields)
-
-    def flush(self) -> None:
-        for log in self._by_cause.values():
-            log.flush()
 
 
 def _innermost(protocol: Any) -> Any:
@@ -484,6 +339,11 @@ class TrackedConnection(ProtocolWrapper):
         grace = self.factory.close_grace
         if grace > 0:
             self._abort_call = self.factory.reactor.callLater(grace, self.abort)
+        # A protocol with something to say before the server closes (RELP's serverclose hint)
+        # says it now, through the layers above it (TLS), before they close.
+        before_close = getattr(_innermost(self.wrappedProtocol), "before_close", None)
+        if before_close is not None:
+            before_close()
         innermost.loseConnection()
         if grace <= 0:
             self.abort()

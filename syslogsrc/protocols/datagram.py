@@ -3,11 +3,12 @@
 One datagram is one message (RFC 5426), or, with ``options.udp_split_lines``, one message per
 LF-separated line of it. Each datagram is one call to the sink, one batch.
 
-Flow control: :class:`SyslogDatagramProtocol` is an ``IPushProducer`` registered with the sink.
-Paused, it stops reading its socket (``port.stopReading()``) and datagrams wait in the kernel's
-receive buffer, which ``options.so_rcvbuf`` makes large; resumed, it posts what it had already
-read and starts reading again. Twisted's port reads several datagrams per wake-up and does not
-stop when asked to in the middle, so datagrams that arrive after a pause are kept, in order, in the
+Flow control: :class:`SyslogDatagramProtocol` is an ``IPushProducer`` registered with the sink,
+and posts through a :class:`~syslogsrc.producers.Backlog` (one batch per datagram). Paused, it
+stops reading its socket (``port.stopReading()``) and datagrams wait in the kernel's receive
+buffer, which ``options.so_rcvbuf`` makes large; resumed, it posts what it had already read and
+starts reading again. Twisted's port reads several datagrams per wake-up and does not stop when
+asked to in the middle, so datagrams that arrive after a pause are kept, in order, in the
 protocol, and posted first when it resumes.
 
 UDP has no push-back: when the receive buffer is full the kernel drops datagrams. Those drops are
@@ -22,7 +23,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections import deque
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
@@ -35,7 +35,8 @@ from zope.interface import implementer
 from syslogsrc.access import ListenerAccess
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.producers import Backlog, Batch
+from syslogsrc.protocols._ratelimit import RateLimitedLog, sink_error_log
 
 __all__ = [
     "KERNEL_DROPS_INTERVAL",
@@ -147,25 +148,16 @@ class SyslogDatagramProtocol(DatagramProtocol):
             self.maxPacketSize = max(UDP_MAX_PACKET, options.max_message_size + 1)
         self.max_size = options.max_message_size
         self.split_lines = options.udp_split_lines
-        #: datagrams read, waiting for the sink to resume us: (their messages, origin)
-        self.pending: deque[tuple[list[bytes], Origin]] = deque()
-        self.paused = False
-        self.stopped = False
+        #: the datagrams read and not taken by the sink, waiting for it to resume us, in order
+        self.backlog = Backlog(sink, on_error=self._log_sink_error)
         #: reading stopped for good (the source is stopping): a resume posts what waits only
         self.quiesced = False
         self.receive_buffer: int | None = None  #: SO_RCVBUF granted by the kernel
-        self._draining = False
         self._listening = False
         self._registered = False
         self._local_port: int | None = None
         self._origins: dict[Any, Origin] = {}  # the Origin of each recent sender
-        self.sink_errors = RateLimitedLog(
-            reactor,
-            "{listener}: the sink raised {count} time(s){span};"
-            " the messages it was given were dropped (last from {peer})",
-            level=LogLevel.error,
-            listener=stats.name,
-        )
+        self.sink_errors = sink_error_log(reactor, stats.name)
         self.truncations = RateLimitedLog(
             reactor,
             "{listener}: truncated {count} message(s){span} to"
@@ -188,6 +180,16 @@ class SyslogDatagramProtocol(DatagramProtocol):
         )
         self._drops_call: LoopingCall | None = None
 
+    @property
+    def paused(self) -> bool:
+        """Paused by the sink: nothing is posted, the socket is not read."""
+        return self.backlog.paused
+
+    @property
+    def stopped(self) -> bool:
+        """The sink stopped us for good (stopProducing)."""
+        return self.backlog.stopped
+
     # DatagramProtocol
 
     def startProtocol(self) -> None:
@@ -207,7 +209,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
         if self._drops_call is not None and self._drops_call.running:
             self._drops_call.stop()
         self._drops_call = None
-        if not self.pending:
+        if not self.backlog:
             self._unregister()
 
     def update_kernel_drops(self) -> int:
@@ -250,19 +252,11 @@ class SyslogDatagramProtocol(DatagramProtocol):
                     stats.truncated += 1
                     self.truncations(peer=_peer(addr))
         stats.received += len(frames)
-        if self.stopped:
-            stats.dropped += len(frames)
-            return
         origin = self._origins.get(addr) if type(addr) is tuple else None
         if origin is None:
             origin = self._origin(addr)
-        if self.pending or self.paused or self._draining:
-            # The port reads on after a pause until its read budget is spent: those wait here.
-            self.pending.append((frames, origin))
-            if not self.paused:
-                self._drain()
-        else:
-            self._post(frames, origin)
+        # The port reads on after a pause until its read budget is spent: those wait here.
+        self.backlog.offer(frames, origin)
 
     def _origin(self, addr: Any) -> Origin:
         """The Origin of a sender, remembered for the next datagrams (most come from a few)."""
@@ -279,34 +273,22 @@ class SyslogDatagramProtocol(DatagramProtocol):
     # IPushProducer, called by the sink
 
     def pauseProducing(self) -> None:
-        if self.paused or self.stopped:
-            return
-        self.paused = True
-        if self._listening:
+        if self.backlog.pause() and self._listening:
             self.transport.stopReading()
 
     def resumeProducing(self) -> None:
-        if not self.paused or self.stopped:
-            return
-        self.paused = False
-        self._drain()
-        if self.paused:
+        if not self.backlog.resume():  # not paused, stopped, or paused again by the drain
             return
         if self._listening and not self.quiesced:
             self.transport.startReading()
-        elif not self._listening and not self.pending:
+        elif not self._listening and not self.backlog:
             self._unregister()
 
     def stopProducing(self) -> None:
         """The sink is gone for good: drop (and count) what waits here, read no more."""
-        if self.stopped:
+        if not self.backlog.stop():
             return
-        self.stopped = True
-        self.paused = True
         self._registered = False
-        if self.pending:
-            self.stats.dropped += sum(len(frames) for frames, _ in self.pending)
-            self.pending.clear()
         if self._listening:
             self.transport.stopReading()
 
@@ -321,9 +303,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
 
     def take_pending(self) -> list[tuple[list[bytes], Origin]]:
         """The datagrams read and not posted, in order: the caller's now."""
-        pending = list(self.pending)
-        self.pending.clear()
-        return pending
+        return [(list(batch.messages), batch.origin) for batch in self.backlog.take()]  # type: ignore[misc]
 
     def hand_over(self) -> list[tuple[list[bytes], Origin]]:
         """Give the socket up to another instance: stop reading and counting, unregister;
@@ -331,8 +311,7 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self.update_kernel_drops()  # the last reading, while the socket is ours
         pending = self.take_pending()
         self.quiesce()
-        self.stopped = True
-        self.paused = True
+        self.backlog.stop()  # nothing waits now: nothing is counted as dropped
         self._listening = False
         if self._drops_call is not None and self._drops_call.running:
             self._drops_call.stop()
@@ -340,36 +319,9 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self._unregister()
         return pending
 
-    # Posting
-
-    def _drain(self) -> None:
-        """Post what waits, one datagram (one batch) per call to the sink, until nothing waits
-        or the sink pauses us; the part of a datagram it did not take stays first in line."""
-        if self._draining:
-            return  # re-entered from inside sink.post (a resume): the loop below goes on
-        pending = self.pending
-        while pending and not (self.paused or self.stopped):
-            frames, origin = pending.popleft()
-            if not self._post(frames, origin):
-                break  # a sink that takes less pauses us; wait for it all the same
-
-    def _post(self, frames: list[bytes], origin: Origin) -> bool:
-        """One datagram's messages to the sink, as one batch; what it did not take goes first
-        in line. False when it took less without pausing us."""
-        self._draining = True  # a resume from inside sink.post must not post around us
-        try:
-            taken = self.sink.post(frames, origin)
-        except Exception:
-            # A sink that raises has not said what it took: the datagram is lost.
-            taken = len(frames)
-            self.stats.dropped += taken
-            self.sink_errors(Failure(), peer=origin.peer_host)
-        finally:
-            self._draining = False
-        if taken < len(frames):
-            self.pending.appendleft((frames[taken:], origin))
-            return self.paused
-        return True
+    def _log_sink_error(self, failure: Failure, batch: Batch) -> None:
+        """The sink raised (the backlog counted the datagram as dropped)."""
+        self.sink_errors(failure, peer=batch.origin.peer_host)
 
     def _set_receive_buffer(self, size: int) -> None:
         try:

@@ -5,11 +5,15 @@ and split into messages by the sans-IO :mod:`syslogsrc.httpbody` (``BodyDecoder`
 ``split_body``); the rest of the module, in the order a request meets it:
 
 - ``_IngestProducer`` is the site's ``IPushProducer``: it posts one request's messages to
-  the sink and, when the sink pauses it in the middle, keeps the rest until it resumes.
+  the sink through a :class:`~syslogsrc.producers.Backlog` and, when the sink pauses it in
+  the middle, keeps the rest until it resumes.
 - ``_IngestResource`` routes (ingest path, health path, 404/405) and answers in JSON.
 
 The reply comes after the request's messages were handed to the sink (not after delivery to a
-destination), as with syslog-ng's own ``webhook()`` source.
+destination), as with syslog-ng's own ``webhook()`` source; with ``http-ack`` and a sink that
+acknowledges (:class:`~syslogsrc.interfaces.IAcknowledgingSink`), once every message of the
+request is stored: ``200 {"status": "stored"}``, ``500 {"status": "not-stored"}`` if one could
+not be, or ``503 {"status": "not-acknowledged"}`` after ``http-ack-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 from urllib.parse import unquote_to_bytes
 
+import attrs
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -40,10 +45,12 @@ from syslogsrc.httpbody import (
     split_body,
     too_large,
 )
-from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
+from syslogsrc.interfaces import IAcknowledgingSink, IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
 from syslogsrc.parsing import MAX_NAME_BYTES, ParsedMessage
-from syslogsrc.protocols._tracking import RateLimitedLogs, looks_like_tls
+from syslogsrc.producers import Backlog, Batch, ProducerStopped
+from syslogsrc.protocols._ratelimit import RateLimitedLogs
+from syslogsrc.protocols._sniff import looks_like_tls
 
 __all__ = ["HTTPIngestSite"]
 
@@ -68,6 +75,16 @@ _NOT_FOUND = Reply(404, {"status": "not-found"})
 _FLOW_CONTROLLED = Reply(503, {"status": "flow-controlled"}, ((b"Retry-After", b"1"),))
 _STOPPING = Reply(503, {"status": "stopping"}, ((b"Retry-After", b"1"),))
 _INTERNAL_ERROR = Reply(500, {"status": "error"})
+
+
+def _not_acknowledged(timeout: float) -> Reply:
+    error = (
+        f"the messages were not stored within {timeout:g} s (http-ack-timeout); they may still"
+        " be: a retry can store them twice"
+    )
+    return Reply(503, {"status": "not-acknowledged", "error": error}, ((b"Retry-After", b"1"),))
+
+
 _HEALTHY = Reply(200, {"status": "ok"})
 
 
@@ -119,8 +136,16 @@ def _header_text(headers: Headers, name: bytes) -> str:
 # -- flow control -------------------------------------------------------------------------------
 
 
-class _Delivery:
-    """The messages of one accepted request, posted in order, perhaps across pauses."""
+class _Delivery(Batch):
+    """The messages of one accepted request, posted in order, perhaps across pauses; ``done``
+    is told once when they are all posted (None), or why not (the sink raised, or
+    :class:`~syslogsrc.producers.ProducerStopped`: the rest is counted as dropped).
+
+    In acknowledgement mode (``http-ack``) the messages are posted with tokens (their index
+    in the request) and ``origin.acknowledge`` is :meth:`acknowledged`: the request is
+    answered once every one is reported, not when they are posted."""
+
+    __slots__ = ("count", "done", "lost", "request", "settled", "timer", "waiting")
 
     def __init__(
         self,
@@ -128,16 +153,36 @@ class _Delivery:
         messages: Sequence[bytes | ParsedMessage],
         origin: Origin,
         done: Callable[[_Delivery, Failure | None], None],
+        *,
+        acknowledging: bool = False,
     ) -> None:
+        count = len(messages)
+        if acknowledging:  # the request's origin, answering through this delivery
+            origin = attrs.evolve(origin, acknowledge=self.acknowledged)
+        super().__init__(messages, origin, list(range(count)) if acknowledging else None)
         self.request = request
-        self.messages = messages
-        self.origin = origin  #: the request's, with its pairs (path, query, headers)
-        self.done = done  #: called once: (self, None) when all are posted, else the failure
-        self.position = 0  #: messages posted so far
+        self.count = count  #: the request's messages (``messages`` is what waits)
+        self.done = done
+        self.settled = False  #: ``done`` was told
+        #: acknowledgement mode: messages not reported yet, and reported not stored
+        self.waiting = count if acknowledging else 0
+        self.lost = 0
+        self.timer: Any = None  #: the acknowledgement timeout's delayed call
 
-    @property
-    def remaining(self) -> int:
-        return len(self.messages) - self.position
+    def finished(self, failure: Failure | None) -> None:
+        self.settled = True
+        self.done(self, failure)
+
+    def acknowledged(self, tokens: Sequence[Any], stored: bool) -> None:
+        """``origin.acknowledge``: the sink stored (or cannot store) these messages; the
+        request is answered once all are reported and posted."""
+        if self.waiting < 0:
+            return  # answered already (the timeout)
+        self.waiting -= len(tokens)
+        if not stored:
+            self.lost += len(tokens)
+        if self.waiting <= 0 and self.settled:
+            self.done(self, None)
 
     def hold_connection(self) -> None:
         """Stop reading the client's connection while the rest waits for a resume, so the
@@ -166,78 +211,44 @@ class _NoProducer:
 _NO_PRODUCER = _NoProducer()
 
 
-class _SinkStopped(Exception):
-    """The sink stopped the producer before all messages of a request were posted."""
-
-
 @implementer(IPushProducer)
 class _IngestProducer:
-    """The site's producer: posts one request at a time, and nothing while paused.
+    """The site's producer: posts one request at a time through a
+    :class:`~syslogsrc.producers.Backlog`, and nothing while paused.
 
     A pause can arrive from inside ``sink.post`` (that is how syslog-ng's ``suspend()`` comes);
-    the rest of that request then waits here, in order, for ``resumeProducing``. Only one
-    request waits: while it does, others are turned away with 503 (the client retries).
+    the rest of that request then waits here, in order, for ``resumeProducing``, and is posted
+    in one call per resume: a batch is never left open while waiting for a resume (in syslog-ng
+    the resume needs the window to refill, which needs these messages to leave the batch).
+    Only one request waits: while it does, others are turned away with 503 (the client
+    retries).
     """
 
     def __init__(self, sink: IMessageSink) -> None:
         self._sink = sink
-        self.paused = False
-        self.stopped = False
-        self._pending: _Delivery | None = None
-        self._posting = False
+        #: the request that waits for a resume, if any; its ``paused`` and ``stopped`` are
+        #: this producer's
+        self.backlog = Backlog(sink)
 
     @property
     def accepting(self) -> bool:
-        return not (self.paused or self.stopped or self._pending or self._sink.paused)
+        return not (self.backlog.paused or self.backlog or self._sink.paused)
 
     def deliver(self, delivery: _Delivery) -> None:
         if not self.accepting:
             raise RuntimeError("deliver() while not accepting")
-        self._pending = delivery
-        self._post()
+        self.backlog.add(delivery)
+        if not delivery.settled:
+            delivery.hold_connection()  # paused: the rest waits for resumeProducing
 
     def pauseProducing(self) -> None:
-        self.paused = True
+        self.backlog.pause()
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        if not self._posting:  # else the loop in _post, further up the stack, goes on
-            self._post()
+        self.backlog.resume()
 
     def stopProducing(self) -> None:
-        self.stopped = True
-        if not self._posting:
-            self._post()
-
-    def _post(self) -> None:
-        delivery = self._pending
-        if delivery is None:
-            return
-        failure: Failure | None = None
-        self._posting = True
-        try:
-            # One call per request, and after a pause one per resume: each a batch, so a batch
-            # is never left open while waiting for a resume (in syslog-ng the resume needs the
-            # window to refill, which needs these messages to leave the batch).
-            while delivery.remaining and not (self.paused or self.stopped):
-                position = delivery.position
-                messages = delivery.messages
-                rest = messages[position:] if position else messages
-                taken = self._sink.post(rest, delivery.origin)
-                delivery.position += taken
-                if taken < len(rest) and not self.paused:
-                    break  # a sink that takes less pauses us; wait for it all the same
-        except Exception:
-            failure = Failure()
-        finally:
-            self._posting = False
-        if failure is None and delivery.remaining:
-            if not self.stopped:
-                delivery.hold_connection()
-                return  # paused: the rest waits for resumeProducing
-            failure = Failure(_SinkStopped())
-        self._pending = None
-        delivery.done(delivery, failure)
+        self.backlog.stop()
 
 
 # -- logging ------------------------------------------------------------------------------------
@@ -361,8 +372,12 @@ class _IngestResource(Resource):
         producer: _IngestProducer,
         log: RateLimitedLogs,
         access: ListenerAccess | None = None,
+        reactor: IReactorTime | None = None,
     ) -> None:
         super().__init__()
+        self._reactor = reactor
+        #: acknowledgement mode: http-ack, and a sink that can say when messages are stored
+        self._acknowledging = options.http_ack and IAcknowledgingSink.providedBy(sink)
         self._access = access
         self._sink = sink
         self._options = options
@@ -443,24 +458,50 @@ class _IngestResource(Resource):
             return
         if not self._producer.accepting:
             self._stats.dropped += len(messages)
-            self._refuse(request, _STOPPING if self._producer.stopped else _FLOW_CONTROLLED)
+            self._refuse(request, _STOPPING if self._producer.backlog.stopped else _FLOW_CONTROLLED)
             return
         self._stats.received += len(messages)
         self._stats.truncated += truncated
-        self._producer.deliver(_Delivery(request, messages, self._origin(request), self._done))
+        acknowledging = self._acknowledging and bool(messages)
+        delivery = _Delivery(
+            request, messages, self._origin(request), self._done, acknowledging=acknowledging
+        )
+        if acknowledging and self._reactor is not None:
+            timeout = self._options.http_ack_timeout
+            delivery.timer = self._reactor.callLater(timeout, self._ack_timeout, delivery)
+        self._producer.deliver(delivery)
 
     def _done(self, delivery: _Delivery, failure: Failure | None) -> None:
+        """The request's messages were all posted (``failure`` None) or not; in
+        acknowledgement mode, called again by each acknowledgement until all are in."""
         request = delivery.request
         if failure is None:
-            count = len(delivery.messages)
-            _respond(request, Reply(200, {"status": "received", "messages": count}))
+            if delivery.waiting > 0:
+                return  # posted; answered when the last acknowledgement comes
+            _cancel(delivery)
+            count = delivery.count
+            if delivery.tokens is None:
+                _respond(request, Reply(200, {"status": "received", "messages": count}))
+            elif delivery.lost:
+                self._refuse(
+                    request,
+                    Reply(500, {"status": "not-stored", "messages": count, "lost": delivery.lost}),
+                )
+            else:
+                _respond(request, Reply(200, {"status": "stored", "messages": count}))
             return
-        self._stats.dropped += delivery.remaining
-        if failure.check(_SinkStopped):
+        _cancel(delivery)
+        # the messages not posted are counted as dropped by the producer's backlog
+        if failure.check(ProducerStopped):
             _respond(request, _STOPPING)
         else:
             self._log.emit(LogLevel.error, "sink", "HTTP: the sink failed a post", failure)
             _respond(request, _INTERNAL_ERROR)
+
+    def _ack_timeout(self, delivery: _Delivery) -> None:
+        delivery.timer = None
+        delivery.waiting = -1  # acknowledgements after the answer change nothing
+        self._refuse(delivery.request, _not_acknowledged(self._options.http_ack_timeout))
 
     def _refuse(self, request: _IngestRequest, reply: Reply) -> None:
         if reply.code == 400:
@@ -490,6 +531,12 @@ class _IngestResource(Resource):
             local_port=getattr(local, "port", None),
             pairs=_pairs(request, self._options),
         )
+
+
+def _cancel(delivery: _Delivery) -> None:
+    timer, delivery.timer = delivery.timer, None
+    if timer is not None and timer.active():
+        timer.cancel()
 
 
 def _pairs(request: _IngestRequest, options: ListenerOptions) -> dict[str, str]:
@@ -551,7 +598,9 @@ class HTTPIngestSite(server.Site):
         self.transport_name = transport
         self.producer = _IngestProducer(sink)
         log = self.bad_requests = RateLimitedLogs(reactor, logger=Logger())
-        resource = _IngestResource(sink, options, stats, transport, self.producer, log, access)
+        resource = _IngestResource(
+            sink, options, stats, transport, self.producer, log, access, reactor
+        )
         super().__init__(
             resource,
             requestFactory=_IngestRequest,

@@ -10,11 +10,12 @@ handshake record (0x16 0x03, a ClientHello: a TLS client pointed at the wrong po
 once, counted in ``stats.refused`` and logged; no syslog message starts with those bytes, and the
 binary hello would otherwise be posted as a few lines of junk.
 
-Flow control is the heart of it. The protocol is an ``IPushProducer`` registered with the sink.
-When the sink pauses it (syslog-ng's ``suspend()``, which can arrive synchronously from inside
-``sink.post``), the protocol stops reading from its transport and posts nothing more: the frames
-the sink did not take wait, in order, and are posted first when the sink resumes it. Nothing
-read from the network is lost, and nothing is posted while paused.
+Flow control is the heart of it. The protocol is an ``IPushProducer`` registered with the sink,
+and posts through a :class:`~syslogsrc.producers.Backlog`. When the sink pauses it (syslog-ng's
+``suspend()``, which can arrive synchronously from inside ``sink.post``), the protocol stops
+reading from its transport and posts nothing more: the frames the sink did not take wait, in
+order, and are posted first when the sink resumes it (the reads that waited together, in one
+call). Nothing read from the network is lost, and nothing is posted while paused.
 """
 
 from __future__ import annotations
@@ -23,21 +24,20 @@ from collections.abc import Callable
 
 from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from syslogsrc.framing import FrameDecoder
 from syslogsrc.interfaces import IMessageSink, ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.protocols._tracking import RateLimitedLog, looks_like_tls
+from syslogsrc.producers import Backlog, Batch
+from syslogsrc.protocols._ratelimit import RateLimitedLog, sink_error_log
+from syslogsrc.protocols._sniff import looks_like_tls
 
 __all__ = ["SyslogStreamFactory", "SyslogStreamProtocol", "origin_of"]
 
 _log = Logger(namespace="syslogsrc.listen")
-
-#: The start of a TLS record carrying a handshake message (RFC 8446 5.1: ContentType 22, then
-#: legacy_record_version 3.x).
 
 
 def origin_of(
@@ -70,13 +70,9 @@ class SyslogStreamProtocol(Protocol):
     def __init__(self, factory: SyslogStreamFactory) -> None:
         self.factory = factory
         self.decoder = factory.decoder_factory()
-        #: frames read, waiting for the sink to resume us, in order: the frames of the read
-        #: the sink did not take (an empty tuple, not a list, while there are none: most
-        #: connections never have any)
-        self.pending: list[bytes] | tuple[()] = ()
-        self.paused = False  #: paused by the sink: nothing is posted, the transport is not read
-        self.stopped = False  #: the sink stopped for good (stopProducing)
-        self._draining = False
+        #: the frames read and not taken by the sink, waiting for it to resume us, in order;
+        #: its ``paused`` and ``stopped`` are this producer's
+        self.backlog = Backlog(factory.sink, merge=True, on_error=factory.log_sink_error)
         self._connected = False
         self._refused = False  # closed for speaking TLS to a plain port
         self._registered = False
@@ -84,6 +80,11 @@ class SyslogStreamProtocol(Protocol):
         self._truncated = 0  # decoder counters already added to the listener's stats
         self._invalid = 0
         self._oversize = 0
+
+    @property
+    def pending(self) -> list[bytes]:
+        """The frames read and not posted, in order (a copy)."""
+        return [frame for batch in self.backlog.batches for frame in batch.messages]  # type: ignore[misc]
 
     @property
     def progress(self) -> int:
@@ -129,41 +130,29 @@ class SyslogStreamProtocol(Protocol):
             self.factory.stats.received += len(frames)
             self._take(frames)
         # With frames still pending (paused), stay registered: resumeProducing posts them.
-        if not self.pending:
+        if not self.backlog:
             self._unregister()
 
     # IPushProducer, called by the sink
 
     def pauseProducing(self) -> None:
-        if self.paused or self.stopped:
-            return
-        self.paused = True
-        if self._connected:
+        if self.backlog.pause() and self._connected:
             self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resumeProducing(self) -> None:
-        if not self.paused or self.stopped:
-            return
-        self.paused = False
-        self._drain()
-        if self.paused:  # paused again by a post of the drain
+        if not self.backlog.resume():  # not paused, stopped, or paused again by the drain
             return
         if self._connected:
             self.transport.resumeProducing()  # type: ignore[union-attr]
-        elif not self.pending:
+        elif not self.backlog:
             self._unregister()
 
     def stopProducing(self) -> None:
         """The sink is gone for good: the frames waiting here are dropped (and counted), and
         the connection is closed. The sink forgets its producers itself; we do not call it."""
-        if self.stopped:
+        if not self.backlog.stop():
             return
-        self.stopped = True
-        self.paused = True
         self._registered = False
-        if self.pending:
-            self.factory.stats.dropped += len(self.pending)
-            self.pending = ()
         if self._connected:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
@@ -173,11 +162,9 @@ class SyslogStreamProtocol(Protocol):
         """Give up the connection to another instance: return its decoder (with the frame it
         has begun) and the frames read and not posted, in order. Nothing more is read, posted
         or closed here: the socket is the caller's (the tracker detaches it)."""
-        decoder, pending = self.decoder, list(self.pending)
+        decoder, pending = self.decoder, self.take_pending()
         self._count_decoder_events()
-        self.pending = ()
-        self.stopped = True
-        self.paused = True
+        self.backlog.stop()  # nothing waits now: nothing is counted as dropped
         self._connected = False
         self._unregister()
         return decoder, pending
@@ -185,9 +172,7 @@ class SyslogStreamProtocol(Protocol):
     def take_pending(self) -> list[bytes]:
         """The frames read and not posted, which are the caller's now (a connection that
         cannot be handed over: they go to the next instance, the connection is closed)."""
-        pending = list(self.pending)
-        self.pending = ()
-        return pending
+        return [frame for batch in self.backlog.take() for frame in batch.messages]  # type: ignore[misc]
 
     def adopt(self, decoder: FrameDecoder, pending: list[bytes], origin: Origin) -> None:
         """Go on where another instance's protocol stopped (its :meth:`hand_over`): its
@@ -198,49 +183,19 @@ class SyslogStreamProtocol(Protocol):
         self._oversize = decoder.oversize
         self._origin = origin
         if pending:
-            self.pending = [*pending, *self.pending] if self.pending else list(pending)
-            if not self.paused:
-                self._drain()
+            self.backlog.put_back([Batch(list(pending), origin)])
 
     # Posting
 
     def _take(self, frames: list[bytes]) -> None:
-        """Frames just read: posted now, after those already waiting."""
-        if self.stopped:
-            self.factory.stats.dropped += len(frames)
-            return
-        self.pending = [*self.pending, *frames] if self.pending else frames
-        self._drain()
-
-    def _drain(self) -> None:
-        """Post what waits, one batch per call to the sink, until nothing waits or the sink
-        pauses us; what it did not take stays first in line."""
-        if self._draining:
-            return  # re-entered from inside sink.post (a resume): the loop below goes on
-        sink = self.factory.sink
+        """Frames just read: posted now, after those already waiting (dropped, and counted,
+        once the sink stopped us)."""
         origin = self._origin
         if origin is None:  # pragma: no cover - set by the first dataReceived
             origin = self._origin = origin_of(
                 self.transport, self.factory.transport_name, self.factory.stats, self.factory.format
             )
-        self._draining = True
-        try:
-            while self.pending and not (self.paused or self.stopped):
-                frames, self.pending = self.pending, ()
-                try:
-                    taken = sink.post(frames, origin)
-                except Exception:
-                    # A sink that raises has not said what it took: the batch is lost.
-                    taken = len(frames)
-                    self.factory.stats.dropped += taken
-                    self.factory.sink_errors(Failure(), peer=origin.peer_host)
-                if taken < len(frames):
-                    rest = frames[taken:]
-                    self.pending = [*rest, *self.pending] if self.pending else rest
-                    if not self.paused:
-                        break  # a sink that takes less pauses us; wait for it all the same
-        finally:
-            self._draining = False
+        self.backlog.offer(frames, origin)
 
     def _refuse_tls(self) -> None:
         self._refused = True
@@ -359,13 +314,12 @@ class SyslogStreamFactory(Factory):
             " {peer} at offset {offset}: {reason} ({data!r})",
             listener=stats.name,
         )
-        self.sink_errors = RateLimitedLog(
-            reactor,
-            "{listener}: the sink raised {count} time(s){span};"
-            " the messages it was given were dropped (last from {peer})",
-            level=LogLevel.error,
-            listener=stats.name,
-        )
+        self.sink_errors = sink_error_log(reactor, stats.name)
+
+    def log_sink_error(self, failure: Failure, batch: Batch) -> None:
+        """A connection's sink raised (its :class:`~syslogsrc.producers.Backlog` counted the
+        batch as dropped)."""
+        self.sink_errors(failure, peer=batch.origin.peer_host)
 
     def buildProtocol(self, addr: IAddress) -> SyslogStreamProtocol:
         return self.protocol(self)

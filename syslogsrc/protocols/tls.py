@@ -54,7 +54,7 @@ from zope.interface import implementer
 
 from syslogsrc.interfaces import ListenerStats
 from syslogsrc.options import ListenerOptions, OptionError
-from syslogsrc.protocols._tracking import RateLimitedLog
+from syslogsrc.protocols._ratelimit import RateLimitedLog
 
 __all__ = [
     "HandshakeWatch",

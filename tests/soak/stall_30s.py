@@ -68,10 +68,10 @@ def http_during(poster: HttpPoster, seconds: float) -> dict:
 
 
 def run_host(stall: float) -> bool:
-    from test_hostile_streams import CountingOutput, Hostile
+    from syslogsrc.testing import CountingOutput, ListeningSource
 
     output = CountingOutput()
-    with Hostile("tcp:0:interface=127.0.0.1", "http:0:interface=127.0.0.1", output=output,
+    with ListeningSource("tcp:0:interface=127.0.0.1", "http:0:interface=127.0.0.1", output=output,
                  log_iw_size=1000) as h:  # fmt: skip
         flood = TcpFlood(h.port(0), "tcp")
         poster = HttpPoster(h.port(1), "web", interval=0.05)

@@ -1,0 +1,127 @@
+"""Acknowledgements from syslog-ng's destinations back to the protocols that wait for them.
+
+Inside syslog-ng a source learns that a message was delivered through its ack tracker: the
+daemon calls it, from a destination's or the main thread, with the bookmark each message was
+posted with. A source whose listeners answer senders only once their messages are stored (RELP;
+HTTP in acknowledgement mode) sets a ``BatchedAckTracker`` in ``init()`` and posts every
+message with a bookmark: ``(acknowledge, token)`` for a message somebody waits for
+(:meth:`~syslogsrc.interfaces.IAcknowledgingSink.post_tracked`), :data:`UNTRACKED` for the
+others (the daemon's trackers dereference the bookmark of every message: 3.38.1 and 4.8.1 crash
+on a message without one while a tracker is set).
+
+The tracker's callback hands the acknowledgements to the reactor that runs the source *now*,
+found by the source's persist name: after a reload that is the next instance's reactor (the
+connections were handed over to it, :mod:`syslogsrc.handover`), and acknowledgements that come
+while no instance runs wait for the next one. ``acknowledge`` itself must therefore reach
+whichever protocol holds the connection then (the RELP protocol's receipts do), and is called
+in that reactor's thread, once per token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.logger import Logger
+
+__all__ = ["UNTRACKED", "AckRouter", "deliver"]
+
+_log = Logger(namespace="syslogsrc.acks")
+
+#: the bookmark of a message nobody waits for
+UNTRACKED = 0
+
+#: how long the daemon's BatchedAckTracker gathers acknowledgements before calling back (ms),
+#: and how many make it call back at once: a RELP client's window (librelp: 128) fits in one
+BATCH_TIMEOUT_MS = 5
+BATCH_SIZE = 128
+
+#: acknowledgements that arrived while no instance of a source ran (between a reload's old and
+#: new run()): at most this many per source are kept for the next one; RELP windows bound them
+MAX_WAITING = 100_000
+
+_lock = threading.Lock()
+_reactors: dict[str, Any] = {}  # persist name -> the reactor of the instance running now
+_waiting: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
+
+
+def deliver(acknowledged: Sequence[tuple[Callable[[Sequence[Any], bool], None], Any]]) -> None:
+    """In a reactor's thread: ``acknowledge(tokens, True)`` once per callback, with its tokens
+    in the order they came."""
+    grouped: dict[Any, list[Any]] = {}
+    for acknowledge, token in acknowledged:
+        tokens = grouped.get(acknowledge)
+        if tokens is None:
+            grouped[acknowledge] = [token]
+        else:
+            tokens.append(token)
+    for acknowledge, tokens in grouped.items():
+        try:
+            acknowledge(tokens, True)
+        except Exception:
+            _log.failure("an acknowledgement callback raised")
+
+
+class AckRouter:
+    """The acknowledgements of one source (by persist name), from the daemon's thread that
+    acknowledges to the reactor of the instance that runs now.
+
+    :param key: the source's persist name (the same for the instances a reload makes).
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        #: acknowledgements delivered, and dropped because too many waited for an instance
+        self.delivered = 0
+        self.dropped = 0
+
+    def tracker(self, runtime: Any) -> Any:
+        """The ack tracker to set as the source's ``ack_tracker`` in ``init()``."""
+        return runtime.BatchedAckTracker(BATCH_TIMEOUT_MS, BATCH_SIZE, self.acked)
+
+    def attach(self, reactor: Any) -> None:
+        """``reactor`` runs the source now (``run()`` started): acknowledgements go to it,
+        those that waited first."""
+        with _lock:
+            _reactors[self.key] = reactor
+            waiting = _waiting.pop(self.key, None)
+        if waiting:
+            reactor.callFromThread(deliver, waiting)
+
+    def detach(self, reactor: Any) -> None:
+        """``reactor`` stopped (``run()`` ends): acknowledgements wait for the next instance."""
+        with _lock:
+            if _reactors.get(self.key) is reactor:
+                del _reactors[self.key]
+
+    def acked(self, bookmarks: list[Any]) -> None:
+        """The daemon's callback (any thread, the GIL held): hand what somebody waits for to
+        the reactor that runs the source now."""
+        tracked = [b for b in bookmarks if b is not UNTRACKED and type(b) is tuple]
+        if not tracked:
+            return
+        with _lock:
+            reactor = _reactors.get(self.key)
+            if reactor is None:
+                waiting = _waiting[self.key]
+                room = MAX_WAITING - len(waiting)
+                if room < len(tracked):
+                    self.dropped += len(tracked) - max(room, 0)
+                    tracked = tracked[: max(room, 0)]
+                waiting.extend(tracked)
+                return
+        self.delivered += len(tracked)
+        try:
+            reactor.callFromThread(deliver, tracked)
+        except Exception:  # a reactor stopping under us: the sender will send again
+            self.dropped += len(tracked)
+
+
+def forget(key: str) -> None:
+    """The source of ``key`` is gone for good (deinit at shutdown, not at a reload): what
+    waited for it is dropped; its senders send again to the next daemon."""
+    with _lock:
+        _waiting.pop(key, None)
+        _reactors.pop(key, None)
