@@ -41,7 +41,7 @@ from rsyslog import (
     omfwd_udp,
     rsyslog,  # noqa: F401 - the fixture
 )
-from test_standalone import Twistd, _lines
+from twistd_process import Twistd, json_lines
 
 from syslogsrc import testing
 
@@ -149,11 +149,11 @@ def test_rsyslog_omfwd_into_twistd(
         count = N_UDP if transport == "udp" else N
         target = tls_port if transport.startswith("tls") else port
         _send(rsyslog, _action(transport, target, TEMPLATES[template], pki), count, injected)
-        assert testing.wait_until(lambda: len(_lines(out)) >= count, timeout=60), (
-            f"{len(_lines(out))} of {count}\n{t.logtext()}"
+        assert testing.wait_until(lambda: len(json_lines(out)) >= count, timeout=60), (
+            f"{len(json_lines(out))} of {count}\n{t.logtext()}"
         )
         assert t.stop(), t.logtext()
-        records = _lines(out)
+        records = json_lines(out)
         _check(records, count)
         if template == "rfc5424":
             # the fixed stamp rsyslog forwards, microseconds and all
