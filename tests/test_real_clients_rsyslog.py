@@ -1,6 +1,7 @@
-"""The real rsyslog (omfwd) as a client of ``twistd syslogsrc`` and of ``SyslogSource`` inside the
-real syslog-ng daemons: TCP with LF framing and octet-counted (RFC 6587), UDP, and TLS (GnuTLS,
-``StreamDriver="gtls"``, with a client certificate the listener requires).
+"""The real rsyslog as a client of ``twistd syslogsrc`` and of ``SyslogSource`` inside the real
+syslog-ng daemons: omfwd over TCP with LF framing and octet-counted (RFC 6587), UDP, and TLS
+(GnuTLS, ``StreamDriver="gtls"``, with a client certificate the listener requires); omrelp into
+our RELP listener, plain and TLS (``relp:`` / ``relps:``).
 
 rsyslog is fed numbered messages (tests/rsyslog.py), in RFC 3164 as a local program hands them
 over or in RFC 5424 as a relay receives them, and forwards them with its own templates:
@@ -36,9 +37,11 @@ from rsyslog import (
     RFC5424,
     RsyslogFactory,
     assert_each_once,
+    message_number,
     omfwd_tcp,
     omfwd_tls,
     omfwd_udp,
+    omrelp,
     rsyslog,  # noqa: F401 - the fixture
 )
 from twistd_process import Twistd, json_lines
@@ -60,7 +63,11 @@ def _action(transport: str, port: int, template: str, certs: Certs | None) -> st
         return omfwd_tcp(port, framing="octet-counted", template=template)
     if transport == "udp":
         return omfwd_udp(port, template=template, send_delay_us=500)
+    if transport == "relp":
+        return omrelp(port, template=template)
     assert certs is not None
+    if transport == "relps":
+        return omrelp(port, tls=certs, template=template)
     framing = "octet-counted" if transport == "tls-octet" else "traditional"
     return omfwd_tls(port, certs, framing=framing, template=template)
 
@@ -164,6 +171,60 @@ def test_rsyslog_omfwd_into_twistd(
             t.proc.wait()
 
 
+RELP_CASES = [
+    pytest.param("relp", {}, N, id="relp"),
+    pytest.param("relps", {}, N, id="relps"),
+    # a window of 4 frames in flight: rsyslog waits ~0.2 s per full window, hence 100 messages
+    pytest.param("relp", {"window_size": 4, "timeout": 5}, 100, id="relp-window-4"),
+]
+
+
+@pytest.mark.parametrize(("kind", "options", "count"), RELP_CASES)
+def test_rsyslog_omrelp_into_twistd(
+    rsyslog: RsyslogFactory,  # noqa: F811
+    tmp_path: Path,
+    pki: Certs,
+    kind: str,
+    options: dict[str, int],
+    count: int,
+) -> None:
+    """omrelp into our RELP listener, plain and TLS (client certificate required): every
+    message once, in order (RELP is one ordered stream), and each answered: rsyslog has nothing
+    left to send when it stops."""
+    port = testing.free_port()
+    out = tmp_path / "out.jsonl"
+    if kind == "relps":
+        spec = (
+            f"relps:{port}:privateKey={pki.server_key}:certKey={pki.server_cert}"
+            ":interface=127.0.0.1"
+        )
+    else:
+        spec = f"relp:{port}:interface=127.0.0.1"
+    t = Twistd(
+        tmp_path,
+        "--listen", spec,
+        "--tls-ca-file", str(pki.ca),
+        "--tls-peer-verify", "required",
+        "--output", str(out),
+    )  # fmt: skip
+    try:
+        assert testing.wait_until(lambda: testing.accepts(port), timeout=30), t.logtext()
+        action = omrelp(port, tls=pki if kind == "relps" else None, **options)
+        _send(rsyslog, action, count, "rfc5424")
+        assert testing.wait_until(lambda: len(json_lines(out)) >= count, timeout=60), (
+            f"{len(json_lines(out))} of {count}\n{t.logtext()}"
+        )
+        assert t.stop(), t.logtext()
+        records = json_lines(out)
+        _check(records, count)
+        assert [message_number(r["MESSAGE"]) for r in records] == list(range(count))
+        assert {r["ISODATE"] for r in records} == {"2026-12-02T10:00:00.000001+00:00"}
+    finally:
+        if t.proc.poll() is None:
+            t.proc.kill()
+            t.proc.wait()
+
+
 # --- SyslogSource inside syslog-ng ------------------------------------------------------------
 
 
@@ -194,6 +255,8 @@ DAEMON_CASES = [
     _case("udp", "rfc5424"),
     _case("tls-lf", "rfc3164"),
     _case("tls-octet", "rfc5424"),
+    _case("relp", "rfc5424"),
+    _case("relps", "rfc5424"),
 ]
 
 
@@ -209,15 +272,18 @@ def test_rsyslog_omfwd_into_syslogsource(
     pki, inner = daemon_certs
     port = testing.free_port()
     options = None
-    if transport.startswith("tls"):
+    if transport.startswith("tls") or transport == "relps":
+        kind = "relps" if transport == "relps" else "ssl"
         listen = (
-            f"ssl:{port}:privateKey={inner}/server.key:certKey={inner}/server.pem"
+            f"{kind}:{port}:privateKey={inner}/server.key:certKey={inner}/server.pem"
             ":interface=127.0.0.1"
         )
         options = {"tls-ca-file": f"{inner}/ca.pem", "tls-peer-verify": "required"}
     elif transport == "udp":
         port = testing.free_port("udp")
         listen = f"udp:{port}:interface=127.0.0.1"
+    elif transport == "relp":
+        listen = f"relp:{port}:interface=127.0.0.1"
     else:
         listen = f"tcp:{port}:interface=127.0.0.1"
     d = _daemon(syslog_ng, listen, options, ("udp", port) if transport == "udp" else port)
