@@ -79,7 +79,7 @@ class MessageBuilding:
         if parsed.tags:
             msg[TAGS_PAIR] = ",".join(parsed.tags)
             if malformed(parsed):
-                origin.listener.malformed += 1
+                origin.stats.malformed += 1
         if self._msgformat_pair:  # as the daemon's parser names it (4.7+)
             msg["MSGFORMAT"] = parsed.format
         self.annotate(msg, origin, size)

@@ -216,7 +216,7 @@ class StreamListener(Listener):
         return endpoint.listen(self.tracker).addCallback(listening)
 
     def _adopt_connection(self, connection: ConnectionState, state: ListenerState) -> None:
-        origin = attrs.evolve(connection.origin, listener=self.stats)
+        origin = attrs.evolve(connection.origin, stats=self.stats)
         try:
             transport = self.reactor.adoptStreamConnection(
                 connection.fd, connection.family, self.tracker

@@ -148,7 +148,7 @@ class Posting:
         self._posts += 1
         self.post_message(msg)
         if _taken(msg):
-            origin.listener.posted += 1
+            origin.stats.posted += 1
             return True
         if not self._held or self._held[0][0] is not msg:
             self._held.append((msg, origin))
@@ -212,7 +212,7 @@ class Posting:
 
     def _post(self, messages: Sequence[Any], origin: Origin, build: Callable[[Any], Any]) -> int:
         post_message = self.post_message
-        stats = origin.listener
+        stats = origin.stats
         taken = posted = 0
         try:
             for message in messages:

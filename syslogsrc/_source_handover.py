@@ -51,7 +51,7 @@ class Backlog:
         self.stopped = True
         self._registered = False
         for frames, origin in self.pending:
-            origin.listener.dropped += len(frames)
+            origin.stats.dropped += len(frames)
         self.pending.clear()
 
     def take_pending(self) -> list[tuple[list[Any], Origin]]:
@@ -171,11 +171,11 @@ class HandOver:
             states.append(rest)
         for state in states:
             for frames, origin in state.frames:
-                origin.listener.handed_over += len(frames)
+                origin.stats.handed_over += len(frames)
             for connection in state.connections:
-                connection.origin.listener.handed_over += len(connection.pending)
+                connection.origin.stats.handed_over += len(connection.pending)
             for _, origin in state.messages:
-                origin.listener.handed_over += 1
+                origin.stats.handed_over += 1
         sockets = sum(1 for s in states if s.fd is not None)
         connections = sum(len(s.connections) for s in states)
         frames = sum(s.unposted() for s in states)
@@ -240,8 +240,8 @@ class HandOver:
         """``origin`` of a previous instance, with our listener's stats if it is still
         configured; ``count`` messages of it taken over."""
         for listener in self._listeners:
-            if getattr(listener, "name", None) == origin.listener.name:
-                origin = attrs.evolve(origin, listener=listener.stats)
+            if getattr(listener, "name", None) == origin.stats.name:
+                origin = attrs.evolve(origin, stats=listener.stats)
                 break
-        origin.listener.taken_over += count
+        origin.stats.taken_over += count
         return origin

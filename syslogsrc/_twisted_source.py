@@ -393,7 +393,7 @@ class TwistedSource(Posting, HandOver, MessageBuilding, LogSource):
             flush()
         while self._held:
             _, origin = self._held.popleft()
-            origin.listener.dropped += 1
+            origin.stats.dropped += 1
 
     def reload_tls(self) -> list[bool]:
         """Read the key, certificate and CA files of every ``ssl:``/``https:`` listener again,

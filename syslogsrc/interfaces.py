@@ -60,7 +60,7 @@ class Origin:
     request. Everything every message of it carries is here."""
 
     transport: str  #: "tcp", "tls", "unix", "udp", "unixgram", "http", "https"
-    listener: ListenerStats
+    stats: ListenerStats  #: the counters of the listener the messages came through
     peer_host: str | None = None  #: IP literal of the peer (None for unix sockets)
     peer_port: int | None = None
     local_port: int | None = None
@@ -96,7 +96,7 @@ class IMessageSink(Interface):
         Returns how many were taken, from the first: all of them, or fewer when the sink paused
         its producers on the way (the rest stays with the caller and is posted first after
         the resume). A message the sink cannot handle (a ``build_message`` that raised) is
-        taken, counted in ``origin.listener.dropped`` and logged by the sink: ``post`` itself
+        taken, counted in ``origin.stats.dropped`` and logged by the sink: ``post`` itself
         does not raise for a bad message. ``bytes`` are raw frames, parsed with
         ``origin.format`` or the sink's own format; a ``ParsedMessage`` is taken as it is.
         ``origin.pairs`` are added to every message.

@@ -25,7 +25,7 @@ A :class:`Backlog` guarantees, for the producer that owns it:
   batch cut by a pause is posted, after each resume, in one call (with ``merge``, batches of
   one origin that waited together are posted in one call: the reads of one connection);
 - **nothing is lost silently**: a sink that raises has not said what it took, so the rest of
-  the batch is counted in ``origin.listener.dropped`` and reported (``on_error``); what waits
+  the batch is counted in ``origin.stats.dropped`` and reported (``on_error``); what waits
   at :meth:`Backlog.stop` is counted there too; :meth:`Backlog.take` gives what waits to the
   caller instead (a reload hands it to the next instance). A producer whose sender sends
   again whatever was not answered (RELP: ``sender_resends``) loses nothing there, and counts
@@ -166,7 +166,7 @@ class Backlog:
 
     ``sender_resends``: the sender sends again every message it was not answered for (RELP's
     client does, on its next connection), so what a stop or a raising sink leaves unposted is
-    not lost and is not counted in ``origin.listener.dropped`` (batches are still told
+    not lost and is not counted in ``origin.stats.dropped`` (batches are still told
     :meth:`Batch.finished` with the reason).
     """
 
@@ -377,7 +377,7 @@ class Backlog:
 
     def _count_dropped(self, origin: Origin, count: int) -> None:
         if not self._resends:
-            origin.listener.dropped += count
+            origin.stats.dropped += count
 
     def _append(self, batch: Batch) -> None:
         queue = self._queue

@@ -61,7 +61,7 @@ class _ParsingSink:
         else:
             parsed = message  # type: ignore[assignment]
         if parsed.tags and malformed(parsed):
-            origin.listener.malformed += 1
+            origin.stats.malformed += 1
         return parsed
 
     def register_producer(self, producer: Any) -> None:
@@ -122,7 +122,7 @@ class CallbackSink(_ParsingSink):
         callback = self.callback
         pairs = origin.pairs
         taken = 0
-        stats = origin.listener
+        stats = origin.stats
         stored: list[Any] = []
         lost: list[Any] = []
         for message in messages:
@@ -327,7 +327,7 @@ class OutputSink(_ParsingSink):
     ) -> int:
         if self._producers.paused:
             return 0
-        stats = origin.listener
+        stats = origin.stats
         fmt = origin.format or self.format
         time_zone = self.time_zone
         batch = []  # a loop, not comprehensions: a datagram's batch has one message
@@ -365,7 +365,7 @@ class OutputSink(_ParsingSink):
         self, batch: list[ParsedMessage], origin: Origin, tokens: Sequence[Any] | None
     ) -> tuple[bytes, int, list[Any]]:
         render = self.output.render
-        stats = origin.listener
+        stats = origin.stats
         lines = []
         stored, lost = [], []
         for i, one in enumerate(batch):

@@ -148,7 +148,7 @@ class RecordingSink:
                 break
             self.posts.append((message, origin))
             batch.append(message)
-            origin.listener.posted += 1
+            origin.stats.posted += 1
             self._since_resume += 1
             if self.on_post is not None:
                 self.on_post(message)

@@ -118,7 +118,7 @@ ZONES = st.sampled_from(["UTC", "+05:30", "-03:00", "Europe/Budapest", "America/
 def test_direct_output_is_what_the_emulated_source_writes(
     frame: bytes, origin: Origin, format: str, zone: str, keep_hostname: bool, non_utf8: str
 ) -> None:
-    emulated = Emulated(keep_hostname, {"format": format, "time-zone": zone}, origin.listener.name)
+    emulated = Emulated(keep_hostname, {"format": format, "time-zone": zone}, origin.stats.name)
     options = emulated.source.options
     msg = emulated.message(frame, origin)
     parsed = parse(frame, format, time_zone=options.time_zone)
@@ -195,7 +195,7 @@ def test_http_json_objects_give_what_their_frames_gave(line: str) -> None:
         frame = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except UnicodeEncodeError:
         frame = json.dumps(doc, separators=(",", ":")).encode("ascii")
-    emulated = Emulated(True, {"format": "json"}, origin.listener.name)
+    emulated = Emulated(True, {"format": "json"}, origin.stats.name)
     msg = emulated.message(frame, origin)
     for kind, out in _outputs(True, "escape").items():
         _same(out._render(msg), out.render(parsed, origin), parsed, kind)

@@ -173,7 +173,7 @@ def test_a_sink_that_raises_loses_the_batch_counted_and_reported() -> None:
     producer.backlog.offer([b"ok", b"bad"], where)
     producer.backlog.offer([b"next"], where)
     assert sink.messages == [b"next"]
-    assert where.listener.dropped == 2
+    assert where.stats.dropped == 2
     assert len(errors) == 1 and errors[0][0].check(ValueError)
     assert errors[0][1].messages == [b"ok", b"bad"] and errors[0][1].origin is where
 
@@ -186,12 +186,12 @@ def test_stop_counts_what_waits_and_what_comes_after() -> None:
     producer.backlog.offer([b"1", b"2"], where)
     producer.backlog.add(told)
     sink.stop()
-    assert where.listener.dropped == 3
+    assert where.stats.dropped == 3
     assert len(told.outcome) == 1 and told.outcome[0].check(ProducerStopped)
     producer.backlog.offer([b"5"], where)
     late = Told([b"6"], where)
     producer.backlog.add(late)
-    assert where.listener.dropped == 5
+    assert where.stats.dropped == 5
     assert late.outcome[0].check(ProducerStopped)
     assert not producer.backlog.resume() and not producer.backlog.stop()
     assert sink.messages == [b"1"]
@@ -211,7 +211,7 @@ def test_a_stop_from_inside_post_drops_the_rest_of_the_batch() -> None:
     told = Told([b"1", b"2", b"3"], where)
     producer.backlog.add(told)
     assert sink.messages == [b"1"]
-    assert where.listener.dropped == 2
+    assert where.stats.dropped == 2
     assert told.outcome[0].check(ProducerStopped)
 
 
@@ -239,7 +239,7 @@ def test_take_and_put_back_hand_what_waits_to_another_backlog_in_order() -> None
     taken = old.backlog.take()
     assert [b.messages for b in taken] == [[b"2"], [b"3"]]
     old_sink.stop()
-    assert where.listener.dropped == 0  # taken, not dropped
+    assert where.stats.dropped == 0  # taken, not dropped
     new = Producer(new_sink)
     new.backlog.offer([b"4"], where)
     new_sink.pause()
@@ -300,7 +300,7 @@ def test_every_message_once_in_order_whatever_the_window(seed: int) -> None:
         sink.resume()
     assert sink.messages == sent
     assert sink.posted_while_paused == []
-    assert where.listener.dropped == 0
+    assert where.stats.dropped == 0
 
 
 def test_a_producer_set_pauses_and_resumes_backlog_producers() -> None:
@@ -324,7 +324,7 @@ def test_put_back_after_stop_drops_and_counts() -> None:
     where = origin()
     told = Told([b"a", b"b"], where)
     producer.backlog.put_back([told, Batch([b"c"], where)])
-    assert where.listener.dropped == 3
+    assert where.stats.dropped == 3
     assert told.outcome[0].check(ProducerStopped)
     assert not producer.backlog and sink.messages == []
 
@@ -362,12 +362,12 @@ def test_what_a_sender_resends_is_not_counted_as_dropped() -> None:
     producer.backlog.offer([b"4"], where)
     assert first.took == [[b"1"]] and first.outcome[0].check(ProducerStopped)
     assert second.outcome[0].check(ProducerStopped)
-    assert where.listener.dropped == 0
+    assert where.stats.dropped == 0
 
     inside = RecordingSink(raise_on=[b"bad"])
     producer = Producer(inside, sender_resends=True, on_error=lambda _, b: errors.append(b))
     producer.backlog.add(Answered([b"bad"], where))
-    assert len(errors) == 1 and where.listener.dropped == 0
+    assert len(errors) == 1 and where.stats.dropped == 0
 
     def stop(message: object) -> None:
         inside.pause()
@@ -377,4 +377,4 @@ def test_what_a_sender_resends_is_not_counted_as_dropped() -> None:
     cut = Answered([b"5", b"6"], where)
     producer.backlog.add(cut)
     assert cut.took == [[b"5"]] and cut.outcome[0].check(ProducerStopped)
-    assert where.listener.dropped == 0
+    assert where.stats.dropped == 0

@@ -440,7 +440,7 @@ def test_a_handed_over_connection_is_answered_by_the_next_instance() -> None:
     new, new_transport = connect(new_factory)
     origin = old._origin
     assert origin is not None
-    new.adopt(state, [], attrs.evolve(origin, listener=new_stats))
+    new.adopt(state, [], attrs.evolve(origin, stats=new_stats))
     assert new.number == number
     assert new_transport.value() == ok(2)  # the acknowledgement that waited
     assert new_sink.messages == [b"c"]  # the frame read by the old instance
@@ -465,7 +465,7 @@ def test_a_plain_sink_answers_the_frames_handed_over_on_the_new_connection() -> 
     assert state.pending == [(2, b"a"), (3, b"b")] and old.pending == []
     new_factory, new_sink, new_stats, _ = make()
     new, new_transport = connect(new_factory)
-    new.adopt(state, [], attrs.evolve(old._origin, listener=new_stats))
+    new.adopt(state, [], attrs.evolve(old._origin, stats=new_stats))
     assert new_sink.messages == [b"a", b"b"]
     assert new_transport.value() == ok(2, 3) and old_transport.value() == b""
     assert new_sink.posts[0][1].acknowledge is None
@@ -480,7 +480,7 @@ def test_a_close_handed_over_is_answered_by_the_next_instance() -> None:
     state, _ = old.hand_over()
     new_factory, _, new_stats, _ = make(AcknowledgingSink("manual"))
     new, new_transport = connect(new_factory)
-    new.adopt(state, [], attrs.evolve(old._origin, listener=new_stats))
+    new.adopt(state, [], attrs.evolve(old._origin, stats=new_stats))
     assert new_transport.value() == b""
     old_sink.acknowledge()
     assert new_transport.value() == ok(2) + b"3 rsp 0\n" + SERVERCLOSE

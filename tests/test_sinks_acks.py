@@ -131,7 +131,7 @@ def test_a_message_that_cannot_be_rendered_alone_is_not_stored(tmp_path: Path) -
     assert _post(sink, frames, origin, [1, 2]) == 2
     yield _until(lambda: len(acks.stored()) + len(acks.lost()) == 2)
     assert acks.stored() == [1] and acks.lost() == [2]
-    assert origin.listener.dropped == 1
+    assert origin.stats.dropped == 1
     yield sink.close()
 
 

@@ -58,7 +58,7 @@ class FakeWindow(TwistedSource):
 
 
 def _origin() -> Origin:
-    return Origin(transport="tcp", listener=ListenerStats(name="tcp:1"))
+    return Origin(transport="tcp", stats=ListenerStats(name="tcp:1"))
 
 
 def test_wakeups_that_ran_before_a_dropped_post_do_not_post_into_the_empty_window() -> None:
@@ -79,7 +79,7 @@ def test_wakeups_that_ran_before_a_dropped_post_do_not_post_into_the_empty_windo
     src._resume(token)
     assert src.drops == 1 and not src._held
     assert src.taken == [b"m1", b"m2"]
-    assert origin.listener.posted == 2
+    assert origin.stats.posted == 2
 
 
 def test_the_wakeup_after_a_drop_still_resumes() -> None:

@@ -525,7 +525,7 @@ class _IngestResource(Resource):
         peer, local = request.getClientAddress(), request.getHost()
         return Origin(
             transport=self._transport,
-            listener=self._stats,
+            stats=self._stats,
             peer_host=getattr(peer, "host", None),
             peer_port=getattr(peer, "port", None),
             local_port=getattr(local, "port", None),

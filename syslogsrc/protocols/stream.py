@@ -53,7 +53,7 @@ def origin_of(
         host = None
     return Origin(
         transport=name,
-        listener=stats,
+        stats=stats,
         peer_host=getattr(peer, "host", None),
         peer_port=getattr(peer, "port", None),
         local_port=getattr(host, "port", None),
