@@ -66,22 +66,9 @@ class MessageBuilding:
         """A ``LogMessage`` of a parsed message: its stamp (or now), pairs, PRI and tags, then
         :meth:`annotate`. ``size`` is the frame's size (``$RAWMSG_SIZE`` where the daemon has
         it)."""
-        if parsed.timestamp is not None:
-            msg = self._message_at(parsed.timestamp, parsed.format)
-        else:
-            msg = LogMessage()
-            if _STALE_CLOCK:
-                msg.set_timestamp(now_for_daemon())
-        pairs = sdata_last_first(parsed.pairs) if _IN_DAEMON else parsed.pairs.items()
-        for name, value in pairs:
-            msg[name] = value
-        msg.set_pri(parsed.pri)
-        if parsed.tags:
-            msg[TAGS_PAIR] = ",".join(parsed.tags)
-            if malformed(parsed):
-                origin.stats.malformed += 1
-        if self._msgformat_pair:  # as the daemon's parser names it (4.7+)
-            msg["MSGFORMAT"] = parsed.format
+        msg = self._parsed_message(parsed)
+        if parsed.tags and malformed(parsed):
+            origin.stats.malformed += 1
         self.annotate(msg, origin, size)
         return msg
 

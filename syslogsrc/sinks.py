@@ -64,6 +64,24 @@ class _ParsingSink:
             origin.stats.malformed += 1
         return parsed
 
+    def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
+        return self._take(messages, origin, None)
+
+    def post_tracked(
+        self, messages: Sequence[bytes | ParsedMessage], origin: Origin, tokens: Sequence[Any]
+    ) -> int:
+        """As ``post``, and ``origin.acknowledge(tokens, stored)`` once each is stored (what
+        that means: the subclass's ``acknowledgement``)."""
+        return self._take(messages, origin, tokens)
+
+    def _take(
+        self,
+        messages: Sequence[bytes | ParsedMessage],
+        origin: Origin,
+        tokens: Sequence[Any] | None,
+    ) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def register_producer(self, producer: Any) -> None:
         self._producers.register(producer)
 
@@ -104,14 +122,6 @@ class CallbackSink(_ParsingSink):
         super().__init__(format, time_zone)
         self.callback = callback
         self.reactor = reactor
-
-    def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
-        return self._take(messages, origin, None)
-
-    def post_tracked(
-        self, messages: Sequence[bytes | ParsedMessage], origin: Origin, tokens: Sequence[Any]
-    ) -> int:
-        return self._take(messages, origin, tokens)
 
     def _take(
         self,
@@ -307,17 +317,6 @@ class OutputSink(_ParsingSink):
         self._rendered_count = 0
         self._rendered_acks: Acks = []  # the acknowledgements those carry
         self._hand_over_scheduled = False
-
-    def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
-        return self._take(messages, origin, None)
-
-    def post_tracked(
-        self, messages: Sequence[bytes | ParsedMessage], origin: Origin, tokens: Sequence[Any]
-    ) -> int:
-        """As ``post``; ``origin.acknowledge(tokens, True)`` once the writer has written
-        and flushed them (fsync'ed with ``sync``), ``False`` for a message that could not be
-        rendered or written."""
-        return self._take(messages, origin, tokens)
 
     def _take(
         self,
