@@ -279,7 +279,7 @@ class OutputSink(_ParsingSink):
     :param output: an :class:`~syslogsrc.outputs.Output` (JSON lines or text).
     :param high_water: messages handed to the writer and not written yet above which the
         producers pause (``--log-iw-size`` of twistd); they resume at half of it.
-    :param sync: acknowledge messages (:meth:`post_tracked`: RELP, HTTP in acknowledgement
+    :param sync: acknowledge messages (``post_tracked``: RELP, HTTP in acknowledgement
         mode) only once the output is fsync'ed, not only written and flushed.
     """
 
