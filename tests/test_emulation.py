@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from _sources import Idle
 
 from syslogsrc import emulation
 from syslogsrc.emulation import (
@@ -29,7 +30,6 @@ from syslogsrc.emulation import (
     InstantAckTracker,
     Logger,
     LogMessage,
-    LogSource,
     ParseOptions,
     Persist,
     SourceDriver,
@@ -42,20 +42,6 @@ WAIT = 5.0  # seconds: the most any test waits for something that should happen 
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-class Idle(LogSource):
-    """Does nothing in run() but wait for request_exit()."""
-
-    def __init__(self):
-        super().__init__()
-        self.exit = threading.Event()
-
-    def run(self):
-        self.exit.wait()
-
-    def request_exit(self):
-        self.exit.set()
 
 
 class Suspendable(Idle):
