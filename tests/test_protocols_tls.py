@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from certs import Certs, make_certs
-from test_listen import TIMEOUT, Client, connect, wait_until
+from test_listen import (  # noqa: F401 - serve is a fixture
+    TIMEOUT,
+    Client,
+    connect,
+    serve,
+    wait_until,
+)
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
@@ -109,23 +115,18 @@ def start(certs: Certs, peer_verify: str | None, text: str = "ssl:0:interface=12
     return listener.start().addTimeout(TIMEOUT, reactor), sink
 
 
-@pytest_twisted.async_yield_fixture
-async def serve(certs: Certs):
-    """:func:`start` for a test that does not stop the listener itself:
-    ``listener, sink = yield serve(peer_verify[, spec])``. Every listener it started is
-    stopped at teardown, also when the test failed."""
-    started = []
+@pytest.fixture
+def serve_tls(certs: Certs, serve):  # noqa: F811 - serve is test_listen's fixture
+    """``listener, sink = yield serve_tls(peer_verify[, spec])``: a TLS listener with
+    :func:`server_options` into a new RecordingSink, through test_listen's ``serve`` (stopped
+    at teardown)."""
 
-    @defer.inlineCallbacks
-    def serve_(peer_verify: str | None, text: str = "ssl:0:interface=127.0.0.1") -> Generator:
-        d, sink = start(certs, peer_verify, text)
-        listener = yield d
-        started.append(listener)
-        return listener, sink
+    def serve_tls_(peer_verify: str | None, text: str = "ssl:0:interface=127.0.0.1"):
+        sink = RecordingSink()
+        started = serve(text, sink, server_options(certs, peer_verify))
+        return started.addCallback(lambda listener: (listener, sink))
 
-    yield serve_
-    for listener in started:
-        await listener.stop().addTimeout(TIMEOUT, reactor)
+    return serve_tls_
 
 
 @defer.inlineCallbacks
@@ -145,8 +146,10 @@ def tls_client_sends(listener, certs: Certs, key=None, cert=None) -> Generator:
     ids=["required-with-cert", "optional-without-cert"],
 )
 @pytest_twisted.inlineCallbacks
-def test_client_is_accepted(certs: Certs, serve, policy: str, with_certificate: bool) -> Generator:
-    listener, sink = yield serve(policy)
+def test_client_is_accepted(
+    certs: Certs, serve_tls, policy: str, with_certificate: bool
+) -> Generator:
+    listener, sink = yield serve_tls(policy)
     key, cert = (certs.client_key, certs.client_cert) if with_certificate else (None, None)
     yield tls_client_sends(listener, certs, key, cert)
     yield wait_until(lambda: len(sink.posts) == 1)
@@ -163,9 +166,9 @@ def test_client_is_accepted(certs: Certs, serve, policy: str, with_certificate: 
 )
 @pytest_twisted.inlineCallbacks
 def test_bad_or_missing_client_certificate_is_refused(
-    certs: Certs, serve, policy: str, client: str | None
+    certs: Certs, serve_tls, policy: str, client: str | None
 ) -> Generator:
-    listener, sink = yield serve(policy)
+    listener, sink = yield serve_tls(policy)
     key, cert = (certs.other_client_key, certs.other_client_cert) if client else (None, None)
     with capturedLogs() as events:
         conn = yield tls_client_sends(listener, certs, key, cert)
@@ -177,8 +180,8 @@ def test_bad_or_missing_client_certificate_is_refused(
 
 
 @pytest_twisted.inlineCallbacks
-def test_plain_text_on_the_tls_port_is_refused(certs: Certs, serve) -> Generator:
-    listener, sink = yield serve("none")
+def test_plain_text_on_the_tls_port_is_refused(certs: Certs, serve_tls) -> Generator:
+    listener, sink = yield serve_tls("none")
     client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
     client.transport.write(b"<13>this is not TLS at all\n")
     yield wait_until(lambda: listener.stats.refused == 1)
@@ -187,8 +190,8 @@ def test_plain_text_on_the_tls_port_is_refused(certs: Certs, serve) -> Generator
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_probe_that_sends_nothing_is_not_a_refusal(certs: Certs, serve) -> Generator:
-    listener, _ = yield serve("none")
+def test_a_probe_that_sends_nothing_is_not_a_refusal(certs: Certs, serve_tls) -> Generator:
+    listener, _ = yield serve_tls("none")
     client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
     yield wait_until(lambda: listener.stats.open_connections == 1)
     client.transport.loseConnection()
@@ -197,8 +200,8 @@ def test_a_probe_that_sends_nothing_is_not_a_refusal(certs: Certs, serve) -> Gen
 
 
 @pytest_twisted.inlineCallbacks
-def test_proxy_header_in_clear_before_tls(certs: Certs, serve) -> Generator:
-    listener, sink = yield serve("required", "haproxy:ssl:0:interface=127.0.0.1")
+def test_proxy_header_in_clear_before_tls(certs: Certs, serve_tls) -> Generator:
+    listener, sink = yield serve_tls("required", "haproxy:ssl:0:interface=127.0.0.1")
     client: Client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
     client.transport.write(b"PROXY TCP4 203.0.113.9 198.51.100.1 40001 6514\r\n")
     client.transport.startTLS(client_tls(certs, certs.client_key, certs.client_cert))
@@ -226,13 +229,13 @@ def test_stop_closes_tls_connections(certs: Certs) -> Generator:
 
 @pytest.mark.filterwarnings("ignore:Using readBody:DeprecationWarning")  # client side
 @pytest_twisted.inlineCallbacks
-def test_https_listener_posts_with_transport_https(certs: Certs, serve) -> Generator:
+def test_https_listener_posts_with_transport_https(certs: Certs, serve_tls) -> Generator:
     pytest.importorskip("syslogsrc.protocols.http")
     from io import BytesIO
 
     from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, FileBodyProducer, readBody
 
-    listener, sink = yield serve("none", "https:0:interface=127.0.0.1")
+    listener, sink = yield serve_tls("none", "https:0:interface=127.0.0.1")
     policy = BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(certs.ca.read_bytes()))
     agent = Agent(reactor, contextFactory=policy)
     url = f"https://localhost:{listener.address.port}/".encode()
