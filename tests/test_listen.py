@@ -52,7 +52,7 @@ from syslogsrc.listen import (
 )
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.protocols.stream import SyslogStreamFactory
-from syslogsrc.testing import RecordingSink
+from syslogsrc.testing import RecordingSink, has_ipv6
 
 TIMEOUT = 5.0
 
@@ -294,15 +294,6 @@ class Client(Protocol):
 
 def connect(endpoint: Any) -> defer.Deferred:
     return connectProtocol(endpoint, Client()).addTimeout(TIMEOUT, reactor)
-
-
-def has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 on ::1")
