@@ -111,11 +111,19 @@ def test_twistd_default_listeners_and_text_output(twistd, tmp_path: Path) -> Non
     assert out.read_text() == "Nov 24 06:00:00 myhost myapp[42]: the text layout\n"
 
 
-def test_sighup_reopens_the_output(twistd, tmp_path: Path) -> None:
+def tcp_to_json(twistd, tmp_path: Path, *flags: str) -> tuple[int, Path, twistd_process.Twistd]:
+    """``twistd syslogsrc`` with one TCP listener on 127.0.0.1 writing JSON lines to
+    ``tmp_path/out.jsonl``, plus ``flags``: (port, that file, the process), once the port
+    accepts connections."""
     port = free_port()
     out = tmp_path / "out.jsonl"
-    t = twistd("--listen", f"tcp:{port}:interface=127.0.0.1", "--output", str(out))
+    t = twistd("--listen", f"tcp:{port}:interface=127.0.0.1", "--output", str(out), *flags)
     assert wait_until(lambda: accepts(port)), t.logtext()
+    return port, out, t
+
+
+def test_sighup_reopens_the_output(twistd, tmp_path: Path) -> None:
+    port, out, t = tcp_to_json(twistd, tmp_path)
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 h app: before rotation\n")
         assert wait_until(lambda: len(json_lines(out)) == 1)
@@ -130,17 +138,7 @@ def test_sighup_reopens_the_output(twistd, tmp_path: Path) -> None:
 
 
 def test_everything_accepted_is_flushed_at_stop(twistd, tmp_path: Path) -> None:
-    port = free_port()
-    out = tmp_path / "out.jsonl"
-    t = twistd(
-        "--listen",
-        f"tcp:{port}:interface=127.0.0.1",
-        "--output",
-        str(out),
-        "--stats-interval",
-        "0.1",
-    )
-    assert wait_until(lambda: accepts(port)), t.logtext()
+    port, out, t = tcp_to_json(twistd, tmp_path, "--stats-interval", "0.1")
     n = 20_000
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"".join(b"<13>Nov 24 06:00:00 h app: m%d\n" % i for i in range(n)))
@@ -359,16 +357,8 @@ def test_stats_lines_carry_every_counter(twistd, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("policy", ["escape", "replace"])
 def test_output_of_bytes_that_are_not_utf8(twistd, tmp_path: Path, policy: str) -> None:
-    port = free_port()
-    out = tmp_path / "out.jsonl"
-    t = twistd(
-        "--listen",
-        f"tcp:{port}:interface=127.0.0.1",
-        "--output",
-        str(out),
-        *(["--output-non-utf8", policy] if policy != "escape" else []),
-    )
-    assert wait_until(lambda: accepts(port)), t.logtext()
+    flags = ["--output-non-utf8", policy] if policy != "escape" else []
+    port, out, t = tcp_to_json(twistd, tmp_path, *flags)
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"<13>Nov 24 06:00:00 h app: caf\xe9 \xc3\xa9t\xc3\xa9\n")
     assert wait_until(lambda: len(json_lines(out)) == 1), t.logtext()
