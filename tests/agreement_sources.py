@@ -172,13 +172,19 @@ def _exc(exc: BaseException | None) -> list[str] | None:
     return None if exc is None else [type(exc).__name__, str(exc)]
 
 
-def _raised(func) -> str | None:
-    """The name of the exception class ``func()`` raised, or None if it returned."""
+def _caught(func) -> Exception | None:
+    """The exception ``func()`` raised, or None if it returned."""
     try:
         func()
     except Exception as exc:
-        return type(exc).__name__
+        return exc
     return None
+
+
+def _raised(func) -> str | None:
+    """The name of the exception class ``func()`` raised, or None if it returned."""
+    exc = _caught(func)
+    return None if exc is None else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,23 +278,13 @@ class ThreadCheck(Scenario):
     """post_message from init(), from another thread, from run(); a non-LogMessage."""
 
     def init(self, options):
-        try:
-            self.post_message(LogMessage("from init"))
-        except Exception as exc:
-            self.init_error = exc
-        else:
-            self.init_error = None
+        self.init_error = _caught(lambda: self.post_message(LogMessage("from init")))
         return super().init(options)
 
     def scenario(self):
         self.obs["from_init"] = _exc(self.init_error)
         self.obs["from_thread"] = _exc(self.in_thread(lambda: self.fill("from thread")))
-        try:
-            self.fill("from run")
-        except Exception as exc:
-            self.obs["from_run"] = _exc(exc)
-        else:
-            self.obs["from_run"] = None
+        self.obs["from_run"] = _exc(_caught(lambda: self.fill("from run")))
         try:
             self.post_message("not a LogMessage")
         except Exception as exc:
@@ -374,12 +370,7 @@ class BlockingExit(Scenario):
         self.obs["returned_soon_after_exit"] = exit_at is not None and end - exit_at < 2.0
         self.obs["blocked"] = end - start > BLOCKED
         # a post now finds the window empty: dropped, no exception
-        try:
-            self.fill("after exit")
-        except Exception as exc:
-            self.obs["post_after_exit"] = _exc(exc)
-        else:
-            self.obs["post_after_exit"] = None
+        self.obs["post_after_exit"] = _exc(_caught(lambda: self.fill("after exit")))
         with open(self.options["report"], "w") as f:
             json.dump(self.obs, f, sort_keys=True)
         gate_open(self.gate)  # let the daemon's destination finish, so that it can stop
