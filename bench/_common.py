@@ -313,12 +313,12 @@ def wait_listening(
 ) -> None:
     """Wait until something (the process ``pid`` if given) has bound ``port`` on loopback,
     without connecting to it."""
-    from daemons import _bound_inodes, _socket_inodes
+    from _processes import bound_inodes, socket_inodes
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        bound = _bound_inodes(port, kind)
-        if bound and (pid is None or bound & _socket_inodes(pid)):
+        bound = bound_inodes(port, kind)
+        if bound and (pid is None or bound & socket_inodes(pid)):
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {kind} port {port} after {timeout}s")

@@ -37,6 +37,7 @@ CHECKOUT = BENCH.parent
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != str(BENCH)]
 sys.path.insert(0, str(CHECKOUT / "tests"))
 
+import _processes  # noqa: E402
 import daemons  # noqa: E402
 
 WORKDIR = CHECKOUT / "build" / "bench" / "udp_loss"
@@ -80,7 +81,7 @@ def settle(path: Path, quiet: float = 1.5, timeout: float = 120) -> int:
 
 def kernel(pid: int, port: int) -> dict[str, int]:
     """drops and receive buffer in use for the daemon's UDP socket on ``port``."""
-    inodes = daemons._socket_inodes(pid) & daemons._bound_inodes(port, "udp")
+    inodes = _processes.socket_inodes(pid) & _processes.bound_inodes(port, "udp")
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             cols = line.split()

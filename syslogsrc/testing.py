@@ -10,7 +10,8 @@ For people who write their own sources or embed the factories, and for syslogsrc
   in any order: what a protocol that answers its sender (RELP) is tested with;
 * :func:`connect` — a stream factory's protocol on a fake transport
   (:class:`twisted.internet.testing.StringTransport`), peer and local address chosen;
-* :func:`free_port`, :func:`accepts`, :func:`wait_until` — for tests on real loopback sockets;
+* :func:`free_port`, :func:`accepts`, :func:`wait_until`, :func:`has_ipv6` — for tests on real
+  loopback sockets;
 * :class:`~syslogsrc.host.SourceHost` (re-exported) — runs any ``LogSource`` class the way
   syslog-ng does (``init()``, ``run()`` in its own thread, ``request_exit()``, ``deinit()``),
   on the emulation of the ``syslogng`` module;
@@ -78,6 +79,7 @@ __all__ = [
     "closed_by_peer",
     "connect",
     "free_port",
+    "has_ipv6",
     "http_post",
     "parse_responses",
     "peak_rss",
@@ -295,6 +297,18 @@ def free_port(kind: str = "tcp", host: str = "127.0.0.1") -> int:
     with socket.socket(family, sock_type) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def has_ipv6() -> bool:
+    """True when a socket can be bound on the IPv6 loopback ``::1`` (containers and CI runners
+    often have IPv6 turned off): mark IPv6 tests with
+    ``pytest.mark.skipif(not has_ipv6(), reason="no IPv6 on ::1")``."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def accepts(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:

@@ -172,6 +172,21 @@ def _exc(exc: BaseException | None) -> list[str] | None:
     return None if exc is None else [type(exc).__name__, str(exc)]
 
 
+def _caught(func) -> Exception | None:
+    """The exception ``func()`` raised, or None if it returned."""
+    try:
+        func()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _raised(func) -> str | None:
+    """The name of the exception class ``func()`` raised, or None if it returned."""
+    exc = _caught(func)
+    return None if exc is None else type(exc).__name__
+
+
 # --------------------------------------------------------------------------------------------
 # the scenarios
 
@@ -263,23 +278,13 @@ class ThreadCheck(Scenario):
     """post_message from init(), from another thread, from run(); a non-LogMessage."""
 
     def init(self, options):
-        try:
-            self.post_message(LogMessage("from init"))
-        except Exception as exc:
-            self.init_error = exc
-        else:
-            self.init_error = None
+        self.init_error = _caught(lambda: self.post_message(LogMessage("from init")))
         return super().init(options)
 
     def scenario(self):
         self.obs["from_init"] = _exc(self.init_error)
         self.obs["from_thread"] = _exc(self.in_thread(lambda: self.fill("from thread")))
-        try:
-            self.fill("from run")
-        except Exception as exc:
-            self.obs["from_run"] = _exc(exc)
-        else:
-            self.obs["from_run"] = None
+        self.obs["from_run"] = _exc(_caught(lambda: self.fill("from run")))
         try:
             self.post_message("not a LogMessage")
         except Exception as exc:
@@ -365,12 +370,7 @@ class BlockingExit(Scenario):
         self.obs["returned_soon_after_exit"] = exit_at is not None and end - exit_at < 2.0
         self.obs["blocked"] = end - start > BLOCKED
         # a post now finds the window empty: dropped, no exception
-        try:
-            self.fill("after exit")
-        except Exception as exc:
-            self.obs["post_after_exit"] = _exc(exc)
-        else:
-            self.obs["post_after_exit"] = None
+        self.obs["post_after_exit"] = _exc(_caught(lambda: self.fill("after exit")))
         with open(self.options["report"], "w") as f:
             json.dump(self.obs, f, sort_keys=True)
         gate_open(self.gate)  # let the daemon's destination finish, so that it can stop
@@ -604,22 +604,12 @@ class PersistRules(Scenario):
         self.obs["after_set"] = {k: repr(state[k]) for k in ("n", "s")}
         self.obs["keys"] = sorted(state)
         for name, value in (("float", 1.5), ("none", None), ("list", ["x"])):
-            try:
-                state[name] = value
-            except Exception as exc:
-                self.obs[f"set_{name}"] = type(exc).__name__
-            else:
-                self.obs[f"set_{name}"] = None
+            self.obs[f"set_{name}"] = _raised(lambda n=name, v=value: state.__setitem__(n, v))
         try:
             state["missing"]
         except Exception as exc:
             self.obs["missing"] = type(exc).__name__
-        try:
-            Persist("a##b")
-        except Exception as exc:
-            self.obs["double_hash"] = type(exc).__name__
-        else:
-            self.obs["double_hash"] = None
+        self.obs["double_hash"] = _raised(lambda: Persist("a##b"))
 
 
 class ValuesAsBytes(Scenario):
@@ -634,19 +624,10 @@ class ValuesAsBytes(Scenario):
         self.obs["message"] = repr(msg["MESSAGE"])
         self.obs["keys_are_bytes"] = all(isinstance(k, bytes) for k in msg.keys())
         self.obs["keys_have_name"] = b"NAME" in msg.keys()
-        try:
-            msg["BAD"] = 1.5 if not _typed_values() else object()
-        except Exception as exc:
-            self.obs["unsupported_type"] = type(exc).__name__
-        else:
-            self.obs["unsupported_type"] = None
+        bad = 1.5 if not _typed_values() else object()
+        self.obs["unsupported_type"] = _raised(lambda: msg.__setitem__("BAD", bad))
         self.post_message(msg)
-        try:
-            msg["AFTER"] = "x"
-        except Exception as exc:
-            self.obs["set_after_post"] = type(exc).__name__
-        else:
-            self.obs["set_after_post"] = None
+        self.obs["set_after_post"] = _raised(lambda: msg.__setitem__("AFTER", "x"))
 
 
 class Hostnames(Scenario):
@@ -745,12 +726,7 @@ class MessageApi4(Scenario):
         for name, value in values.items():
             msg[name] = value
         self.obs["typed"] = {name: repr(msg[name]) for name in values}
-        try:
-            msg["UNSET"]
-        except Exception as exc:
-            self.obs["unset"] = type(exc).__name__
-        else:
-            self.obs["unset"] = None
+        self.obs["unset"] = _raised(lambda: msg["UNSET"])
         if hasattr(LogMessage, "get_as_str"):
             self.obs["get_default"] = msg.get("UNSET", "dflt")
             self.obs["get_as_str"] = msg.get_as_str("INT")
@@ -758,12 +734,7 @@ class MessageApi4(Scenario):
             self.obs["ip_ok"] = msg.set_source_ipaddress("192.0.2.7", 5514)
             self.obs["ip_bad"] = msg.set_source_ipaddress("not an address")
         self.post_message(msg)
-        try:
-            msg["AFTER"] = "x"
-        except Exception as exc:
-            self.obs["set_after_post"] = type(exc).__name__
-        else:
-            self.obs["set_after_post"] = None
+        self.obs["set_after_post"] = _raised(lambda: msg.__setitem__("AFTER", "x"))
 
 
 SCENARIOS = {

@@ -25,7 +25,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -33,6 +32,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from _processes import ProcessError, kill, pending_ports, pid_file_pending, terminate, wait_ready
 
 __all__ = [
     "CHECKOUT",
@@ -63,25 +64,14 @@ _RELOAD_DONE = "Configuration reload finished"
 _RELOAD_FAILED = re.compile(r"reverting to old config|Error initializing new configuration")
 
 
-class DaemonError(RuntimeError):
+class DaemonError(ProcessError):
     """A daemon misbehaved; ``stderr`` holds what it printed so far."""
 
-    def __init__(self, message: str, stderr: str = ""):
-        self.stderr = stderr
-        if stderr:
-            message = f"{message}\n--- syslog-ng stderr ---\n{_tail(stderr)}"
-        super().__init__(message)
+    STDERR_HEADING = "syslog-ng stderr"
 
 
 class DaemonStartError(DaemonError):
     """The daemon exited or did not become ready during start-up."""
-
-
-def _tail(text: str, lines: int = 200) -> str:
-    parts = text.splitlines()
-    if len(parts) <= lines:
-        return text
-    return "\n".join([f"[... {len(parts) - lines} lines cut ...]", *parts[-lines:]])
 
 
 def chroot_root() -> Path:
@@ -243,40 +233,6 @@ def free_port(kind: str = "tcp") -> int:
             _handed_out.add(port)
             return port
     raise RuntimeError("no free port found")
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    fd_dir = f"/proc/{pid}/fd"
-    try:
-        names = os.listdir(fd_dir)
-    except OSError:
-        return inodes
-    for name in names:
-        try:
-            target = os.readlink(f"{fd_dir}/{name}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
-
-
-def _bound_inodes(port: int, proto: str) -> set[str]:
-    """Inodes of sockets bound to ``port``: TCP in LISTEN state, or UDP (state 07)."""
-    state = "0A" if proto == "tcp" else "07"
-    inodes = set()
-    for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    cols = line.split()
-                    if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == state:
-                        inodes.add(cols[9])
-        except OSError:
-            continue
-    return inodes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,20 +551,13 @@ class RunningDaemon:
         After ``timeout`` seconds: SIGKILL and DaemonError (a python source whose run() does not
         return hangs syslog-ng's shutdown forever).
         """
-        if self.process.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                stacks = self.backtraces()  # where it hangs, before it is gone
-                self._kill()
-                raise DaemonError(
-                    f"{self.name} (pid {self.pid}) did not stop within {timeout}s; killed",
-                    self.stderr() + "\n--- threads of the hung daemon (gdb) ---\n" + stacks,
-                ) from None
+        if not terminate(self.process, timeout):
+            stacks = self.backtraces()  # where it hangs, before it is gone
+            self._kill()
+            raise DaemonError(
+                f"{self.name} (pid {self.pid}) did not stop within {timeout}s; killed",
+                self.stderr() + "\n--- threads of the hung daemon (gdb) ---\n" + stacks,
+            )
         return self.process.returncode
 
     def backtraces(self, timeout: float = 30) -> str:
@@ -639,12 +588,7 @@ class RunningDaemon:
             self._collect()
 
     def _kill(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
+        kill(self.process)
 
     def _collect(self) -> None:
         if self._closed or self.link is None:
@@ -673,39 +617,20 @@ class RunningDaemon:
                 tcp_ports.append(int(item))
         pid_file = self.state_dir / "syslog-ng.pid"
         unix_paths = [self.daemon._outer(p) for p in wait_unix]
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise DaemonStartError(
-                    f"{self.name} exited during start-up (rc={self.process.returncode})",
-                    self.stderr(),
-                )
-            pending = self._pending(pid_file, tcp_ports, udp_ports, unix_paths)
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise DaemonStartError(
-                    f"{self.name} not ready within {timeout}s; waiting for {', '.join(pending)}",
-                    self.stderr(),
-                )
-            time.sleep(0.05)
 
-    def _pending(self, pid_file, tcp_ports, udp_ports, unix_paths) -> list[str]:
-        try:
-            if not pid_file.read_text().strip():
-                return ["the pid file"]
-        except FileNotFoundError:
-            return ["the pid file"]
-        pending = []
-        mine = _socket_inodes(self.pid) if (tcp_ports or udp_ports) else set()
-        for port in tcp_ports:
-            if not _bound_inodes(port, "tcp") & mine:
-                pending.append(f"tcp port {port}")
-        for port in udp_ports:
-            if not _bound_inodes(port, "udp") & mine:
-                pending.append(f"udp port {port}")
-        pending += [f"unix socket {p}" for p in unix_paths if not p.exists()]
-        return pending
+        def pending() -> list[str]:
+            return pid_file_pending(pid_file) or [
+                *pending_ports(self.pid, tcp_ports, udp_ports),
+                *(f"unix socket {p}" for p in unix_paths if not p.exists()),
+            ]
+
+        wait_ready(
+            self.process,
+            self.name,
+            pending,
+            timeout,
+            lambda message: DaemonStartError(message, self.stderr()),
+        )
 
 
 def requires_daemon_version(*minimum: int):

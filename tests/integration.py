@@ -50,6 +50,7 @@ __all__ = [
     "loggen",
     "loggen_ids",
     "loggen_popen",
+    "one_source_config",
     "send_tcp",
     "send_udp",
     "send_unix_stream",
@@ -107,6 +108,24 @@ def log_path(sources: Iterable[str], destinations: Iterable[str], flags: str = "
     if flags:
         parts.append(f"flags({flags});")
     return "log { " + " ".join(parts) + " };\n"
+
+
+def one_source_config(
+    listen: str,
+    options: Mapping[str, str] | None = None,
+    *,
+    template: str = FIELDS,
+    flags: str = "",
+) -> str:
+    """The configuration most tests run: :data:`PRELUDE`, one SyslogSource ``s_src`` listening on
+    ``listen`` with ``options``, and its messages written to ``out.json`` in the state dir, one
+    ``template`` per line (read it with :class:`JsonOutput`); ``flags`` go on the log path."""
+    return (
+        PRELUDE
+        + syslogsrc_source("s_src", listen, options)
+        + json_file("d_json", "out.json", template)
+        + log_path(["s_src"], ["d_json"], flags=flags)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

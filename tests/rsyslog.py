@@ -36,7 +36,6 @@ import functools
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -45,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _processes import ProcessError, kill, pending_ports, pid_file_pending, terminate, wait_ready
 from certs import Certs
-from daemons import _bound_inodes, _socket_inodes, _tail
 
 from syslogsrc.testing import free_port
 
@@ -93,14 +92,10 @@ _TEXT = "rsyslog message"
 _NUMBER = re.compile(rf"{_TEXT} (\d+)$")
 
 
-class RsyslogError(RuntimeError):
+class RsyslogError(ProcessError):
     """rsyslogd misbehaved; ``stderr`` holds what it printed and logged so far."""
 
-    def __init__(self, message: str, stderr: str = ""):
-        self.stderr = stderr
-        if stderr:
-            message = f"{message}\n--- rsyslogd stderr and log ---\n{_tail(stderr)}"
-        super().__init__(message)
+    STDERR_HEADING = "rsyslogd stderr and log"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,55 +502,27 @@ class RunningRsyslog:
         """SIGTERM and wait for rsyslogd's exit status. It stops its inputs, gives its queues
         10 s (``queue.timeoutShutdown``) to drain, closes its connections and exits 0. After
         ``timeout``: SIGKILL and RsyslogError."""
-        if self.process.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._kill()
-                raise RsyslogError(
-                    f"rsyslogd (pid {self.pid}) did not stop within {timeout}s; killed",
-                    self.stderr(),
-                ) from None
+        if not terminate(self.process, timeout):
+            self._kill()
+            raise RsyslogError(
+                f"rsyslogd (pid {self.pid}) did not stop within {timeout}s; killed",
+                self.stderr(),
+            )
         return self.process.returncode
 
     def _kill(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
+        kill(self.process)
 
     def _wait_ready(self, tcp_ports: Iterable[int], timeout: float) -> None:
         pid_file = self.workdir / "rsyslogd.pid"
         ports = list(tcp_ports)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RsyslogError(
-                    f"rsyslogd exited during start-up (rc={self.process.returncode})",
-                    self.stderr(),
-                )
-            pending = []
-            try:
-                if not pid_file.read_text().strip():
-                    pending.append("the pid file")
-            except FileNotFoundError:
-                pending.append("the pid file")
-            mine = _socket_inodes(self.pid) if ports else set()
-            pending += [f"tcp port {p}" for p in ports if not _bound_inodes(p, "tcp") & mine]
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise RsyslogError(
-                    f"rsyslogd not ready within {timeout}s; waiting for {', '.join(pending)}",
-                    self.stderr(),
-                )
-            time.sleep(0.05)
+        wait_ready(
+            self.process,
+            "rsyslogd",
+            lambda: pid_file_pending(pid_file) + pending_ports(self.pid, ports),
+            timeout,
+            lambda message: RsyslogError(message, self.stderr()),
+        )
 
 
 class RsyslogFactory:

@@ -7,7 +7,6 @@ tests/test_access_daemon.py.
 
 from __future__ import annotations
 
-import logging
 import tracemalloc
 
 import pytest
@@ -19,7 +18,6 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from syslogsrc.access import MAX_SENDERS, AllowList, ListenerAccess, TokenBuckets, parse_allow
-from syslogsrc.host import SourceHost, SourceInitError
 from syslogsrc.interfaces import ListenerStats
 from syslogsrc.listen import make_listener, parse_spec
 from syslogsrc.options import ListenerOptions, OptionError
@@ -27,7 +25,7 @@ from syslogsrc.protocols._tracking import ConnectionTracker
 from syslogsrc.protocols.datagram import SyslogDatagramProtocol
 from syslogsrc.protocols.stream import SyslogStreamFactory
 from syslogsrc.service import Options
-from syslogsrc.source import SourceOptions, SyslogSource
+from syslogsrc.source import SourceOptions
 from syslogsrc.testing import RecordingSink
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
@@ -135,25 +133,6 @@ def test_burst_without_any_rate_is_an_error() -> None:
         parse_spec("tcp:0:burst=5"), Clock(), RecordingSink(), ListenerOptions(rate=1)
     )
     assert listener.tracker.access.buckets.burst == 5
-
-
-@pytest.mark.parametrize(
-    ("options", "named"),
-    [
-        ({"allow": "10.0.0.0/8,bogus"}, "allow("),
-        ({"rate": "0"}, "rate("),
-        ({"rate": "lots"}, "rate("),
-        ({"burst": "0"}, "burst("),
-        ({"listen": "tcp:5514:rate=-1"}, "listen("),
-    ],
-)
-def test_bad_values_fail_init(
-    options: dict[str, str], named: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.ERROR, logger="syslogng")
-    with pytest.raises(SourceInitError, match="init\\(\\) returned FALSE"):
-        SourceHost(SyslogSource, options).start()
-    assert named in caplog.text
 
 
 @pytest.mark.parametrize(

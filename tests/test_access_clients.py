@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from twistd_process import Twistd, json_lines
 
-from syslogsrc.testing import accepts, free_port, wait_until
+from syslogsrc.testing import accepts, free_port, has_ipv6, wait_until
 
 LOGGER = shutil.which("logger")
 CURL = shutil.which("curl")
@@ -83,15 +83,6 @@ def _curl(url: str, body: bytes, *extra: str) -> tuple[int, dict[str, str]]:
     return int(lines[0].split()[1]), headers
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(LOGGER is None or CURL is None, reason="needs logger and curl")
 def test_allow_lists_with_real_clients(tmp_path: Path) -> None:
     tcp, http, proxy, tcp6 = free_port(), free_port(), free_port(), free_port()
@@ -103,7 +94,7 @@ def test_allow_lists_with_real_clients(tmp_path: Path) -> None:
         "http": f"http:{http}:interface=127.0.0.1:{allow}",
         "proxy": f"haproxy:tcp:{proxy}:interface=127.0.0.1:allow=203.0.113.0/24",
     }
-    ipv6 = _has_ipv6()
+    ipv6 = has_ipv6()
     if ipv6:  # ::1 allowed on one listener; on another, only 10/8, which ::1 is not
         listeners["tcp6"] = f"tcp6:{tcp6}:interface=\\:\\:1:allow=10.0.0.0/8,\\:\\:1"
         tcp6_denied = free_port()

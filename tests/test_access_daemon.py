@@ -8,23 +8,15 @@ import time
 from daemons import free_port
 from integration import (
     MESSAGE_ONLY,
-    PRELUDE,
     JsonOutput,
-    json_file,
-    log_path,
+    one_source_config,
     send_tcp,
     stop_summary,
-    syslogsrc_source,
 )
 
 
 def _config(listen: str) -> str:
-    return (
-        PRELUDE
-        + syslogsrc_source("s_src", listen)
-        + json_file("d_json", "out.json", MESSAGE_ONLY)
-        + log_path(["s_src"], ["d_json"])
-    )
+    return one_source_config(listen, template=MESSAGE_ONLY)
 
 
 def test_allow_list_in_the_daemon(syslog_ng):

@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from _sources import Idle
 
 from syslogsrc import emulation
 from syslogsrc.emulation import (
@@ -29,7 +30,6 @@ from syslogsrc.emulation import (
     InstantAckTracker,
     Logger,
     LogMessage,
-    LogSource,
     ParseOptions,
     Persist,
     SourceDriver,
@@ -42,20 +42,6 @@ WAIT = 5.0  # seconds: the most any test waits for something that should happen 
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-class Idle(LogSource):
-    """Does nothing in run() but wait for request_exit()."""
-
-    def __init__(self):
-        super().__init__()
-        self.exit = threading.Event()
-
-    def run(self):
-        self.exit.wait()
-
-    def request_exit(self):
-        self.exit.set()
 
 
 class Suspendable(Idle):
@@ -132,11 +118,27 @@ class RunThread:
             raise out[0]
         return out[0]
 
+    def post(self, *texts):
+        """The source posts one LogMessage per text, in the run thread, in order; returns what
+        the last post_message() returned."""
+        result = None
+        for text in texts:
+            result = self.call(lambda text=text: self.driver.source.post_message(LogMessage(text)))
+        return result
+
     def stop(self):
         with self.cond:
             self.jobs.append(None)
             self.cond.notify()
         self.thread.join(WAIT)
+
+
+def run_suspendable(run_thread, iw):
+    """A :class:`Suspendable` source in a :func:`make_driver` driver of window ``iw``, and its
+    run thread: ``source, driver, delivered, rt``."""
+    source = Suspendable()
+    driver, delivered = make_driver(source, iw=iw)
+    return source, driver, delivered, run_thread(driver)
 
 
 @pytest.fixture
@@ -261,7 +263,7 @@ def test_blocking_post_waits_for_a_free_slot(run_thread):
     # the daemon instead blocks the poster (and its whole event loop) until an ack.
     driver, delivered = make_driver(Idle(), iw=2)
     rt = run_thread(driver)
-    rt.call(lambda: driver.source.post_message(LogMessage("1")))
+    rt.post("1")
     done, _ = rt.start(lambda: driver.source.post_message(LogMessage("2")))
     assert not done.wait(0.3), "the post that emptied the window returned"
     driver.ack(delivered[0])
@@ -278,7 +280,7 @@ def test_blocking_post_returns_when_exit_is_requested(run_thread):
     driver.request_exit()
     assert done.wait(WAIT), "request_exit did not unblock the post"
     # the window is still empty: the next post is dropped (3.38.1 and 4.8.1 alike)
-    rt.call(lambda: driver.source.post_message(LogMessage("2")))
+    rt.post("2")
     assert [m["MESSAGE"] for m in delivered] == [b"1"]
     assert driver.stats["dropped"] == 1
 
@@ -299,13 +301,10 @@ def test_blocking_mode_never_calls_suspend(run_thread):
 
 def test_suspend_is_called_in_the_posters_thread_when_the_window_empties(run_thread):
     # Without it a non-blocking source would never learn it must stop reading.
-    source = Suspendable()
-    driver, _ = make_driver(source, iw=3)
-    rt = run_thread(driver)
-    for i in range(2):
-        rt.call(lambda i=i: source.post_message(LogMessage(str(i))))
+    source, driver, _, rt = run_suspendable(run_thread, 3)
+    rt.post(*map(str, range(2)))
     assert source.events == []  # not before the window is empty
-    rt.call(lambda: source.post_message(LogMessage("2")))
+    rt.post("2")
     assert source.events == [("suspend", rt.ident, 0)]
     assert driver.suspended and driver.stats["suspends"] == 1
 
@@ -313,11 +312,8 @@ def test_suspend_is_called_in_the_posters_thread_when_the_window_empties(run_thr
 def test_wakeup_comes_from_the_acking_thread_after_suspend(run_thread):
     # Without it a suspended source would stay paused forever; from the wrong thread, the
     # source would not need its thread-safe call-in and break in the daemon.
-    source = Suspendable()
-    driver, delivered = make_driver(source, iw=2)
-    rt = run_thread(driver)
-    for i in range(2):
-        rt.call(lambda i=i: source.post_message(LogMessage(str(i))))
+    source, driver, delivered, rt = run_suspendable(run_thread, 2)
+    rt.post(*map(str, range(2)))
     consumer_thread = []
 
     def consumer():
@@ -345,8 +341,7 @@ def test_ack_during_the_post_means_no_suspend(run_thread):
 
     driver = SourceDriver(source, log_iw_size=1, consumer=consumer)
     rt = run_thread(driver)
-    for i in range(3):
-        rt.call(lambda i=i: source.post_message(LogMessage(str(i))))
+    rt.post(*map(str, range(3)))
     assert [e[0] for e in source.events] == ["wakeup"] * 3
     assert all(e[1] == rt.ident for e in source.events)
     assert not driver.suspended and driver.stats["dropped"] == 0 and driver.free == 1
@@ -379,10 +374,8 @@ def test_wakeup_waits_for_a_suspend_in_progress(run_thread):
 
 
 def test_wakeup_only_after_a_suspend(run_thread):
-    source = Suspendable()
-    driver, delivered = make_driver(source, iw=3)
-    rt = run_thread(driver)
-    rt.call(lambda: source.post_message(LogMessage("1")))
+    source, driver, delivered, rt = run_suspendable(run_thread, 3)
+    rt.post("1")
     driver.ack(delivered[0])
     assert source.events == []
 
@@ -390,11 +383,8 @@ def test_wakeup_only_after_a_suspend(run_thread):
 def test_wakeup_on_the_first_ack_even_with_a_large_window(run_thread):
     # The daemons measured (tests/test_agreement.py, WakeupThreshold) wake after one ack;
     # waiting for iw/4 would leave a source here paused longer than in syslog-ng.
-    source = Suspendable()
-    driver, delivered = make_driver(source, iw=40)
-    rt = run_thread(driver)
-    for i in range(40):
-        rt.call(lambda i=i: source.post_message(LogMessage(str(i))))
+    source, driver, delivered, rt = run_suspendable(run_thread, 40)
+    rt.post(*map(str, range(40)))
     driver.ack(delivered[0])
     assert source.woken.is_set()
 
@@ -402,12 +392,10 @@ def test_wakeup_on_the_first_ack_even_with_a_large_window(run_thread):
 def test_post_while_suspended_is_dropped_and_logged(run_thread, caplog):
     # Without it a source that ignores suspend() would pass here but lose messages in the
     # daemon, which drops them with exactly this error.
-    source = Suspendable()
-    driver, delivered = make_driver(source, iw=1)
-    rt = run_thread(driver)
-    rt.call(lambda: source.post_message(LogMessage("1")))
+    _, driver, delivered, rt = run_suspendable(run_thread, 1)
+    rt.post("1")
     with caplog.at_level(logging.ERROR, logger="syslogng"):
-        result = rt.call(lambda: source.post_message(LogMessage("2")))
+        result = rt.post("2")
     assert result is None  # no exception: silently dropped
     assert [m["MESSAGE"] for m in delivered] == [b"1"]
     assert driver.stats["dropped"] == 1
@@ -445,8 +433,7 @@ def test_messages_wait_for_close_batch_when_auto_close_is_off(run_thread):
     driver, delivered = make_driver()
     driver.auto_close_batches = False
     rt = run_thread(driver)
-    rt.call(lambda: driver.source.post_message(LogMessage("1")))
-    rt.call(lambda: driver.source.post_message(LogMessage("2")))
+    rt.post("1", "2")
     assert delivered == []
     rt.call(driver.source.close_batch)
     assert [m["MESSAGE"] for m in delivered] == [b"1", b"2"]
@@ -956,7 +943,7 @@ def test_message_without_bookmark_with_a_tracker_raises(run_thread):
     driver, delivered = make_driver(source)
     rt = run_thread(driver)
     with pytest.raises(RuntimeError, match="bookmark on every message"):
-        rt.call(lambda: source.post_message(LogMessage("x")))
+        rt.post("x")
     assert delivered == []
 
 

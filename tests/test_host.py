@@ -15,24 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from _sources import Idle
 
-from syslogsrc.emulation import LogMessage, LogSource
+from syslogsrc.emulation import LogMessage
 from syslogsrc.host import SourceHost, SourceInitError, main, normalise_options
 
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
 WAIT = 10.0
-
-
-class Idle(LogSource):
-    def __init__(self):
-        super().__init__()
-        self.exit = threading.Event()
-
-    def run(self):
-        self.exit.wait()
-
-    def request_exit(self):
-        self.exit.set()
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,21 +28,13 @@ from integration import (
     json_file,
     log_path,
     loggen_popen,
+    one_source_config,
     send_tcp,
     stop_summary,
     syslogsrc_source,
 )
 
 RELOADS = 20
-
-
-def _config(listen: str, options: dict[str, str] | None = None) -> str:
-    return (
-        PRELUDE
-        + syslogsrc_source("s_src", listen, options)
-        + json_file("d_json", "out.json")
-        + log_path(["s_src"], ["d_json"])
-    )
 
 
 class ReconnectingSender(threading.Thread):
@@ -97,7 +89,7 @@ _N = re.compile(r"n=(\d+)")
 
 def test_reloads_with_a_connected_sender(syslog_ng):
     port = free_port()
-    d = syslog_ng(_config(f"tcp:{port}:interface=127.0.0.1"), wait_ports=[port])
+    d = syslog_ng(one_source_config(f"tcp:{port}:interface=127.0.0.1"), wait_ports=[port])
     out = JsonOutput(d.state_dir / "out.json")
     received: collections.Counter[int] = collections.Counter()
 
@@ -166,7 +158,7 @@ def test_reloads_with_a_connected_sender(syslog_ng):
 def test_sigterm_under_load_stops_within_5s(syslog_ng):
     port = free_port()
     listen = f"tcp:{port}:interface=127.0.0.1"
-    d = syslog_ng(_config(listen), wait_ports=[port])
+    d = syslog_ng(one_source_config(listen), wait_ports=[port])
     out = JsonOutput(d.state_dir / "out.json")
     sender = loggen_popen(
         "-i", "-S", "--active-connections=4", "-r", "100000", "-I", "60", "127.0.0.1", str(port)
@@ -224,7 +216,7 @@ def test_two_syslog_sources_in_one_configuration(syslog_ng):
 def test_a_bad_option_fails_start_up_naming_it(syslog_ng, options, named):
     port = free_port()
     with pytest.raises(DaemonStartError) as excinfo:
-        syslog_ng(_config(f"tcp:{port}:interface=127.0.0.1", options), timeout=15)
+        syslog_ng(one_source_config(f"tcp:{port}:interface=127.0.0.1", options), timeout=15)
     message = str(excinfo.value)
     assert f"option {named}(" in message, message
     assert "init() returned FALSE" in message, message
@@ -232,7 +224,7 @@ def test_a_bad_option_fails_start_up_naming_it(syslog_ng, options, named):
 
 def test_a_bad_listen_spec_fails_start_up_naming_it(syslog_ng):
     with pytest.raises(DaemonStartError) as excinfo:
-        syslog_ng(_config("tcp:99999:interface=127.0.0.1"), timeout=15)
+        syslog_ng(one_source_config("tcp:99999:interface=127.0.0.1"), timeout=15)
     assert "option listen('tcp:99999:interface=127.0.0.1'): bad port" in str(excinfo.value)
 
 

@@ -26,16 +26,13 @@ from certs import make_certs
 from daemons import free_port
 from integration import (
     MESSAGE_ONLY,
-    PRELUDE,
     JsonOutput,
     assert_each_once,
     daemon_dir,  # noqa: F401 - a fixture
-    json_file,
-    log_path,
     loggen_ids,
     loggen_popen,
+    one_source_config,
     send_tcp,
-    syslogsrc_source,
     tls_client,
 )
 
@@ -44,12 +41,7 @@ PER_CONNECTION = 12_000  # at 3000/s each: 4 s of load
 
 
 def _config(listen: str, options: dict[str, str] | None = None) -> str:
-    return (
-        PRELUDE
-        + syslogsrc_source("s_src", listen, options)
-        + json_file("d_json", "out.json", MESSAGE_ONLY)
-        + log_path(["s_src"], ["d_json"], flags="flow-control")
-    )
+    return one_source_config(listen, options, template=MESSAGE_ONLY, flags="flow-control")
 
 
 def _summaries(stderr: str) -> list[dict[str, int]]:

@@ -17,23 +17,11 @@ from certs import make_certs, reissue_server
 from cryptography import x509
 from daemons import free_port
 from integration import (
-    PRELUDE,
     JsonOutput,
     daemon_dir,  # noqa: F401 - a fixture
-    json_file,
-    log_path,
-    syslogsrc_source,
+    one_source_config,
     tls_client,
 )
-
-
-def _config(listen: str, options: dict[str, str]) -> str:
-    return (
-        PRELUDE
-        + syslogsrc_source("s_src", listen, options)
-        + json_file("d_json", "out.json")
-        + log_path(["s_src"], ["d_json"])
-    )
 
 
 def _serial(s: ssl.SSLSocket) -> int:
@@ -67,7 +55,7 @@ def _start(syslog_ng, daemon_dir, extra: dict[str, str]):  # noqa: F811 - the fi
     port = free_port()
     listen = f"ssl:{port}:interface=127.0.0.1"
     options = {"tls-key-file": f"{inner}/server.key", "tls-cert-file": f"{inner}/server.pem"}
-    d = syslog_ng(_config(listen, {**options, **extra}), wait_ports=[port])
+    d = syslog_ng(one_source_config(listen, {**options, **extra}), wait_ports=[port])
     return d, pki, port, JsonOutput(d.state_dir / "out.json")
 
 

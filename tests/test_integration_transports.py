@@ -18,17 +18,14 @@ import pytest
 from certs import make_certs
 from daemons import free_port
 from integration import (
-    PRELUDE,
     JsonOutput,
     assert_each_once,
     curl_post,
     daemon_dir,  # noqa: F401 - a fixture
-    json_file,
-    log_path,
     loggen,
     loggen_ids,
+    one_source_config,
     stop_summary,
-    syslogsrc_source,
     tls_client,
     tls_send,
 )
@@ -36,18 +33,9 @@ from integration import (
 N = 2000  # messages per loggen run
 
 
-def _config(listen: str, options: dict[str, str] | None = None) -> str:
-    return (
-        PRELUDE
-        + syslogsrc_source("s_src", listen, options)
-        + json_file("d_json", "out.json")
-        + log_path(["s_src"], ["d_json"])
-    )
-
-
 def test_loggen_tcp_rfc3164_and_rfc5424_framed_and_not(syslog_ng):
     port = free_port()
-    d = syslog_ng(_config(f"tcp:{port}:interface=127.0.0.1"), wait_ports=[port])
+    d = syslog_ng(one_source_config(f"tcp:{port}:interface=127.0.0.1"), wait_ports=[port])
     out = JsonOutput(d.state_dir / "out.json")
     runs = {
         "rfc3164": [],
@@ -79,7 +67,7 @@ def test_loggen_tcp_rfc3164_and_rfc5424_framed_and_not(syslog_ng):
 
 def test_loggen_udp(syslog_ng):
     port = free_port("udp")
-    d = syslog_ng(_config(f"udp:{port}:interface=127.0.0.1"), wait_ports=[("udp", port)])
+    d = syslog_ng(one_source_config(f"udp:{port}:interface=127.0.0.1"), wait_ports=[("udp", port)])
     out = JsonOutput(d.state_dir / "out.json")
     proc = loggen("-i", "-D", "-n", str(N), "-r", "5000", "127.0.0.1", str(port))
     assert proc.returncode == 0, proc.stderr
@@ -111,7 +99,7 @@ def test_tls_with_client_certificates_required(syslog_ng, certs):
         f"ssl:{port}:privateKey={inner}/server.key:certKey={inner}/server.pem:interface=127.0.0.1"
     )
     options = {"tls-ca-file": f"{inner}/ca.pem", "tls-peer-verify": "required"}
-    d = syslog_ng(_config(listen, options), wait_ports=[port])
+    d = syslog_ng(one_source_config(listen, options), wait_ports=[port])
     out = JsonOutput(d.state_dir / "out.json")
 
     # refused: loggen (TLS without a client certificate), Python without one, and a certificate
@@ -136,7 +124,7 @@ def test_tls_with_client_certificates_required(syslog_ng, certs):
 
 def test_http_with_curl(syslog_ng):
     port = free_port()
-    d = syslog_ng(_config(f"http:{port}:interface=127.0.0.1"), wait_ports=[port])
+    d = syslog_ng(one_source_config(f"http:{port}:interface=127.0.0.1"), wait_ports=[port])
     out = JsonOutput(d.state_dir / "out.json")
     lines = b"".join(
         b"<14>1 2026-01-02T03:04:05.5+01:00 web%d app 42 - - line %d\n" % (i, i) for i in range(50)
@@ -162,7 +150,9 @@ def test_http_with_curl(syslog_ng):
 
 def test_unix_stream_and_datagram_sockets(syslog_ng):
     listen = "unix:@STATE@/stream.sock unixgram:@STATE@/dgram.sock"
-    d = syslog_ng(_config(listen), wait_unix=["@STATE@/stream.sock", "@STATE@/dgram.sock"])
+    d = syslog_ng(
+        one_source_config(listen), wait_unix=["@STATE@/stream.sock", "@STATE@/dgram.sock"]
+    )
     out = JsonOutput(d.state_dir / "out.json")
     stream, dgram = d.state_dir / "stream.sock", d.state_dir / "dgram.sock"
     proc = loggen("-x", "-S", "-n", str(N), "-r", "20000", str(stream), "0")

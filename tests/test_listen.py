@@ -52,7 +52,7 @@ from syslogsrc.listen import (
 )
 from syslogsrc.options import ListenerOptions, OptionError
 from syslogsrc.protocols.stream import SyslogStreamFactory
-from syslogsrc.testing import RecordingSink
+from syslogsrc.testing import RecordingSink, has_ipv6
 
 TIMEOUT = 5.0
 
@@ -258,6 +258,24 @@ def start(text: str, sink: RecordingSink, options: ListenerOptions | None = None
     return listener.start().addTimeout(TIMEOUT, reactor)
 
 
+@pytest_twisted.async_yield_fixture
+async def serve():
+    """:func:`start` for a test that does not stop the listener itself:
+    ``listener = yield serve(spec, sink[, options])``. Every listener it started is stopped at
+    teardown, also when the test failed."""
+    started = []
+
+    @defer.inlineCallbacks
+    def serve_(text: str, sink: RecordingSink, options: ListenerOptions | None = None):
+        listener = yield start(text, sink, options)
+        started.append(listener)
+        return listener
+
+    yield serve_
+    for listener in started:
+        await listener.stop().addTimeout(TIMEOUT, reactor)
+
+
 class Client(Protocol):
     """A stream client; ``lost`` fires when the server closes the connection."""
 
@@ -276,15 +294,6 @@ class Client(Protocol):
 
 def connect(endpoint: Any) -> defer.Deferred:
     return connectProtocol(endpoint, Client()).addTimeout(TIMEOUT, reactor)
-
-
-def has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 on ::1")
@@ -328,17 +337,14 @@ def test_tcp_listener_receives_and_stop_closes_connections() -> Generator:
 
 @needs_ipv6
 @pytest_twisted.inlineCallbacks
-def test_tcp6_listener_on_ipv6_loopback() -> Generator:
+def test_tcp6_listener_on_ipv6_loopback(serve) -> Generator:
     sink = RecordingSink()
-    listener = yield start("tcp6:0:interface=\\:\\:1", sink)
-    try:
-        client = yield connect(TCP6ClientEndpoint(reactor, "::1", listener.address.port))
-        client.transport.write(b"<13>six\n")
-        yield wait_until(lambda: len(sink.posts) == 1)
-        assert sink.posts[0][1].peer_host == "::1"
-        assert sink.posts[0][1].transport == "tcp"
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    listener = yield serve("tcp6:0:interface=\\:\\:1", sink)
+    client = yield connect(TCP6ClientEndpoint(reactor, "::1", listener.address.port))
+    client.transport.write(b"<13>six\n")
+    yield wait_until(lambda: len(sink.posts) == 1)
+    assert sink.posts[0][1].peer_host == "::1"
+    assert sink.posts[0][1].transport == "tcp"
 
 
 @pytest_twisted.inlineCallbacks
@@ -361,40 +367,34 @@ def test_unix_listener(short_tmp: Path) -> Generator:
 
 
 @pytest_twisted.inlineCallbacks
-def test_max_connections_refuses_at_once() -> Generator:
+def test_max_connections_refuses_at_once(serve) -> Generator:
     sink = RecordingSink()
     options = ListenerOptions(max_connections=1)
-    listener = yield start("tcp:0:interface=127.0.0.1", sink, options)
-    try:
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port)
-        first = yield connect(endpoint)
-        yield wait_until(lambda: listener.stats.open_connections == 1)
-        second = yield connect(endpoint)
-        yield second.lost.addTimeout(TIMEOUT, reactor)  # closed by the server
-        assert listener.stats.refused == 1
-        first.transport.write(b"<13>still here\n")
-        yield wait_until(lambda: len(sink.posts) == 1)
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    listener = yield serve("tcp:0:interface=127.0.0.1", sink, options)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port)
+    first = yield connect(endpoint)
+    yield wait_until(lambda: listener.stats.open_connections == 1)
+    second = yield connect(endpoint)
+    yield second.lost.addTimeout(TIMEOUT, reactor)  # closed by the server
+    assert listener.stats.refused == 1
+    first.transport.write(b"<13>still here\n")
+    yield wait_until(lambda: len(sink.posts) == 1)
 
 
 @pytest_twisted.inlineCallbacks
-def test_flow_control_over_a_socket() -> Generator:
+def test_flow_control_over_a_socket(serve) -> Generator:
     sink = RecordingSink(window=2)
-    listener = yield start("tcp:0:interface=127.0.0.1", sink)
-    try:
-        client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
-        client.transport.write(b"".join(b"<13>%d\n" % i for i in range(10)))
-        yield wait_until(lambda: len(sink.posts) == 2 and listener.stats.received == 10)
-        yield deferLater(reactor, 0.05, lambda: None)
-        assert len(sink.posts) == 2  # paused: nothing more posted
-        while len(sink.posts) < 10:
-            sink.resume()
-            yield deferLater(reactor, 0.001, lambda: None)
-        assert sink.messages == [b"<13>%d" % i for i in range(10)]
-        assert sink.posted_while_paused == []
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    listener = yield serve("tcp:0:interface=127.0.0.1", sink)
+    client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+    client.transport.write(b"".join(b"<13>%d\n" % i for i in range(10)))
+    yield wait_until(lambda: len(sink.posts) == 2 and listener.stats.received == 10)
+    yield deferLater(reactor, 0.05, lambda: None)
+    assert len(sink.posts) == 2  # paused: nothing more posted
+    while len(sink.posts) < 10:
+        sink.resume()
+        yield deferLater(reactor, 0.001, lambda: None)
+    assert sink.messages == [b"<13>%d" % i for i in range(10)]
+    assert sink.posted_while_paused == []
 
 
 @pytest_twisted.inlineCallbacks
@@ -442,22 +442,19 @@ def proxy_v2_ipv4(src: str, dst: str, sport: int, dport: int) -> bytes:
     ids=["v1", "v2"],
 )
 @pytest_twisted.inlineCallbacks
-def test_haproxy_origin_is_the_proxied_address(header: bytes) -> Generator:
+def test_haproxy_origin_is_the_proxied_address(header: bytes, serve) -> Generator:
     sink = RecordingSink()
-    listener = yield start("haproxy:tcp:0:interface=127.0.0.1", sink)
-    try:
-        client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
-        client.transport.write(header + b"<13>via proxy\n")
-        yield wait_until(lambda: len(sink.posts) == 1)
-        origin = sink.posts[0][1]
-        assert sink.messages == [b"<13>via proxy"]
-        assert (origin.peer_host, origin.peer_port, origin.local_port) == (
-            "203.0.113.5",
-            56324,
-            514,
-        )
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    listener = yield serve("haproxy:tcp:0:interface=127.0.0.1", sink)
+    client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+    client.transport.write(header + b"<13>via proxy\n")
+    yield wait_until(lambda: len(sink.posts) == 1)
+    origin = sink.posts[0][1]
+    assert sink.messages == [b"<13>via proxy"]
+    assert (origin.peer_host, origin.peer_port, origin.local_port) == (
+        "203.0.113.5",
+        56324,
+        514,
+    )
 
 
 # --- datagram sockets ---------------------------------------------------------------------
@@ -487,19 +484,16 @@ def test_udp_listener_reads_the_largest_ipv4_datagram_whole() -> Generator:
 
 
 @pytest_twisted.inlineCallbacks
-def test_udp_so_rcvbuf_is_applied_to_the_socket() -> Generator:
+def test_udp_so_rcvbuf_is_applied_to_the_socket(serve) -> Generator:
     sink = RecordingSink()
-    listener = yield start("udp:0:interface=127.0.0.1", sink, ListenerOptions(so_rcvbuf=1 << 20))
-    try:
-        granted = listener.protocol.receive_buffer
-        assert granted is not None and granted > 0
-        sock = listener._port.getHandle()
-        factor = 2 if os.uname().sysname == "Linux" else 1
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // factor == granted
-        if os.geteuid() == 0 or granted >= 1 << 20:
-            assert granted == 1 << 20
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    listener = yield serve("udp:0:interface=127.0.0.1", sink, ListenerOptions(so_rcvbuf=1 << 20))
+    granted = listener.protocol.receive_buffer
+    assert granted is not None and granted > 0
+    sock = listener._port.getHandle()
+    factor = 2 if os.uname().sysname == "Linux" else 1
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // factor == granted
+    if os.geteuid() == 0 or granted >= 1 << 20:
+        assert granted == 1 << 20
 
 
 @needs_ipv6

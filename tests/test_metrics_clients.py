@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from integration import PRELUDE, JsonOutput, json_file, log_path, loggen, syslogsrc_source
+from integration import JsonOutput, loggen, one_source_config
 from prom import parse, promtool_check, value
 from twistd_process import Twistd, json_lines
 
@@ -83,12 +83,7 @@ def test_twistd_metrics_count_loggen_and_logger(tmp_path: Path) -> None:
 
 
 def _config(listen: str, metrics_port: int) -> str:
-    return (
-        PRELUDE
-        + syslogsrc_source("s_src", listen, {"metrics": f"tcp:{metrics_port}:interface=127.0.0.1"})
-        + json_file("d_json", "out.json")
-        + log_path(["s_src"], ["d_json"])
-    )
+    return one_source_config(listen, {"metrics": f"tcp:{metrics_port}:interface=127.0.0.1"})
 
 
 def test_daemon_metrics_count_loggen_and_serve_after_reloads(syslog_ng) -> None:

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from certs import Certs, make_certs
-from test_listen import TIMEOUT, Client, connect, wait_until
+from test_listen import (  # noqa: F401 - serve is a fixture
+    TIMEOUT,
+    Client,
+    connect,
+    serve,
+    wait_until,
+)
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
@@ -109,6 +115,20 @@ def start(certs: Certs, peer_verify: str | None, text: str = "ssl:0:interface=12
     return listener.start().addTimeout(TIMEOUT, reactor), sink
 
 
+@pytest.fixture
+def serve_tls(certs: Certs, serve):  # noqa: F811 - serve is test_listen's fixture
+    """``listener, sink = yield serve_tls(peer_verify[, spec])``: a TLS listener with
+    :func:`server_options` into a new RecordingSink, through test_listen's ``serve`` (stopped
+    at teardown)."""
+
+    def serve_tls_(peer_verify: str | None, text: str = "ssl:0:interface=127.0.0.1"):
+        sink = RecordingSink()
+        started = serve(text, sink, server_options(certs, peer_verify))
+        return started.addCallback(lambda listener: (listener, sink))
+
+    return serve_tls_
+
+
 @defer.inlineCallbacks
 def tls_client_sends(listener, certs: Certs, key=None, cert=None) -> Generator:
     endpoint = wrapClientTLS(
@@ -120,19 +140,23 @@ def tls_client_sends(listener, certs: Certs, key=None, cert=None) -> Generator:
     return client
 
 
+@pytest.mark.parametrize(
+    ("policy", "with_certificate"),
+    [("required", True), ("optional", False)],
+    ids=["required-with-cert", "optional-without-cert"],
+)
 @pytest_twisted.inlineCallbacks
-def test_client_with_certificate_is_accepted(certs: Certs) -> Generator:
-    d, sink = start(certs, "required")
-    listener = yield d
-    try:
-        yield tls_client_sends(listener, certs, certs.client_key, certs.client_cert)
-        yield wait_until(lambda: len(sink.posts) == 1)
-        origin = sink.posts[0][1]
-        assert (origin.transport, origin.peer_host) == ("tls", "127.0.0.1")
-        assert listener.transport == "tls"
-        assert listener.stats.refused == 0
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+def test_client_is_accepted(
+    certs: Certs, serve_tls, policy: str, with_certificate: bool
+) -> Generator:
+    listener, sink = yield serve_tls(policy)
+    key, cert = (certs.client_key, certs.client_cert) if with_certificate else (None, None)
+    yield tls_client_sends(listener, certs, key, cert)
+    yield wait_until(lambda: len(sink.posts) == 1)
+    origin = sink.posts[0][1]
+    assert (origin.transport, origin.peer_host) == ("tls", "127.0.0.1")
+    assert listener.transport == "tls"
+    assert listener.stats.refused == 0
 
 
 @pytest.mark.parametrize(
@@ -142,84 +166,54 @@ def test_client_with_certificate_is_accepted(certs: Certs) -> Generator:
 )
 @pytest_twisted.inlineCallbacks
 def test_bad_or_missing_client_certificate_is_refused(
-    certs: Certs, policy: str, client: str | None
+    certs: Certs, serve_tls, policy: str, client: str | None
 ) -> Generator:
-    d, sink = start(certs, policy)
-    listener = yield d
+    listener, sink = yield serve_tls(policy)
     key, cert = (certs.other_client_key, certs.other_client_cert) if client else (None, None)
-    try:
-        with capturedLogs() as events:
-            conn = yield tls_client_sends(listener, certs, key, cert)
-            yield wait_until(lambda: listener.stats.refused == 1)
-            yield conn.lost.addTimeout(TIMEOUT, reactor)
-        assert sink.posts == []
-        logged = [e for e in events if "handshake failed" in e.get("log_format", "")]
-        assert len(logged) == 1 and logged[0]["count"] == 1
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
-
-
-@pytest_twisted.inlineCallbacks
-def test_client_without_certificate_is_accepted_when_optional(certs: Certs) -> Generator:
-    d, sink = start(certs, "optional")
-    listener = yield d
-    try:
-        yield tls_client_sends(listener, certs)
-        yield wait_until(lambda: len(sink.posts) == 1)
-        assert listener.stats.refused == 0
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
-
-
-@pytest_twisted.inlineCallbacks
-def test_plain_text_on_the_tls_port_is_refused(certs: Certs) -> Generator:
-    d, sink = start(certs, "none")
-    listener = yield d
-    try:
-        client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
-        client.transport.write(b"<13>this is not TLS at all\n")
+    with capturedLogs() as events:
+        conn = yield tls_client_sends(listener, certs, key, cert)
         yield wait_until(lambda: listener.stats.refused == 1)
-        yield client.lost.addTimeout(TIMEOUT, reactor)
-        assert sink.posts == []
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+        yield conn.lost.addTimeout(TIMEOUT, reactor)
+    assert sink.posts == []
+    logged = [e for e in events if "handshake failed" in e.get("log_format", "")]
+    assert len(logged) == 1 and logged[0]["count"] == 1
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_probe_that_sends_nothing_is_not_a_refusal(certs: Certs) -> Generator:
-    d, _ = start(certs, "none")
-    listener = yield d
-    try:
-        client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
-        yield wait_until(lambda: listener.stats.open_connections == 1)
-        client.transport.loseConnection()
-        yield wait_until(lambda: listener.stats.open_connections == 0)
-        assert listener.stats.refused == 0
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+def test_plain_text_on_the_tls_port_is_refused(certs: Certs, serve_tls) -> Generator:
+    listener, sink = yield serve_tls("none")
+    client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+    client.transport.write(b"<13>this is not TLS at all\n")
+    yield wait_until(lambda: listener.stats.refused == 1)
+    yield client.lost.addTimeout(TIMEOUT, reactor)
+    assert sink.posts == []
 
 
 @pytest_twisted.inlineCallbacks
-def test_proxy_header_in_clear_before_tls(certs: Certs) -> Generator:
-    d, sink = start(certs, "required", "haproxy:ssl:0:interface=127.0.0.1")
-    listener = yield d
-    try:
-        client: Client = yield connect(
-            TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port)
-        )
-        client.transport.write(b"PROXY TCP4 203.0.113.9 198.51.100.1 40001 6514\r\n")
-        client.transport.startTLS(client_tls(certs, certs.client_key, certs.client_cert))
-        client.transport.write(b"<13>proxied and encrypted\n")
-        yield wait_until(lambda: len(sink.posts) == 1)
-        origin = sink.posts[0][1]
-        assert (origin.transport, origin.peer_host, origin.peer_port, origin.local_port) == (
-            "tls",
-            "203.0.113.9",
-            40001,
-            6514,
-        )
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+def test_a_probe_that_sends_nothing_is_not_a_refusal(certs: Certs, serve_tls) -> Generator:
+    listener, _ = yield serve_tls("none")
+    client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+    yield wait_until(lambda: listener.stats.open_connections == 1)
+    client.transport.loseConnection()
+    yield wait_until(lambda: listener.stats.open_connections == 0)
+    assert listener.stats.refused == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_proxy_header_in_clear_before_tls(certs: Certs, serve_tls) -> Generator:
+    listener, sink = yield serve_tls("required", "haproxy:ssl:0:interface=127.0.0.1")
+    client: Client = yield connect(TCP4ClientEndpoint(reactor, "127.0.0.1", listener.address.port))
+    client.transport.write(b"PROXY TCP4 203.0.113.9 198.51.100.1 40001 6514\r\n")
+    client.transport.startTLS(client_tls(certs, certs.client_key, certs.client_cert))
+    client.transport.write(b"<13>proxied and encrypted\n")
+    yield wait_until(lambda: len(sink.posts) == 1)
+    origin = sink.posts[0][1]
+    assert (origin.transport, origin.peer_host, origin.peer_port, origin.local_port) == (
+        "tls",
+        "203.0.113.9",
+        40001,
+        6514,
+    )
 
 
 @pytest_twisted.inlineCallbacks
@@ -235,25 +229,21 @@ def test_stop_closes_tls_connections(certs: Certs) -> Generator:
 
 @pytest.mark.filterwarnings("ignore:Using readBody:DeprecationWarning")  # client side
 @pytest_twisted.inlineCallbacks
-def test_https_listener_posts_with_transport_https(certs: Certs) -> Generator:
+def test_https_listener_posts_with_transport_https(certs: Certs, serve_tls) -> Generator:
     pytest.importorskip("syslogsrc.protocols.http")
     from io import BytesIO
 
     from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, FileBodyProducer, readBody
 
-    d, sink = start(certs, "none", "https:0:interface=127.0.0.1")
-    listener = yield d
-    try:
-        policy = BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(certs.ca.read_bytes()))
-        agent = Agent(reactor, contextFactory=policy)
-        url = f"https://localhost:{listener.address.port}/".encode()
-        response = yield agent.request(
-            b"POST", url, bodyProducer=FileBodyProducer(BytesIO(b"<13>over https\n"))
-        ).addTimeout(TIMEOUT, reactor)
-        yield readBody(response).addTimeout(TIMEOUT, reactor)
-        assert response.code < 300
-        assert sink.messages == [b"<13>over https"]
-        assert sink.posts[0][1].transport == "https"
-        assert listener.transport == "https"
-    finally:
-        yield listener.stop().addTimeout(TIMEOUT, reactor)
+    listener, sink = yield serve_tls("none", "https:0:interface=127.0.0.1")
+    policy = BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(certs.ca.read_bytes()))
+    agent = Agent(reactor, contextFactory=policy)
+    url = f"https://localhost:{listener.address.port}/".encode()
+    response = yield agent.request(
+        b"POST", url, bodyProducer=FileBodyProducer(BytesIO(b"<13>over https\n"))
+    ).addTimeout(TIMEOUT, reactor)
+    yield readBody(response).addTimeout(TIMEOUT, reactor)
+    assert response.code < 300
+    assert sink.messages == [b"<13>over https"]
+    assert sink.posts[0][1].transport == "https"
+    assert listener.transport == "https"

@@ -22,13 +22,10 @@ import pytest
 from certs import Certs, make_certs
 from daemons import RunningDaemon
 from integration import (
-    PRELUDE,
     JsonOutput,
     daemon_dir,  # noqa: F401 - a fixture
-    json_file,
-    log_path,
+    one_source_config,
     stop_summary,
-    syslogsrc_source,
 )
 from rsyslog import (
     HOST,
@@ -246,13 +243,7 @@ def daemon_certs(daemon_dir) -> tuple[Certs, str]:  # noqa: F811 - the fixture i
 def _daemon(
     syslog_ng, listen: str, options: dict[str, str] | None, port: int | tuple[str, int]
 ) -> RunningDaemon:
-    config = (
-        PRELUDE
-        + syslogsrc_source("s_src", listen, options)
-        + json_file("d_json", "out.json")
-        + log_path(["s_src"], ["d_json"])
-    )
-    return syslog_ng(config, wait_ports=[port])
+    return syslog_ng(one_source_config(listen, options), wait_ports=[port])
 
 
 DAEMON_CASES = [

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _processes import socket_inodes
 from twisted.internet.epollreactor import EPollReactor
 
 from syslogsrc.listen import make_listener, parse_listen, parse_spec
@@ -239,14 +240,7 @@ def test_examples_bind_loopback_only(tmp_path: Path) -> None:
 
 def _bound_by(pid: int, port: int) -> set[tuple[str, str]]:
     """(protocol, address) of the sockets of process ``pid`` bound to ``port``."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
+    inodes = socket_inodes(pid)
     found = set()
     for proto in ("tcp", "udp", "tcp6", "udp6"):
         for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:

@@ -215,6 +215,12 @@ def test_stop_summary_is_logged(caplog: pytest.LogCaptureFixture) -> None:
         ({"listen": "carrier-pigeon:1"}, "listen("),
         ({"listen": ""}, "listen"),
         ({"tls-peer-verify": "required"}, "tls-peer-verify('required')"),
+        # access control: allow lists and rate limits
+        ({"allow": "10.0.0.0/8,bogus"}, "allow("),
+        ({"rate": "0"}, "rate("),
+        ({"rate": "lots"}, "rate("),
+        ({"burst": "0"}, "burst("),
+        ({"listen": "tcp:5514:rate=-1"}, "listen("),
     ],
 )
 def test_a_bad_option_fails_init_naming_it(

@@ -59,6 +59,18 @@ def test_free_port_accepts_and_wait_until() -> None:
     assert not testing.wait_until(lambda: False, timeout=0.1)
 
 
+def test_has_ipv6_says_whether_the_ipv6_loopback_can_be_used() -> None:
+    if testing.has_ipv6():
+        port = testing.free_port(host="::1")
+        with socket.socket(socket.AF_INET6) as server:
+            server.bind(("::1", port))
+            server.listen()
+            assert testing.accepts(port, host="::1")
+    else:
+        with pytest.raises(OSError), socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+
+
 def test_the_module_docstring_example_runs() -> None:
     # the example a user copies: a source with a listener, a real socket, its messages
     port = testing.free_port()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import collections
 import http.client
 import os
@@ -49,6 +50,53 @@ def source_config(listen: str, destination: str, options: dict[str, str] | None 
         f"destination d {{ {destination} }};\n"
         "log { source(s); destination(d); flags(flow-control); };\n"
     )
+
+
+def native_config(port: int, destination: str) -> str:
+    """The comparison: syslog-ng's own ``network()`` TCP source on 127.0.0.1:``port`` into
+    ``destination``, with the same options and flow control as :func:`source_config`."""
+    return (
+        "options { use-dns(no); };\n"
+        f"source s {{ network(transport(tcp) ip(127.0.0.1) port({port})); }};\n"
+        f"destination d {{ {destination} }};\n"
+        "log { source(s); destination(d); flags(flow-control); };\n"
+    )
+
+
+def reload_parser(description: str, native_help: str) -> argparse.ArgumentParser:
+    """The options every reload soak takes: how many reloads, how far apart, which daemon, and
+    ``--native`` (run :func:`native_config` instead, to compare)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("-n", "--reloads", type=int, default=100)
+    parser.add_argument("--interval", type=float, default=0.3, help="seconds between reloads")
+    parser.add_argument("--daemon", default=None)
+    parser.add_argument("--native", action="store_true", help=native_help)
+    return parser
+
+
+def stop_summaries(daemon_log: str) -> list[tuple[str, dict[str, int]]]:
+    """Each ``listener SPEC stopped: k=v, ...`` line of the daemon's log: (SPEC, counters)."""
+    return [
+        (name, {k: int(v) for k, v in (c.split("=") for c in counts.split(", "))})
+        for name, counts in re.findall(r"listener (\S+) stopped: (.*?);?$", daemon_log, re.M)
+    ]
+
+
+def print_figures(
+    first: dict[str, int], later: list[dict[str, int]], final: dict[str, int]
+) -> None:
+    """One line per process figure: after the first reload, min and max over ``later``, after
+    the last reload, at the end."""
+    for key in ("fds", "threads", "rss_kb"):
+        values = [f[key] for f in later]
+        print(f"  {key:8}: after the 1st reload {first[key]}, min {min(values)}, max {max(values)},"
+              f" after the last {later[-1][key]}, at the end {final[key]}")  # fmt: skip
+
+
+def figures_steady(first: dict[str, int], last: dict[str, int]) -> bool:
+    """Reloads leak nothing: after the last one, at most 2 descriptors and 1 thread more than
+    after the first (a connection and a reactor thread may be in passing)."""
+    return last["fds"] <= first["fds"] + 2 and last["threads"] <= first["threads"] + 1
 
 
 def proc_figures(pid: int) -> dict[str, int]:

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _processes import socket_inodes
 from _soak import WORKDIR, daemons, pick_daemon
 
 LOGGEN = "loggen"
@@ -240,7 +241,7 @@ def local_ports(pid: int, remote_port: int, timeout: float = 10) -> set[int]:
     """The local ports of ``pid``'s TCP connections to ``remote_port`` (once it has one)."""
     deadline = time.monotonic() + timeout
     while True:
-        inodes = daemons._socket_inodes(pid)
+        inodes = socket_inodes(pid)
         ports = set()
         with open("/proc/net/tcp") as f:
             next(f)

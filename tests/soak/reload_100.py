@@ -21,8 +21,6 @@ handed_over, taken_over).
 
 from __future__ import annotations
 
-import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -33,21 +31,22 @@ from _soak import (
     HttpPoster,
     TcpFlood,
     count_good,
+    figures_steady,
     in_failed,
+    native_config,
     pick_daemon,
+    print_figures,
     proc_figures,
+    reload_parser,
     source_config,
+    stop_summaries,
     wait,
 )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--reloads", type=int, default=100)
-    parser.add_argument("--interval", type=float, default=0.3, help="seconds between reloads")
-    parser.add_argument("--daemon", default=None)
-    parser.add_argument(
-        "--native", action="store_true", help="compare: syslog-ng's network() source, TCP only"
+    parser = reload_parser(
+        __doc__.splitlines()[0], "compare: syslog-ng's network() source, TCP only"
     )
     args = parser.parse_args()
     from daemons import free_port
@@ -56,14 +55,8 @@ def main() -> int:
     WORKDIR.mkdir(parents=True, exist_ok=True)
     tcp, web = free_port(), free_port()
     listen = f"tcp:{tcp}:interface=127.0.0.1 http:{web}:interface=127.0.0.1"
-    config = source_config(listen, 'file("@STATE@/out.log" template("$MSG\\n"));')
-    if args.native:
-        config = (
-            "options { use-dns(no); };\n"
-            f"source s {{ network(transport(tcp) ip(127.0.0.1) port({tcp})); }};\n"
-            'destination d { file("@STATE@/out.log" template("$MSG\\n")); };\n'
-            "log { source(s); destination(d); flags(flow-control); };\n"
-        )
+    destination = 'file("@STATE@/out.log" template("$MSG\\n"));'
+    config = native_config(tcp, destination) if args.native else source_config(listen, destination)
     running = daemon.spawn(config, workdir=WORKDIR, wait_ports=[tcp] if args.native else [tcp, web])
     out = Path(running.state_dir) / "out.log"
     flood = TcpFlood(tcp, "tcp")
@@ -100,8 +93,7 @@ def main() -> int:
     tcp_seen, web_seen = seen.get("tcp", {}), seen.get("web", {})
 
     summaries = {"tcp": [], "http": []}
-    for name, counts in re.findall(r"listener (\S+) stopped: (.*?);?$", stderr, re.M):
-        values = {k: int(v) for k, v in (c.split("=") for c in counts.split(", "))}
+    for name, values in stop_summaries(stderr):
         summaries["tcp" if name.startswith("tcp:") else "http"].append(values)
     runs = len(summaries["tcp"])
     tcp_received = sum(s["received"] for s in summaries["tcp"])
@@ -119,10 +111,7 @@ def main() -> int:
     print()
     print(f"daemon {daemon.name}: {args.reloads} reloads in {reloading:.0f} s, {runs} runs of the"
           f" source, exit {code}")  # fmt: skip
-    for key in ("fds", "threads", "rss_kb"):
-        values = [f[key] for f in later]
-        print(f"  {key:8}: after the 1st reload {first[key]}, min {min(values)}, max {max(values)},"
-              f" after the last {later[-1][key]}, at the end {final[key]}")  # fmt: skip
+    print_figures(first, later, final)
     print(f"  TCP : written {flood.written} ({flood.reconnects} reconnects, {flood.failed} lines in"
           f" failed sendalls not counted); read by the source {tcp_received}, posted {tcp_posted},"
           f" dropped {tcp_dropped}; delivered {len(tcp_seen)} (duplicated {tcp_dups}; {partial} of"
@@ -138,8 +127,7 @@ def main() -> int:
         and web_dups == 0
         and web_missing == 0
         and (args.native or len(tcp_seen) == tcp_posted)  # all handed to the daemon delivered
-        and later[-1]["fds"] <= first["fds"] + 2
-        and later[-1]["threads"] <= first["threads"] + 1
+        and figures_steady(first, later[-1])
     )
     print("  OK" if ok else "  NOT OK")
     return 0 if ok else 1

@@ -16,7 +16,6 @@ handed over the next took over.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import re
 import subprocess
@@ -25,21 +24,26 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _soak import WORKDIR, pick_daemon, proc_figures, source_config, wait
+from _soak import (
+    WORKDIR,
+    figures_steady,
+    native_config,
+    pick_daemon,
+    print_figures,
+    proc_figures,
+    reload_parser,
+    source_config,
+    stop_summaries,
+    wait,
+)
 
 _ID = re.compile(rb"seq: (\d+), thread: (\d+)")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--reloads", type=int, default=100)
-    parser.add_argument("--interval", type=float, default=0.3, help="seconds between reloads")
-    parser.add_argument("--daemon", default=None)
+    parser = reload_parser(__doc__.splitlines()[0], "compare: syslog-ng's network() source")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rate", type=int, default=5000, help="messages/s per connection")
-    parser.add_argument(
-        "--native", action="store_true", help="compare: syslog-ng's network() source"
-    )
     args = parser.parse_args()
     from daemons import free_port
 
@@ -47,14 +51,10 @@ def main() -> int:
     WORKDIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     destination = 'file("@STATE@/out.log" template("$MSG\\n"));'
-    config = source_config(f"tcp:{port}:interface=127.0.0.1", destination)
     if args.native:
-        config = (
-            "options { use-dns(no); };\n"
-            f"source s {{ network(transport(tcp) ip(127.0.0.1) port({port})); }};\n"
-            f"destination d {{ {destination} }};\n"
-            "log { source(s); destination(d); flags(flow-control); };\n"
-        )
+        config = native_config(port, destination)
+    else:
+        config = source_config(f"tcp:{port}:interface=127.0.0.1", destination)
     running = daemon.spawn(config, workdir=WORKDIR, wait_ports=[port])
     out = Path(running.state_dir) / "out.log"
     # as long as the reloads take (a reload takes 0.05-0.5 s), and a little more
@@ -113,10 +113,7 @@ def main() -> int:
           f" {args.reloads} reloads in {reloading:.0f} s"
           f" ({'all under load' if under_load else 'LOAD ENDED BEFORE THE LAST RELOAD'}),"
           f" exit {code}; loggen exit {loggen.returncode}")  # fmt: skip
-    for key in ("fds", "threads", "rss_kb"):
-        values = [f[key] for f in later]
-        print(f"  {key:8}: after the 1st reload {first[key]}, min {min(values)}, max {max(values)},"
-              f" after the last {later[-1][key]}, at the end {final[key]}")  # fmt: skip
+    print_figures(first, later, final)
     rate = re.search(r"average rate = ([\d.]+)", report)
     print(f"  loggen: sent {sent} over {args.connections} connections"
           f" (average {float(rate.group(1)) if rate else 0:.0f} msg/s); threads seen"
@@ -124,10 +121,7 @@ def main() -> int:
     print(f"  delivered {len(ids)} distinct: lost {lost}, duplicated {dups}, gaps {gaps}")
     ok_counts = True
     if not args.native:
-        runs = [
-            {k: int(v) for k, v in (c.split("=") for c in text.split(", "))}
-            for _, text in re.findall(r"listener (\S+) stopped: (.*?);?$", daemon_log, re.M)
-        ]
+        runs = [counters for _, counters in stop_summaries(daemon_log)]
         total = {k: sum(r[k] for r in runs) for k in runs[0]} if runs else {}
         handovers = re.findall(r"handed (\d+) listening socket\(s\), (\d+) connection", daemon_log)
         kept = sum(1 for _, c in handovers[: args.reloads] if int(c) == args.connections)
@@ -150,8 +144,7 @@ def main() -> int:
         and gaps == 0
         and len(per_thread) == args.connections
         and ok_counts
-        and later[-1]["fds"] <= first["fds"] + 2
-        and later[-1]["threads"] <= first["threads"] + 1
+        and figures_steady(first, later[-1])
     )
     print("  OK" if ok else "  NOT OK")
     return 0 if ok else 1

@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,6 +68,41 @@ def http_during(poster: HttpPoster, seconds: float) -> dict:
     return {k: v - before.get(k, 0) for k, v in poster.answers.items() if v - before.get(k, 0)}
 
 
+def stall_and_release(
+    flood: TcpFlood,
+    poster: HttpPoster,
+    stall: float,
+    *,
+    hold: Callable[[], None],
+    release: Callable[[], None],
+    delivered: Callable[[], int],
+) -> tuple[dict, float]:
+    """The scenario both modes run: TCP flood and HTTP posts for 2 s, the output held for
+    ``stall`` seconds (HTTP answers counted meanwhile), released, the flood stopped 2 s later;
+    then HTTP alone for 3 s. Returns what happened during the stall and after the TCP drain
+    (``report``'s ``during``) and the seconds from the release until ``delivered()`` TCP
+    messages reached what the flood wrote (at most 120 s)."""
+    flood.start()
+    poster.start()
+    time.sleep(2)
+    hold()
+    during = {"http": http_during(poster, stall)}
+    during["tcp_at_release"] = delivered()
+    release()
+    released = time.monotonic()
+    time.sleep(2)
+    flood.stop_event.set()
+    flood.join(60)
+    wait(lambda: delivered() >= flood.written, 120)
+    drain = time.monotonic() - released
+    accepted_before = len(poster.accepted)
+    time.sleep(3)  # HTTP alone: the window has room again
+    poster.stop_event.set()
+    poster.join(60)
+    during["http_after_tcp"] = len(poster.accepted) - accepted_before
+    return during, drain
+
+
 def run_host(stall: float) -> bool:
     from syslogsrc.testing import CountingOutput, ListeningSource
 
@@ -75,24 +111,14 @@ def run_host(stall: float) -> bool:
                  log_iw_size=1000) as h:  # fmt: skip
         flood = TcpFlood(h.port(0), "tcp")
         poster = HttpPoster(h.port(1), "web", interval=0.05)
-        flood.start()
-        poster.start()
-        time.sleep(2)
-        output.hold()
-        during = {"http": http_during(poster, stall)}
-        during["tcp_at_release"] = len(output.good.get("tcp", []))
-        output.release()
-        released = time.monotonic()
-        time.sleep(2)
-        flood.stop_event.set()
-        flood.join(60)
-        wait(lambda: len(output.good.get("tcp", [])) >= flood.written, 120)
-        drain = time.monotonic() - released
-        accepted_before = len(poster.accepted)
-        time.sleep(3)  # HTTP alone: the window has room again
-        poster.stop_event.set()
-        poster.join(60)
-        during["http_after_tcp"] = len(poster.accepted) - accepted_before
+        during, drain = stall_and_release(
+            flood,
+            poster,
+            stall,
+            hold=output.hold,
+            release=output.release,
+            delivered=lambda: len(output.good.get("tcp", [])),
+        )
         h.host.stop()
         seen = {tag: _counter(v) for tag, v in output.good.items()}
         print(f"  source: {h.host.stats}")
@@ -144,28 +170,14 @@ def run_daemon(stall: float, name: str | None) -> bool:
         flood = TcpFlood(tcp, "tcp")
         poster = HttpPoster(web, "web", interval=0.05)
         reading.set()
-        flood.start()
-        poster.start()
-        time.sleep(2)
-        reading.clear()  # the output stalls: the FIFO fills, the daemon suspends the source
-        during = {"http": http_during(poster, stall)}
-        during["tcp_at_release"] = len(count_good(bytes(data).split(b"\n")).get("tcp", {}))
-        reading.set()
-        released = time.monotonic()
-        time.sleep(2)
-        flood.stop_event.set()
-        flood.join(60)
-
-        def delivered() -> int:
-            return len(count_good(bytes(data).split(b"\n")).get("tcp", {}))
-
-        wait(lambda: delivered() >= flood.written, 120)
-        drain = time.monotonic() - released
-        accepted_before = len(poster.accepted)
-        time.sleep(3)  # HTTP alone: the window has room again
-        poster.stop_event.set()
-        poster.join(60)
-        during["http_after_tcp"] = len(poster.accepted) - accepted_before
+        during, drain = stall_and_release(
+            flood,
+            poster,
+            stall,
+            hold=reading.clear,  # the output stalls: the FIFO fills, the daemon suspends the source
+            release=reading.set,
+            delivered=lambda: len(count_good(bytes(data).split(b"\n")).get("tcp", {})),
+        )
         print(f"  daemon {daemon.name}: exit {running.stop()}")
         time.sleep(0.5)
     finally:
