@@ -236,6 +236,39 @@ def measure_imrelp(case: str, count: int, workdir: Path, timeout: float) -> dict
     }
 
 
+def summarise(runs: dict[str, dict[str, list[dict[str, object]]]]) -> dict[str, dict[str, object]]:
+    """Per receiver and case: the rate, load and daemon CPU of the rounds (median, min-max),
+    and the per-round ratios to ``tcp`` of the same daemon and to rsyslog's own imrelp."""
+    summary: dict[str, dict[str, object]] = {}
+    for name, by_case in runs.items():
+        tcp = [r["rate"] for r in by_case.get("tcp", [])]
+        for case, rs in by_case.items():
+            rates = [r["rate"] for r in rs]
+            s: dict[str, object] = {
+                "rate": C.summary(rates),
+                "load": C.summary([r["load"] for r in rs]),
+            }
+            if "daemon_cpu_us_per_msg" in rs[0]:
+                s["daemon_cpu_us_per_msg"] = C.summary([r["daemon_cpu_us_per_msg"] for r in rs])
+            if tcp and case != "tcp":
+                s["ratio_to_tcp"] = C.paired_ratios(rates, tcp)
+            imrelp = [r["rate"] for r in runs.get("rsyslog-imrelp", {}).get(case, [])]
+            if name != "rsyslog-imrelp" and len(imrelp) == len(rates):
+                # the same sender into rsyslog's own imrelp, in the same round
+                s["ratio_to_imrelp"] = C.paired_ratios(rates, imrelp)
+            summary[f"{name} | {case}"] = s
+    return summary
+
+
+def _ratio(s: dict[str, object] | None) -> str:
+    """A ratio with its spread, four decimals below 0.1 (RELP with a small window is)."""
+    if not s or s["median"] is None:
+        return ""
+    if s["median"] >= 0.1:
+        return C.spread(s)
+    return f"{s['median']:.4f} ({s['min']:.4f}-{s['max']:.4f})"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=20_000, help="messages per measurement")
@@ -318,20 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             v.remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    summary: dict[str, dict[str, object]] = {}
-    for name, by_case in runs.items():
-        tcp = [r["rate"] for r in by_case.get("tcp", [])]
-        for case, rs in by_case.items():
-            rates = [r["rate"] for r in rs]
-            s: dict[str, object] = {
-                "rate": C.summary(rates),
-                "load": C.summary([r["load"] for r in rs]),
-            }
-            if "daemon_cpu_us_per_msg" in rs[0]:
-                s["daemon_cpu_us_per_msg"] = C.summary([r["daemon_cpu_us_per_msg"] for r in rs])
-            if tcp and case != "tcp":
-                s["ratio_to_tcp"] = C.paired_ratios(rates, tcp)
-            summary[f"{name} | {case}"] = s
+    summary = summarise(runs)
     elapsed = time.monotonic() - started
     data = {
         "machine": machine,
@@ -354,13 +374,21 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         C.markdown_table(
-            ["daemon | case", "msg/s", "range", "ratio to tcp (range)", "daemon CPU us/msg"],
+            [
+                "daemon | case",
+                "msg/s",
+                "range",
+                "x tcp (range)",
+                "x rsyslog imrelp (range)",
+                "daemon CPU us/msg",
+            ],
             [
                 [
                     key,
                     C.krate(s["rate"]["median"]),
                     f"{C.krate(s['rate']['min'])}-{C.krate(s['rate']['max'])}",
-                    C.spread(s["ratio_to_tcp"]) if "ratio_to_tcp" in s else "",
+                    _ratio(s.get("ratio_to_tcp")),
+                    _ratio(s.get("ratio_to_imrelp")),
                     f"{s['daemon_cpu_us_per_msg']['median']:.1f}"
                     if "daemon_cpu_us_per_msg" in s
                     else "",
