@@ -4,7 +4,8 @@ Run by hand from the checkout's root, as root (the syslog-ng 4 chroot needs it; 
 docs/benchmarks.md)::
 
     python bench/relp.py [--count 20000] [--runs 3] [--daemons host-3.38,chroot-4.8]
-                         [--windows 128,1024] [--reference] [--code OTHER_CHECKOUT]
+                         [--windows 128,1024] [--batches 128:64] [--reference]
+                         [--code OTHER_CHECKOUT]
 
 The sender is the real rsyslog (``tests/rsyslog.py``: Debian's rsyslogd, unpacked), one instance
 per measurement: ``--count`` numbered messages are injected into its imptcp input
@@ -14,9 +15,13 @@ rsyslog message NNNNNN``, ~80 bytes), over one connection, to:
 
 * ``relp-wN``: ``omrelp`` with ``windowSize`` N (128 is librelp's default; our listener allows
   up to 1024) into ``relp:PORT`` of a ``SyslogSource``;
+* ``relp-wN-bB`` (``--batches N:B``, default 128:64): the same omrelp on an action queue of its
+  own that hands it batches of at most B messages: omrelp corks its socket (``TCP_CORK``) for a
+  whole batch and waits for answers with it corked once the window is full, so a batch larger
+  than the window waits for the kernel's ~200 ms cork limit once per window;
 * ``tcp``: ``omfwd`` TCP, octet-counted (RFC 6587), into ``tcp:PORT`` of the same source
   configuration, the same messages: the reference of every ratio;
-* ``rsyslog-imrelp-wN`` (``--reference``): the same omrelp into a second rsyslogd's own
+* ``rsyslog-imrelp`` (``--reference``): each RELP case's omrelp into a second rsyslogd's own
   ``imrelp`` writing to ``omfile``, what rsyslog reaches over RELP on this machine with no
   syslogsrc at all (measured once per round, not per daemon).
 
@@ -30,7 +35,8 @@ same flow-controlled path so that the two differ in the protocol only. The sourc
 The figure is messages per second from the first to the last message arriving in the
 destination file (the file is polled every 5 ms; the count of its lines against the
 ``time.monotonic()`` of the poll), which leaves out rsyslog's start and the injection. The
-ratio is ``relp-wN / tcp`` of the same daemon in the same round; the order of the cases
+ratios are each RELP case against ``tcp`` of the same daemon, and against rsyslog's imrelp,
+in the same round; the order of the cases
 alternates each round; the median of the rounds is shown with its spread (min-max). Every
 message is checked to arrive exactly once (numbers 0 .. count-1). The load average (1 min) is
 recorded at each measurement.
