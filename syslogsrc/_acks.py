@@ -44,6 +44,10 @@ MAX_WAITING = 100_000
 
 _lock = threading.Lock()
 _reactors: dict[str, Any] = {}  # persist name -> the reactor of the instance running now
+#: persist name -> acknowledgements not delivered yet, in the order they came: taken in the
+#: reactor's thread by the drain scheduled for them (:meth:`AckRouter._drain`). They stay here
+#: until a running reactor takes them: a call handed to a reactor that stops before running it
+#: (a reload) is lost with it, so the acknowledgements must not travel inside that call.
 _waiting: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
 
 
@@ -86,37 +90,48 @@ class AckRouter:
         those that waited first."""
         with _lock:
             _reactors[self.key] = reactor
-            waiting = _waiting.pop(self.key, None)
+            waiting = bool(_waiting.get(self.key))
         if waiting:
-            reactor.callFromThread(deliver, waiting)
+            reactor.callFromThread(self._drain, reactor)
 
     def detach(self, reactor: Any) -> None:
-        """``reactor`` stopped (``run()`` ends): acknowledgements wait for the next instance."""
+        """``reactor`` stopped (``run()`` ends): acknowledgements wait for the next instance,
+        with those whose drain the stopped reactor did not run."""
         with _lock:
             if _reactors.get(self.key) is reactor:
                 del _reactors[self.key]
 
     def acked(self, bookmarks: list[Any]) -> None:
-        """The daemon's callback (any thread, the GIL held): hand what somebody waits for to
-        the reactor that runs the source now."""
+        """The daemon's callback (any thread, the GIL held): keep what somebody waits for and
+        have the reactor that runs the source now take it."""
         tracked = [b for b in bookmarks if b is not UNTRACKED and type(b) is tuple]
         if not tracked:
             return
         with _lock:
             reactor = _reactors.get(self.key)
+            waiting = _waiting[self.key]
+            scheduled = bool(waiting)  # a drain is on its way already (or waits for attach)
             if reactor is None:
-                waiting = _waiting[self.key]
                 room = MAX_WAITING - len(waiting)
                 if room < len(tracked):
                     self.dropped += len(tracked) - max(room, 0)
                     tracked = tracked[: max(room, 0)]
-                waiting.extend(tracked)
-                return
-        self.delivered += len(tracked)
-        try:
-            reactor.callFromThread(deliver, tracked)
-        except Exception:  # a reactor stopping under us: the sender will send again
-            self.dropped += len(tracked)
+            waiting.extend(tracked)
+        if reactor is not None and not scheduled:
+            try:
+                reactor.callFromThread(self._drain, reactor)
+            except Exception:  # a reactor closing under us: attach() of the next one drains
+                pass
+
+    def _drain(self, reactor: Any) -> None:
+        """In ``reactor``'s thread: deliver what waits, unless another reactor took over."""
+        with _lock:
+            if _reactors.get(self.key) is not reactor:
+                return  # detached meanwhile: the next instance's attach() drains
+            waiting = _waiting.pop(self.key, None)
+        if waiting:
+            self.delivered += len(waiting)
+            deliver(waiting)
 
 
 def forget(key: str) -> None:

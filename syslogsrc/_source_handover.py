@@ -179,13 +179,23 @@ class HandOver:
         sockets = sum(1 for s in states if s.fd is not None)
         connections = sum(len(s.connections) for s in states)
         frames = sum(s.unposted() for s in states)
+        # messages posted whose senders still wait for their answer (RELP): the next instance
+        # answers them as the destination acknowledges them
+        awaiting = sum(
+            getattr(c.decoder, "awaiting_acknowledgement", 0) for s in states for c in s.connections
+        )
         self._deposit(states)
         _log.info(
             "handed {sockets} listening socket(s), {connections} connection(s) and {frames}"
-            " message(s) read and not posted to the next instance",
+            " message(s) read and not posted to the next instance{awaiting}",
             sockets=sockets,
             connections=connections,
             frames=frames,
+            awaiting=(
+                f"; {awaiting} message(s) posted and not acknowledged, answered by it"
+                if awaiting
+                else ""
+            ),
         )
 
     def _take_over(self) -> dict[str, Any]:

@@ -111,6 +111,17 @@ class RelpHandover:
     close_txnr: int | None  #: the client's close, not answered yet
     acknowledgements: list[tuple[list[int], bool]] = attrs.Factory(list)
 
+    @property
+    def awaiting_acknowledgement(self) -> int:
+        """Messages posted and not answered yet: the next instance answers them when the sink
+        acknowledges them (not counting the frames that travel unposted, nor the close)."""
+        unposted = {txnr for txnr, _ in self.pending}
+        return sum(
+            1
+            for txnr in self.connection.unanswered
+            if txnr not in unposted and txnr != self.close_txnr
+        )
+
     def acknowledged(self, txnrs: Sequence[int], stored: bool) -> None:
         self.acknowledgements.append((list(txnrs), stored))
 
