@@ -134,3 +134,19 @@ def test_the_emulated_batched_tracker_reaches_the_reactor_thread(key: str) -> An
     assert sorted(t for c in rec.calls for t in c[0]) == list(range(1, 300, 2))
     assert {c[2] for c in rec.calls} == {threading.current_thread().name}
     yield defer.succeed(None)
+
+
+def test_a_drain_lost_with_a_stopping_reactor_is_delivered_by_the_next_one(key: str) -> None:
+    old, new = AckRouter(key), AckRouter(key)
+    first, second = FakeReactor(), FakeReactor()
+    rec = Recorder()
+    old.attach(first)
+    old.acked([(rec, 1)])  # a drain is queued in the first reactor...
+    old.acked([(rec, 2)])  # ...once: this one joins what it will take
+    assert len(first.calls) == 1
+    old.detach(first)  # ...which stops before running it (a reload)
+    first.run_calls()  # a late run of that drain takes nothing: another reactor may own it
+    assert rec.calls == []
+    new.attach(second)
+    second.run_calls()
+    assert [c[:2] for c in rec.calls] == [([1, 2], True)]
