@@ -343,6 +343,12 @@ class JsonLinesOutput(_FileOutput):
         top = len(pri_json)
         last_stamp, last_iso = self._last_stamp
         now = None
+        # what follows a message's pairs (``middle``, the stamp, PRI, ``end``) is the same for
+        # the messages of a batch that share a stamp, a PRI and a HOST case: made once per run
+        # of them (one entry: the last one made)
+        tail = tail_middle = tail_pri = None
+        # the parts of every line, joined once at the end: a line is its pairs without their
+        # closing brace, then its tail (no string is copied to build a line)
         lines = []
         append = lines.append
         for message in messages:
@@ -370,10 +376,16 @@ class JsonLinesOutput(_FileOutput):
             if stamp is not last_stamp:
                 last_stamp = stamp
                 last_iso = stamp.isoformat()
+                tail = None
+            if pri != tail_pri or middle is not tail_middle or tail is None:
+                tail_pri, tail_middle = pri, middle
+                tail = middle + last_iso + '"' + pri_json[pri] + end
             tags = message.tags
             if tags:
-                head = head[:-1] + ',"' + TAGS_PAIR + '":' + encode_basestring(",".join(tags)) + "}"
-            append(head[:-1] + middle + last_iso + '"' + pri_json[pri] + end)
+                append(head[:-1] + ',"' + TAGS_PAIR + '":' + encode_basestring(",".join(tags)))
+            else:
+                append(head[:-1])
+            append(tail)
         self._last_stamp = (last_stamp, last_iso)
         try:
             return "".join(lines).encode("utf-8")
