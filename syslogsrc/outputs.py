@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import io
 import json
 import os
 import socket
@@ -240,6 +241,10 @@ def _dump_replacing(obj: dict[str, Any]) -> bytes:
         return raw.decode("utf-8", "replace").encode("utf-8") + b"\n"
 
 
+#: a rendered batch this long or longer is written to the file directly, not through its buffer
+_DIRECT_WRITE = 64 * 1024
+
+
 class _FileOutput:
     """Shared file handling: "-" is stdout; ``reopen()`` reopens the path (log rotation)."""
 
@@ -279,8 +284,26 @@ class _FileOutput:
         return b"".join([render(message, origin) for message in messages])
 
     def write_rendered(self, data: bytes, count: int) -> None:
-        """Write ``count`` messages that :meth:`render` made, joined in ``data``."""
-        self._file.write(data)
+        """Write ``count`` messages that :meth:`render` made, joined in ``data``, in order
+        after everything written before.
+
+        A large batch (an HTTP request's) goes past the file's buffer, straight to the
+        file: copied into the buffer it would hold the GIL (which the reactor's thread wants)
+        for the copy, only to be written by the next flush anyway; the system call releases
+        it. What the buffer holds is written first."""
+        file = self._file
+        raw = getattr(file, "raw", None)
+        if len(data) < _DIRECT_WRITE or type(raw) is not io.FileIO:
+            file.write(data)
+        else:
+            file.flush()
+            view = memoryview(data)
+            while view:
+                done = raw.write(view)
+                if done is None:  # non-blocking and not ready: the buffer takes the rest
+                    file.write(view)
+                    break
+                view = view[done:]
         self.written += count
 
     def flush(self) -> None:
