@@ -66,12 +66,9 @@ def body() -> bytes:
 # the plain receiver
 
 
-def serve_plain(port: int, out_path: str) -> None:
-    from twisted.internet import reactor
-    from twisted.internet.task import LoopingCall
-    from twisted.web import resource, server
-
-    out = open(out_path, "ab", buffering=1024 * 1024)
+def plain_resource(out):
+    """The plain receiver's resource: what a user would write by hand, writing to ``out``."""
+    from twisted.web import resource
 
     class Ingest(resource.Resource):
         isLeaf = True
@@ -88,7 +85,16 @@ def serve_plain(port: int, out_path: str) -> None:
             request.setHeader(b"Content-Type", b"application/json")
             return json.dumps({"status": "ok", "messages": count}).encode()
 
-    site = server.Site(Ingest())
+    return Ingest()
+
+
+def serve_plain(port: int, out_path: str) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import LoopingCall
+    from twisted.web import server
+
+    out = open(out_path, "ab", buffering=1024 * 1024)
+    site = server.Site(plain_resource(out))
     site.noisy = False
     reactor.listenTCP(port, site, interface="127.0.0.1")
     LoopingCall(out.flush).start(0.5)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import io
 import json
 import os
 import socket
@@ -240,6 +241,10 @@ def _dump_replacing(obj: dict[str, Any]) -> bytes:
         return raw.decode("utf-8", "replace").encode("utf-8") + b"\n"
 
 
+#: a rendered batch this long or longer is written to the file directly, not through its buffer
+_DIRECT_WRITE = 64 * 1024
+
+
 class _FileOutput:
     """Shared file handling: "-" is stdout; ``reopen()`` reopens the path (log rotation)."""
 
@@ -279,8 +284,26 @@ class _FileOutput:
         return b"".join([render(message, origin) for message in messages])
 
     def write_rendered(self, data: bytes, count: int) -> None:
-        """Write ``count`` messages that :meth:`render` made, joined in ``data``."""
-        self._file.write(data)
+        """Write ``count`` messages that :meth:`render` made, joined in ``data``, in order
+        after everything written before.
+
+        A large batch (an HTTP request's) goes past the file's buffer, straight to the
+        file: copied into the buffer it would hold the GIL (which the reactor's thread wants)
+        for the copy, only to be written by the next flush anyway; the system call releases
+        it. What the buffer holds is written first."""
+        file = self._file
+        raw = getattr(file, "raw", None)
+        if len(data) < _DIRECT_WRITE or type(raw) is not io.FileIO:
+            file.write(data)
+        else:
+            file.flush()
+            view = memoryview(data)
+            while view:
+                done = raw.write(view)
+                if done is None:  # non-blocking and not ready: the buffer takes the rest
+                    file.write(view)
+                    break
+                view = view[done:]
         self.written += count
 
     def flush(self) -> None:
@@ -343,6 +366,12 @@ class JsonLinesOutput(_FileOutput):
         top = len(pri_json)
         last_stamp, last_iso = self._last_stamp
         now = None
+        # what follows a message's pairs (``middle``, the stamp, PRI, ``end``) is the same for
+        # the messages of a batch that share a stamp, a PRI and a HOST case: made once per run
+        # of them (one entry: the last one made)
+        tail = tail_middle = tail_pri = None
+        # the parts of every line, joined once at the end: a line is its pairs without their
+        # closing brace, then its tail (no string is copied to build a line)
         lines = []
         append = lines.append
         for message in messages:
@@ -370,10 +399,16 @@ class JsonLinesOutput(_FileOutput):
             if stamp is not last_stamp:
                 last_stamp = stamp
                 last_iso = stamp.isoformat()
+                tail = None
+            if pri != tail_pri or middle is not tail_middle or tail is None:
+                tail_pri, tail_middle = pri, middle
+                tail = middle + last_iso + '"' + pri_json[pri] + end
             tags = message.tags
             if tags:
-                head = head[:-1] + ',"' + TAGS_PAIR + '":' + encode_basestring(",".join(tags)) + "}"
-            append(head[:-1] + middle + last_iso + '"' + pri_json[pri] + end)
+                append(head[:-1] + ',"' + TAGS_PAIR + '":' + encode_basestring(",".join(tags)))
+            else:
+                append(head[:-1])
+            append(tail)
         self._last_stamp = (last_stamp, last_iso)
         try:
             return "".join(lines).encode("utf-8")
