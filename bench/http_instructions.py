@@ -6,17 +6,12 @@ shared machine to find a few per cent)::
     valgrind --tool=callgrind --callgrind-out-file=OUT \\
         /path/to/python3.11 bench/http_instructions.py {ours,plain} {ndjson,text} REQUESTS
 
-then ``callgrind_annotate OUT`` (set ``PYTHONHASHSEED=0``: dict and set probes depend on the
-seed, a few hundred thousand instructions per request). Run it with two request counts (say 2
-and 12): the difference of the totals divided by the difference of the counts is the cost of
-one request without the start-up (imports, the reactor).
-
-The script drives REQUESTS keep-alive POSTs through the site in-process: one connection on a
-``StringTransport`` (no socket), each request fed whole, one turn of the reactor after it (our
-sink hands its batch to the writer thread then), and waits until every line is in the output
-file, which it checks (the line count and every status). It prints the cyclic garbage
-collector's runs per request, by generation, and their time: a collection walks memory rather
-than computing, so callgrind shows less of it than a clock does.
+then ``callgrind_annotate OUT``. Run it with two request counts (say 2 and 12): the difference
+of the totals divided by the difference of the counts is the cost of one request without the
+start-up (imports, the reactor). The script drives REQUESTS keep-alive POSTs through the site
+in-process: one connection on a ``StringTransport`` (no socket), each request fed whole, one
+turn of the reactor after it (our sink hands its batch to the writer thread then), and waits
+until every line is in the output file, which it checks (the line count and every status).
 
 * ``ours``: ``HTTPIngestSite`` and ``OutputSink(JsonLinesOutput)``, as ``twistd syslogsrc
   --listen http:PORT --output FILE --log-iw-size 20000`` builds them.
@@ -26,13 +21,10 @@ than computing, so callgrind shows less of it than a clock does.
 
 from __future__ import annotations
 
-import collections
-import gc
 import importlib.util
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location(
@@ -117,17 +109,6 @@ def main(argv: list[str]) -> int:
     transport = StringTransport(peerAddress=peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 80))
     channel.makeConnection(transport)
     answers: list[bytes] = []
-    collections_run: collections.Counter[str] = collections.Counter()
-    started: list[float] = [0.0]
-
-    def count_collection(phase: str, info: dict) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            collections_run[f"gen{info['generation']}"] += 1
-            collections_run["seconds"] += time.perf_counter() - started[0]
-
-    gc.callbacks.append(count_collection)
 
     def step(done: int) -> None:
         if done == requests:
@@ -146,7 +127,6 @@ def main(argv: list[str]) -> int:
 
     reactor.callWhenRunning(step, 0)
     reactor.run()
-    gc.callbacks.remove(count_collection)
     if sink is not None:
         sink.output.close()
     else:
@@ -157,8 +137,6 @@ def main(argv: list[str]) -> int:
         print(f"FAILED: {lines} lines, {ok} of {requests} answered 200", file=sys.stderr)
         return 1
     print(f"{receiver} {kind}: {requests} requests, {lines} lines")
-    per = {k: round(v / requests, 5) for k, v in sorted(collections_run.items())}
-    print(f"garbage collections per request (during the requests): {per}")
     return 0
 
 

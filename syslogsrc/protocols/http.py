@@ -18,7 +18,6 @@ not be, or ``503 {"status": "not-acknowledged"}`` after ``http-ack-timeout`` sec
 
 from __future__ import annotations
 
-import gc
 import hmac
 import io
 import json
@@ -447,23 +446,6 @@ class _IngestResource(Resource):
             self._ingest(request)
 
     def _ingest(self, request: _IngestRequest) -> None:
-        """Split the request's body and post it. The cyclic garbage collector is held off
-        meanwhile: a request makes two container objects per message (a ParsedMessage and its
-        pairs) that live until the sink has rendered or built them all and then go by their
-        reference counts, so a collection in between finds no garbage, only a thousand
-        survivors to walk and promote, two or three times per 1000-line request (its
-        allocations would trigger them). Held off only if it was on, and on again after,
-        whatever happens; the garbage of anything else in between is collected later."""
-        if not gc.isenabled():
-            self._ingest_body(request)
-            return
-        gc.disable()
-        try:
-            self._ingest_body(request)
-        finally:
-            gc.enable()
-
-    def _ingest_body(self, request: _IngestRequest) -> None:
         body = request.content.getvalue()
         self._stats.bytes += len(body)
         media_type = _header_text(request.requestHeaders, b"content-type")
