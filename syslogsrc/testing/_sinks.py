@@ -10,12 +10,13 @@ from twisted.internet.interfaces import IProtocol, IProtocolFactory
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from syslogsrc.interfaces import IAcknowledgingSink, Origin
+from syslogsrc.interfaces import IAcknowledgingSink, IMessageSink, Origin
 from syslogsrc.parsing import ParsedMessage, parse
 
 _Message = bytes | ParsedMessage
 
 
+@implementer(IMessageSink)
 class RecordingSink:
     """Records what protocols post: every message with its origin, and each call's batch.
 

@@ -7,16 +7,11 @@ import ssl
 import time
 from collections.abc import Callable
 
-from zope.interface import implementer
-
-from syslogsrc.interfaces import IMessageSink
-
 #: Seconds the helpers below wait for a network event at most (a limit for a loaded machine,
 #: not an expectation).
 WAIT = 15.0
 
 
-@implementer(IMessageSink)
 def free_port(kind: str = "tcp", host: str = "127.0.0.1") -> int:
     """A port free for ``kind`` ("tcp" or "udp") on ``host`` now (another process may take it
     before the test does: bind at once)."""
