@@ -94,6 +94,7 @@ class ListenerOptions:
     http_headers: tuple[str, ...] = attrs.field(default=_default("http-headers"), converter=tuple)
     http_ack: bool = _default("http-ack")
     http_ack_timeout: float = attrs.field(default=_default("http-ack-timeout"), validator=_declared)
+    relp_window: int = attrs.field(default=_default("relp-window"), validator=_declared)
     allow: tuple[str, ...] = attrs.field(default=_default("allow"), converter=_allow)
     rate: float | None = attrs.field(default=_default("rate"), validator=_optional_positive)
     burst: int | None = attrs.field(default=_default("burst"), validator=_optional_burst)

@@ -465,6 +465,17 @@ OPTIONS: tuple[Option, ...] = (
         ' then `503` with `Retry-After` (`{"status": "not-acknowledged"}`): they may'
         " still arrive, a retry may store them twice.",
     ),
+    _listener(
+        "relp-window",
+        1024,
+        "int",
+        "most frames a RELP client may leave unanswered (omrelp's windowSize: 128)",
+        minimum=1,
+        applies="relp, relps",
+        doc="RELP: the most frames a client may leave unanswered; one more closes its"
+        " connection. omrelp's `windowSize` (128 by default) must not be larger."
+        " [relp.md](relp.md#limits-and-errors)",
+    ),
     _source(
         "source-ip",
         "pairs",

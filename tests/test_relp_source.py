@@ -110,3 +110,25 @@ def test_a_relp_message_that_cannot_be_built_is_answered_500() -> None:
     assert answers[good] == (200, "OK")
     assert answers[bad][0] == 500
     assert output.messages == [b"good"]
+
+
+def test_the_relp_window_is_an_option(caplog: pytest.LogCaptureFixture) -> None:
+    from twisted.internet.task import Clock
+
+    from syslogsrc.interfaces import ListenerStats
+    from syslogsrc.options import ListenerOptions
+    from syslogsrc.protocols.relp import RelpFactory
+    from syslogsrc.testing import AcknowledgingSink
+
+    port = free_port()
+    source = SyslogSource()
+    assert source.init({"listen": f"relp:{port}", "relp-window": "4"})
+    assert source.options.listener.relp_window == 4
+    refused = SyslogSource()
+    assert not refused.init({"listen": f"relp:{port}", "relp-window": "0"})
+    assert "relp-window" in caplog.text
+    factory = RelpFactory(
+        Clock(), AcknowledgingSink(), ListenerOptions(relp_window=4), ListenerStats("r")
+    )
+    assert factory.max_window == 4
+    assert factory.buildProtocol(None).connection.max_window == 4

@@ -69,7 +69,6 @@ from syslogsrc.producers import Backlog, Batch
 from syslogsrc.protocols._ratelimit import RateLimitedLog
 from syslogsrc.protocols.stream import origin_of
 from syslogsrc.relp import (
-    DEFAULT_WINDOW,
     Close,
     LocalProtocolError,
     Open,
@@ -458,9 +457,9 @@ class RelpFactory(Factory):
     ``transport_name`` is what each :class:`~syslogsrc.interfaces.Origin` says ("relp",
     "relps"). ``format``, when given, is the format the sink parses this listener's messages
     with; None leaves it to the sink. ``max_window`` is the most frames a client may leave
-    unanswered (:data:`~syslogsrc.relp.DEFAULT_WINDOW`; omrelp's ``windowSize`` must not be
-    larger). ``close_timeout`` bounds how long a connection we close waits for the peer to read
-    our last answers before it is aborted (0: no bound).
+    unanswered (default: the ``relp-window`` option, ``options.relp_window``; omrelp's
+    ``windowSize`` must not be larger). ``close_timeout`` bounds how long a connection we
+    close waits for the peer to read our last answers before it is aborted (0: no bound).
     """
 
     protocol = RelpProtocol
@@ -475,7 +474,7 @@ class RelpFactory(Factory):
         transport_name: str = "relp",
         *,
         format: str | None = None,
-        max_window: int = DEFAULT_WINDOW,
+        max_window: int | None = None,
         close_timeout: float = 30.0,
     ) -> None:
         from syslogsrc import __version__
@@ -486,7 +485,7 @@ class RelpFactory(Factory):
         self.stats = stats
         self.transport_name = transport_name
         self.format = format
-        self.max_window = max_window
+        self.max_window = options.relp_window if max_window is None else max_window
         self.close_timeout = close_timeout
         self.software = ("syslogsrc", __version__)
         #: the sink says when each message is stored (answers wait for it)
