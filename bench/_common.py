@@ -271,17 +271,7 @@ def wait_stable(
     measure: Callable[[], int], quiet: float = 1.0, timeout: float = 120.0, poll: float = 0.2
 ) -> int:
     """Poll ``measure()`` until it has not changed for ``quiet`` seconds; return it."""
-    last = measure()
-    since = time.monotonic()
-    deadline = since + timeout
-    while time.monotonic() < deadline:
-        time.sleep(poll)
-        now = measure()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            break
-    return last
+    return wait_settled(measure, quiet, timeout, poll)[0]
 
 
 def wait_settled(

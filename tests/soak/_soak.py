@@ -20,6 +20,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import daemons  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+# the benchmarks' helpers, one copy for both: count an output's lines, wait until it settles
+from _common import count_lines, wait_stable  # noqa: E402, F401 - re-exported
+
 WORKDIR = ROOT / "build" / "soak"
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _processes import socket_inodes
-from _soak import WORKDIR, daemons, pick_daemon
+from _soak import WORKDIR, count_lines, daemons, pick_daemon
 
 LOGGEN = "loggen"
 FULL_RATE = 1_000_000_000  # loggen -r is per connection; this is "as fast as it can"
@@ -94,17 +94,6 @@ def loggen_count(proc: subprocess.Popen[str], timeout: float) -> int:
     if proc.returncode != 0 or not m:
         raise RuntimeError(f"loggen failed (rc={proc.returncode}):\n{out[-2000:]}")
     return int(m[-1])
-
-
-def count_lines(path: Path) -> int:
-    n = 0
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                n += chunk.count(b"\n")
-    except FileNotFoundError:
-        return 0
-    return n
 
 
 def read_output(path: Path) -> tuple[dict[int, collections.Counter[int]], int]:

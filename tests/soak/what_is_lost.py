@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _soak import WORKDIR, daemons, pick_daemon
+from _soak import WORKDIR, count_lines, daemons, pick_daemon, wait_stable
 
 _LINE = re.compile(rb"(\d{10}) (\d{4})\n")
 _LOGGEN = re.compile(r"count=(\d+)")
@@ -59,25 +59,6 @@ def config(kind: str, port: int) -> str:
     )
 
 
-def count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as f:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    except FileNotFoundError:
-        return 0
-
-
-def wait_stable(path: Path, quiet: float = 2.0, timeout: float = 120.0) -> None:
-    last, since, deadline = -1, time.monotonic(), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        n = count_lines(path)
-        if n != last:
-            last, since = n, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-        time.sleep(0.2)
-
-
 def one_run(daemon: daemons.Daemon, kind: str, event: str, seconds: int, at: float) -> dict:
     port = daemons.free_port()
     running = daemon.spawn(config(kind, port), workdir=WORKDIR, wait_ports=[port])
@@ -100,7 +81,7 @@ def one_run(daemon: daemons.Daemon, kind: str, event: str, seconds: int, at: flo
             running.reload()
         text, _ = sender.communicate(timeout=seconds + 60)
         if event == "reload":
-            wait_stable(out)
+            wait_stable(lambda: count_lines(out), quiet=2.0)
             rc = running.stop()
     finally:
         if sender.poll() is None:
