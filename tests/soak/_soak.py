@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import daemons  # noqa: E402
+from _processes import socket_inodes  # noqa: E402, F401 - re-exported (tests/ is on the path here)
 
 sys.path.insert(0, str(ROOT / "bench"))
 # the benchmarks' helpers, one copy for both: count an output's lines, wait until it settles

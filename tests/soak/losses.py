@@ -40,8 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _processes import socket_inodes
-from _soak import WORKDIR, count_lines, daemons, pick_daemon
+from _soak import WORKDIR, count_lines, daemons, pick_daemon, socket_inodes
 
 LOGGEN = "loggen"
 FULL_RATE = 1_000_000_000  # loggen -r is per connection; this is "as fast as it can"
