@@ -135,8 +135,9 @@ class AckRouter:
 
 
 def forget(key: str) -> None:
-    """The source of ``key`` is gone for good (deinit at shutdown, not at a reload): what
-    waited for it is dropped; its senders send again to the next daemon."""
+    """Drop what waits for ``key`` and its reactor (tests start each case clean). Nothing in
+    the daemon calls it: a source that is gone for good leaves at most :data:`MAX_WAITING`
+    acknowledgements here until the process ends, and their senders send again."""
     with _lock:
         _waiting.pop(key, None)
         _reactors.pop(key, None)
