@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -494,6 +495,31 @@ def test_udp_so_rcvbuf_is_applied_to_the_socket(serve) -> Generator:
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // factor == granted
     if os.geteuid() == 0 or granted >= 1 << 20:
         assert granted == 1 << 20
+
+
+def _can_net_admin() -> bool:
+    """CAP_NET_ADMIN in this process's effective set (what SO_RCVBUFFORCE needs)."""
+    try:
+        with open("/proc/self/status") as status:
+            caps = next(line for line in status if line.startswith("CapEff:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caps.split()[1], 16) & (1 << 12))
+
+
+def test_udp_so_rcvbuf_past_rmem_max_is_forced_with_cap_net_admin() -> None:
+    """Above ``net.core.rmem_max`` only SO_RCVBUFFORCE gets the buffer asked for: with
+    CAP_NET_ADMIN (root) the real kernel must grant it in full."""
+    from syslogsrc.protocols.datagram import SO_RCVBUFFORCE, set_receive_buffer
+
+    if not sys.platform.startswith("linux") or not _can_net_admin():
+        pytest.skip("needs Linux and CAP_NET_ADMIN")
+    assert SO_RCVBUFFORCE is not None, "SO_RCVBUFFORCE unknown on this Linux machine"
+    with open("/proc/sys/net/core/rmem_max") as f:
+        rmem_max = int(f.read())
+    wanted = 2 * rmem_max + 4096
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        assert set_receive_buffer(sock, wanted) == wanted
 
 
 @needs_ipv6

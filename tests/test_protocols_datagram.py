@@ -12,7 +12,7 @@ from twisted.logger import capturedLogs
 
 from syslogsrc.interfaces import ListenerStats, Origin
 from syslogsrc.options import ListenerOptions
-from syslogsrc.protocols.datagram import UDP_MAX_PACKET, SyslogDatagramProtocol
+from syslogsrc.protocols.datagram import SO_RCVBUFFORCE, UDP_MAX_PACKET, SyslogDatagramProtocol
 from syslogsrc.testing import RecordingSink
 
 PEER = ("192.0.2.9", 5140)
@@ -31,7 +31,7 @@ class FakeSocket:
         self.calls.append((option, value))
         if option == socket.SO_RCVBUF:
             self.rcvbuf = 2 * min(value, self.rmem_max)
-        elif option == getattr(socket, "SO_RCVBUFFORCE", None):
+        elif option == SO_RCVBUFFORCE:
             if not self.can_force:
                 raise PermissionError(1, "Operation not permitted")
             self.rcvbuf = 2 * value
@@ -211,11 +211,9 @@ def test_so_rcvbuf_is_applied() -> None:
 
 
 def test_so_rcvbuf_cap_is_forced_when_allowed() -> None:
-    if not hasattr(socket, "SO_RCVBUFFORCE"):
-        return
     sock = FakeSocket(rmem_max=212992, can_force=True)
     protocol, _, _, _ = listen(options=ListenerOptions(so_rcvbuf=4 << 20), port=FakePort(sock))
-    assert sock.calls == [(socket.SO_RCVBUF, 4 << 20), (socket.SO_RCVBUFFORCE, 4 << 20)]
+    assert sock.calls == [(socket.SO_RCVBUF, 4 << 20), (SO_RCVBUFFORCE, 4 << 20)]
     assert protocol.receive_buffer == 4 << 20
 
 

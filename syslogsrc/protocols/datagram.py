@@ -21,6 +21,7 @@ which Twisted's UDP port does not call.) Unix datagram sockets do not drop: thei
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import sys
 from typing import Any
@@ -40,6 +41,7 @@ from syslogsrc.protocols._ratelimit import RateLimitedLog, sink_error_log
 
 __all__ = [
     "KERNEL_DROPS_INTERVAL",
+    "SO_RCVBUFFORCE",
     "UDP_MAX_PACKET",
     "SyslogDatagramProtocol",
     "set_receive_buffer",
@@ -53,6 +55,27 @@ UDP_MAX_PACKET = 65535
 KERNEL_DROPS_INTERVAL = 1.0
 
 _log = Logger(namespace="syslogsrc.listen")
+
+#: Machines whose Linux takes its socket option numbers from ``asm-generic/socket.h``.
+_GENERIC_SOCKET_OPTIONS = ("x86_64", "i386", "i686", "aarch64", "arm", "riscv64", "s390x", "ppc64",
+                           "loongarch64")  # fmt: skip
+
+
+def _rcvbufforce() -> int | None:
+    named = getattr(socket, "SO_RCVBUFFORCE", None)
+    if named is not None:
+        return named
+    # CPython's socket module does not name SO_RCVBUFFORCE; it is 33 on the machines above
+    # (alpha, mips, parisc and sparc number their options otherwise: there it is not tried).
+    machine = platform.machine()
+    if sys.platform.startswith("linux") and machine.startswith(_GENERIC_SOCKET_OPTIONS):
+        return 33
+    return None
+
+
+#: Linux's SO_RCVBUFFORCE (SO_RCVBUF past ``net.core.rmem_max``, for CAP_NET_ADMIN), or None
+#: where it is not known.
+SO_RCVBUFFORCE: int | None = _rcvbufforce()
 
 # Linux doubles the SO_RCVBUF asked for (bookkeeping overhead) and reports the doubled value.
 _REPORTED_FACTOR = 2 if sys.platform.startswith("linux") else 1
@@ -70,10 +93,9 @@ def set_receive_buffer(sock: socket.socket, size: int) -> int:
     """
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     granted = _receive_buffer(sock)
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
-    if granted < size and force is not None:
+    if granted < size and SO_RCVBUFFORCE is not None:
         try:
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
         except OSError:
             pass
         else:
