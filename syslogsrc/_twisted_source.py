@@ -145,7 +145,8 @@ class TwistedSource(Posting, HandOver, MessageBuilding, LogSource):
         except OptionError as exc:
             self.logger.error(f"{type(self).__name__}: {exc}")
             return False
-        # Read by the daemon after init(): one batch per datagram / read / request instead.
+        # Read by the daemon after init(): one batch per read / sender's datagrams of a wake-up /
+        # request instead.
         self.auto_close_batches = False
         if self.acknowledging:
             # Read by the daemon after init() too. The router reaches whichever instance of

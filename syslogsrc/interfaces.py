@@ -1,7 +1,8 @@
 """The seams between layers: what a protocol hands messages to, and what it says about them.
 
 Protocols (``syslogsrc.protocols``) never import a driver. They hand the messages of one natural
-unit (one read of a stream, one datagram, one HTTP request) to an :class:`IMessageSink` in one
+unit (one read of a stream, the datagrams of one sender read at one wake-up, one HTTP request)
+to an :class:`IMessageSink` in one
 call, with the :class:`Origin` they share; the sink says how many it took. Raw frames cross as
 ``bytes`` and are parsed in the sink (inside syslog-ng the sink may choose the daemon's own
 parser); a message a protocol has already decoded (an HTTP JSON object) crosses as a

@@ -1,8 +1,9 @@
 """Producers and their sink: both sides of flow control.
 
-A protocol hands its sink the messages of one read, one datagram or one HTTP request in one
-call (:meth:`~syslogsrc.interfaces.IMessageSink.post`); the sink takes what it can and pauses
-every producer when it cannot take more. This module holds the two halves of that exchange:
+A protocol hands its sink the messages of one read of a stream, of the datagrams of one sender
+read at one wake-up, or of one HTTP request in one call
+(:meth:`~syslogsrc.interfaces.IMessageSink.post`); the sink takes what it can and pauses every
+producer when it cannot take more. This module holds the two halves of that exchange:
 
 :class:`ProducerSet` (the sink's side)
     the ``IPushProducer`` of each connection, datagram port or HTTP site that posts to a sink,

@@ -2,7 +2,8 @@
 
 Inside syslog-ng the sink is the source itself (:class:`~syslogsrc.source.TwistedSource`), the
 only code that builds a ``LogMessage``. Outside it no ``LogMessage`` is needed: these sinks take
-what a protocol hands them (one read, one datagram, one HTTP request), parse each raw frame
+what a protocol hands them (one read, one sender's datagrams of one wake-up, one HTTP
+request), parse each raw frame
 once into a :class:`~syslogsrc.parsing.ParsedMessage` (a message a protocol already parsed is
 taken as it is) and hand it on.
 

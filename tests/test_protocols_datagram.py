@@ -1,5 +1,6 @@
-"""SyslogDatagramProtocol on a fake port (no sockets): one message per datagram, flow control
-by stopping and starting the port's reading, SO_RCVBUF."""
+"""SyslogDatagramProtocol on a fake port (no sockets): one message per datagram, one batch per
+read of the socket and sender, flow control by stopping and starting the port's reading,
+SO_RCVBUF."""
 
 from __future__ import annotations
 
@@ -75,18 +76,38 @@ def listen(
     return protocol, port, sink, stats
 
 
-def test_one_message_and_one_batch_per_datagram() -> None:
+def read(protocol: SyslogDatagramProtocol, *datagrams: bytes | tuple[bytes, Any]) -> None:
+    """One read of the port (Twisted's reads every datagram waiting, up to 256 KiB), then the
+    reactor's turn: each datagram from PEER unless given as ``(data, addr)``."""
+    for datagram in datagrams:
+        data, addr = datagram if isinstance(datagram, tuple) else (datagram, PEER)
+        protocol.datagramReceived(data, addr)
+    protocol.reactor.advance(0)  # type: ignore[attr-defined]
+
+
+def test_one_message_per_datagram_and_one_batch_per_read_and_sender() -> None:
     protocol, _, sink, stats = listen()
+    other = ("192.0.2.10", 9)
     protocol.datagramReceived(b"<13>one\n<13>still one", PEER)
     protocol.datagramReceived(b"<13>two", PEER)
-    assert sink.batches == [[b"<13>one\n<13>still one"], [b"<13>two"]]
+    assert sink.posts == []  # posted when the reactor turns, after the read
+    read(protocol, (b"<13>three", other), b"<13>four")
+    read(protocol, b"<13>five")
+    assert sink.batches == [
+        [b"<13>one\n<13>still one", b"<13>two"],
+        [b"<13>three"],
+        [b"<13>four"],
+        [b"<13>five"],
+    ]
     assert sink.posts[1][1] == Origin("udp", stats, "192.0.2.9", 5140, 514)
-    assert (stats.received, stats.posted, stats.bytes) == (2, 2, 28)
+    assert sink.posts[2][1].peer_host == "192.0.2.10"
+    assert sink.posts[0][1] is sink.posts[4][1]  # one Origin per sender, remembered
+    assert (stats.received, stats.posted, stats.bytes) == (5, 5, 53)
 
 
 def test_split_lines_posts_each_line_in_one_batch() -> None:
     protocol, _, sink, stats = listen(options=ListenerOptions(udp_split_lines=True))
-    protocol.datagramReceived(b"<13>a\n<13>b\r\n\n<13>c\n", PEER)
+    read(protocol, b"<13>a\n<13>b\r\n\n<13>c\n")
     assert sink.batches == [[b"<13>a", b"<13>b", b"<13>c"]]
     assert stats.received == 3
 
@@ -95,7 +116,7 @@ def test_largest_udp_datagram_is_read_whole() -> None:
     protocol, _, sink, stats = listen()
     assert protocol.maxPacketSize == UDP_MAX_PACKET == 65535
     big = b"<13>" + b"x" * (65535 - 4)
-    protocol.datagramReceived(big, PEER)
+    read(protocol, big)
     assert sink.messages == [big]
     assert stats.truncated == 0
 
@@ -110,22 +131,23 @@ def test_unixgram_reads_one_byte_past_the_maximum_message_size() -> None:
 
 def test_longer_than_max_message_size_is_truncated_and_counted() -> None:
     protocol, _, sink, stats = listen(options=ListenerOptions(max_message_size=64))
-    protocol.datagramReceived(b"y" * 100, PEER)
+    read(protocol, b"y" * 100)
     assert sink.messages == [b"y" * 64]
     assert stats.truncated == 1
 
 
 def test_empty_datagram_is_counted_not_posted() -> None:
     protocol, _, sink, stats = listen()
-    protocol.datagramReceived(b"", PEER)
+    read(protocol, b"")
     assert sink.posts == [] and sink.batches == []
     assert (stats.malformed, stats.received) == (1, 0)
 
 
 def test_unixgram_origin_has_no_peer() -> None:
     protocol, _, sink, stats = listen(name="unixgram", port=FakePort(host=UNIXAddress(b"/dev/log")))
-    protocol.datagramReceived(b"<13>local", None)
+    read(protocol, (b"<13>local", None), (b"<13>again", None))
     assert sink.posts[0][1] == Origin("unixgram", stats, None, None, None)
+    assert sink.batches == [[b"<13>local", b"<13>again"]]
 
 
 def test_registered_at_start_unregistered_at_stop() -> None:
@@ -137,26 +159,39 @@ def test_registered_at_start_unregistered_at_stop() -> None:
 
 def test_pause_stops_reading_and_resume_starts_it_after_posting_what_waited() -> None:
     protocol, port, sink, stats = listen(RecordingSink(window=1))
-    protocol.datagramReceived(b"1", PEER)
+    read(protocol, b"1", b"2", (b"3", ("192.0.2.10", 9)))
     assert not port.reading
-    # The port's read loop goes on after a pause: those datagrams wait, in order.
-    protocol.datagramReceived(b"2", PEER)
-    protocol.datagramReceived(b"3", ("192.0.2.10", 9))
     assert sink.messages == [b"1"]
     assert sink.posted_while_paused == []
     sink.window = None
     sink.resume()
     assert sink.messages == [b"1", b"2", b"3"]
-    assert sink.batches == [[b"1"], [b"2"], [b"3"]]  # still one batch per datagram
+    # the rest of the first sender's batch, then the other sender's
+    assert sink.batches == [[b"1"], [b"2"], [b"3"]]
     assert sink.posts[2][1].peer_host == "192.0.2.10"
     assert port.reading
     assert stats.posted == 3
 
 
+def test_datagrams_read_after_a_pause_in_the_same_read_wait_in_order() -> None:
+    # The port's read loop goes on after a pause until its budget is spent: those datagrams
+    # are offered when the reactor turns, and wait.
+    protocol, port, sink, _ = listen()
+    protocol.datagramReceived(b"1", PEER)
+    sink.pause()
+    assert not port.reading
+    protocol.datagramReceived(b"2", PEER)
+    read(protocol, (b"3", ("192.0.2.10", 9)))
+    assert sink.posts == [] and sink.posted_while_paused == []
+    sink.resume()
+    assert sink.batches == [[b"1", b"2"], [b"3"]]
+    assert port.reading
+
+
 def test_pause_in_the_middle_of_split_lines() -> None:
     options = ListenerOptions(udp_split_lines=True)
     protocol, port, sink, _ = listen(RecordingSink(window=2), options)
-    protocol.datagramReceived(b"a\nb\nc\nd", PEER)
+    read(protocol, b"a\nb\nc\nd")
     assert sink.batches == [[b"a", b"b"]]
     assert not port.reading
     sink.resume()  # window 2: c, d, then paused again, still not reading
@@ -172,7 +207,7 @@ def test_paused_at_registration_reads_nothing() -> None:
     sink.pause()
     protocol, port, _, _ = listen(sink)
     assert not port.reading
-    protocol.datagramReceived(b"early", PEER)
+    read(protocol, b"early")
     assert sink.posts == []
     sink.resume()
     assert sink.messages == [b"early"]
@@ -181,22 +216,23 @@ def test_paused_at_registration_reads_nothing() -> None:
 
 def test_stop_producing_drops_what_waited() -> None:
     protocol, port, sink, stats = listen(RecordingSink(window=1))
-    protocol.datagramReceived(b"1", PEER)
-    protocol.datagramReceived(b"2", PEER)
+    read(protocol, b"1", b"2")
     sink.stop()
-    protocol.datagramReceived(b"3", PEER)
+    read(protocol, b"3")
     assert stats.dropped == 2
     assert not port.reading
     assert sink.messages == [b"1"]
 
 
-def test_sink_exception_drops_one_message_and_goes_on() -> None:
+def test_sink_exception_drops_its_batch_and_goes_on() -> None:
+    # A sink that raises has not said what it took: the rest of that batch (one read of one
+    # sender, as for a stream) is counted as dropped; the next batches are posted.
     protocol, _, sink, stats = listen()
     sink.raise_on = {b"bad"}
     with capturedLogs() as events:
-        protocol.datagramReceived(b"bad", PEER)
-        protocol.datagramReceived(b"good", PEER)
-    assert sink.messages == [b"good"]
+        read(protocol, b"bad")
+        read(protocol, b"good", (b"other", ("192.0.2.10", 9)))
+    assert sink.messages == [b"good", b"other"]
     assert stats.dropped == 1
     assert sum("the sink raised" in e.get("log_format", "") for e in events) == 1
 

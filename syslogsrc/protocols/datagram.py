@@ -1,13 +1,15 @@
 """Syslog over datagrams (UDP over IPv4 and IPv6, unix datagram sockets such as /dev/log).
 
 One datagram is one message (RFC 5426), or, with ``options.udp_split_lines``, one message per
-LF-separated line of it. Each datagram is one call to the sink, one batch.
+LF-separated line of it. The datagrams one wake-up of the reactor read (Twisted's port reads up
+to 256 KiB of them) go to the sink when the reactor turns, one call and one batch per run of
+one sender's datagrams: a sender's burst costs one call, not one per datagram.
 
 Flow control: :class:`SyslogDatagramProtocol` is an ``IPushProducer`` registered with the sink,
-and posts through a :class:`~syslogsrc.producers.Backlog` (one batch per datagram). Paused, it
-stops reading its socket (``port.stopReading()``) and datagrams wait in the kernel's receive
-buffer, which ``options.so_rcvbuf`` makes large; resumed, it posts what it had already read and
-starts reading again. Twisted's port reads several datagrams per wake-up and does not stop when
+and posts through a :class:`~syslogsrc.producers.Backlog`. Paused, it stops reading its socket
+(``port.stopReading()``) and datagrams wait in the kernel's receive buffer, which
+``options.so_rcvbuf`` makes large; resumed, it posts what it had already read and starts
+reading again. Twisted's port reads several datagrams per wake-up and does not stop when
 asked to in the middle, so datagrams that arrive after a pause are kept, in order, in the
 protocol, and posted first when it resumes.
 
@@ -179,6 +181,10 @@ class SyslogDatagramProtocol(DatagramProtocol):
         self._registered = False
         self._local_port: int | None = None
         self._origins: dict[Any, Origin] = {}  # the Origin of each recent sender
+        # the datagrams of this turn of the reactor, read from one sender and not yet offered
+        self._run: list[bytes] = []
+        self._run_origin: Origin | None = None
+        self._turn_scheduled = False
         self.sink_errors = sink_error_log(reactor, stats.name)
         self.truncations = RateLimitedLog(
             reactor,
@@ -228,6 +234,8 @@ class SyslogDatagramProtocol(DatagramProtocol):
 
     def stopProtocol(self) -> None:
         self._listening = False
+        if self._run:  # read in this turn: offered now, while we are still registered
+            self._end_run()
         if self._drops_call is not None and self._drops_call.running:
             self._drops_call.stop()
         self._drops_call = None
@@ -274,18 +282,43 @@ class SyslogDatagramProtocol(DatagramProtocol):
                     stats.truncated += 1
                     self.truncations(peer=_peer(addr))
         stats.received += len(frames)
-        origin = self._origins.get(addr) if type(addr) is tuple else None
+        origin = self._origins.get(addr)
         if origin is None:
             origin = self._origin(addr)
+        # One read of the socket (Twisted's port reads up to 256 KiB of datagrams per wake-up)
+        # is one batch per run of one sender's datagrams, posted when the reactor turns.
+        if self._run_origin is origin:
+            self._run.extend(frames)
+            return
+        if self._run:
+            self._end_run()
+        self._run, self._run_origin = frames, origin
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            self.reactor.callLater(0, self._end_turn)
+
+    def _end_turn(self) -> None:
+        """The reactor turned: post the datagrams read since the last turn."""
+        self._turn_scheduled = False
+        if self._run:
+            self._end_run()
+
+    def _end_run(self) -> None:
+        """Post (or, paused, keep in the backlog) the datagrams of the last run of one sender."""
+        frames, origin = self._run, self._run_origin
+        self._run, self._run_origin = [], None
         # The port reads on after a pause until its read budget is spent: those wait here.
-        self.backlog.offer(frames, origin)
+        self.backlog.offer(frames, origin)  # type: ignore[arg-type]
 
     def _origin(self, addr: Any) -> Origin:
         """The Origin of a sender, remembered for the next datagrams (most come from a few)."""
         stats = self.stats
         if not isinstance(addr, tuple):  # a unix socket path, or None
-            return Origin(self.transport_name, stats, None, None, None, self.format)
-        origin = Origin(self.transport_name, stats, addr[0], addr[1], self._local_port, self.format)
+            origin = Origin(self.transport_name, stats, None, None, None, self.format)
+        else:
+            origin = Origin(
+                self.transport_name, stats, addr[0], addr[1], self._local_port, self.format
+            )
         origins = self._origins
         if len(origins) >= _ORIGINS_KEPT:
             origins.clear()
@@ -325,7 +358,11 @@ class SyslogDatagramProtocol(DatagramProtocol):
 
     def take_pending(self) -> list[tuple[list[bytes], Origin]]:
         """The datagrams read and not posted, in order: the caller's now."""
-        return [(list(batch.messages), batch.origin) for batch in self.backlog.take()]  # type: ignore[misc]
+        pending = [(list(batch.messages), batch.origin) for batch in self.backlog.take()]
+        if self._run:
+            pending.append((self._run, self._run_origin))
+            self._run, self._run_origin = [], None
+        return pending  # type: ignore[return-value]
 
     def hand_over(self) -> list[tuple[list[bytes], Origin]]:
         """Give the socket up to another instance: stop reading and counting, unregister;

@@ -36,7 +36,8 @@ class RecordingSink:
         self.paused = False
         #: every message taken, with its origin, in order
         self.posts: list[tuple[_Message, Origin]] = []
-        #: the messages each ``post`` call took (one read, one datagram, one request)
+        #: the messages each ``post`` call took (one read, one sender's datagrams of a
+        #: wake-up, one request)
         self.batches: list[list[_Message]] = []
         #: messages offered while paused (none were taken)
         self.posted_while_paused: list[_Message] = []
