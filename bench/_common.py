@@ -397,6 +397,60 @@ def socket_buffers(pid: int, port: int, proto: str = "udp") -> dict[str, int]:
     return {"rb": int(m.group(1))} if m else {}
 
 
+def udp_drops(port: int) -> int | None:
+    """The kernel's drop count of the UDP socket bound to ``port`` on loopback (the ``drops``
+    column of /proc/net/udp), or None if there is none."""
+    local = f"0100007F:{port:04X}"
+    try:
+        with open("/proc/net/udp") as table:
+            for line in table:
+                cols = line.split()
+                if len(cols) >= 13 and cols[1] == local:
+                    return int(cols[-1])
+    except OSError:
+        return None
+    return None
+
+
+class DropSampler:
+    """Reads :func:`udp_drops` every ``interval`` seconds in a thread, from :meth:`start`:
+    when in a run the kernel dropped datagrams (loggen opens with a burst)."""
+
+    def __init__(self, port: int, interval: float = 0.05) -> None:
+        import threading
+
+        self.port = port
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []  # (seconds since start, drops)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = 0.0
+
+    def start(self) -> DropSampler:
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            drops = udp_drops(self.port)
+            if drops is not None:
+                self.samples.append((time.monotonic() - self._t0, drops))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> dict[str, object]:
+        """Stop; the drops in all, in the first second and after it."""
+        self._stop.set()
+        self._thread.join()
+        if not self.samples:
+            return {}
+        base = self.samples[0][1]
+        at_1s = next((d for t, d in self.samples if t >= 1.0), self.samples[-1][1])
+        total = self.samples[-1][1] - base
+        first = at_1s - base
+        return {"kernel_drops": total, "drops_first_second": first, "drops_after": total - first}
+
+
 def connect_many(port: int, count: int, host: str = "127.0.0.1") -> list[socket.socket]:
     """``count`` idle TCP connections to ``port``."""
     socks = []

@@ -209,6 +209,7 @@ def measure(
     try:
         rcvbuf = C.socket_buffers(proc.pid, port).get("rb") if kind == "udp" else None
         cpu0 = C.cpu_seconds(proc.pid)
+        sampler = C.DropSampler(port).start() if kind == "udp" else None
         t0 = time.monotonic()
         sent = C.run_loggen(
             port, transport=transport, seconds=duration, rate=rate, rfc5424=fmt == "rfc5424",
@@ -216,6 +217,7 @@ def measure(
         )  # fmt: skip
         count, last_change = C.wait_settled(stored, quiet=3.0, timeout=300, poll=0.5)
         cpu = C.cpu_seconds(proc.pid) - cpu0
+        drops = sampler.stop() if sampler is not None else {}
     finally:
         C.stop_process(proc)
         proc._bench_log.close()  # type: ignore[attr-defined]
@@ -233,6 +235,8 @@ def measure(
         "cpu_us_per_msg": 1e6 * cpu / count if count else None,
         "so_rcvbuf_granted": rcvbuf,
         "load": round(C.loadavg(), 2),
+        # the kernel's drops at the receiver's socket: in all, in loggen's first second, after
+        **drops,
     }
     shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -296,7 +300,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"[{round_no + 1}/{args.runs}] {case_name:14} {receiver:10} "
                         f"{C.krate(r['rate']):>6} msg/s stored, lost {r['loss_pct']:.1f}% "
-                        f"(offered {C.krate(r['offered_rate'])}/s, wall {r['wall_seconds']} s,"
+                        + (
+                            f"(kernel drops {r['drops_first_second']} in the first second, "
+                            f"{r['drops_after']} after) "
+                            if "drops_after" in r
+                            else ""
+                        )
+                        + f"(offered {C.krate(r['offered_rate'])}/s, wall {r['wall_seconds']} s,"
                         f" load {r['load']})",
                         flush=True,
                     )
