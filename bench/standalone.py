@@ -246,6 +246,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
+    global RCVBUF
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--runs", type=int, default=3)
@@ -253,9 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="standalone", help="results file: build/bench/NAME.json")
     ap.add_argument("--serve-plain", nargs=4, metavar=("KIND", "PORT", "OUT", "RCVBUF"))
     ap.add_argument(
+        "--so-rcvbuf", type=int, default=RCVBUF, help="SO_RCVBUF of both UDP receivers, bytes"
+    )
+    ap.add_argument(
         "--code", type=Path, default=None, help="run this other checkout's syslogsrc (before/after)"
     )
     args = ap.parse_args(argv)
+    RCVBUF = args.so_rcvbuf
     if args.code:
         C.CODE = args.code.resolve()
     if args.serve_plain:
