@@ -19,7 +19,10 @@ Paths:
 * ``hand-written``: the 30-line source of bench/daemon.py (``LineOnlyReceiver``,
   ``LogMessage.parse`` + ``post_message``, ``close_batch`` per read);
 * ``twistd``: ``twistd syslogsrc``'s path to JSON lines (protocol, sink, rendering, writer);
-* ``plain``: bench/standalone.py's plain receiver (``LineReceiver``, one regex, ``json.dumps``).
+* ``plain``: bench/standalone.py's plain receiver (``LineReceiver``, one regex, ``json.dumps``);
+* ``UDP``: the same for datagrams (the source's and twistd's datagram protocol, the plain
+  ``DatagramProtocol``'s ``datagramReceived``), 1 or 64 datagrams per turn of the reactor.
+  Twisted's own read loop (``recvfrom`` per datagram) is not counted: it is the same for all.
 
 ``--code`` runs the paths of another checkout (e.g. ``git worktree add /tmp/old <commit>``) for
 the "before" column.
@@ -117,8 +120,55 @@ def _reads(fmt: str, n: int) -> list[bytes]:
     return [lines[i : i + 65536] for i in range(0, len(lines), 65536)]
 
 
-def _source_path(fmt: str, n: int, parser: str, version: str) -> Counting:
-    """A SyslogSource with the daemon's features of ``version``, fed through its protocol."""
+class _Port:
+    """What a datagram protocol asks of Twisted's UDP port, without a socket."""
+
+    def __init__(self) -> None:
+        import socket
+
+        from twisted.internet.address import IPv4Address
+
+        self.host = IPv4Address("UDP", "127.0.0.1", 5514)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # so-rcvbuf is set on it
+
+    def getHost(self) -> Any:
+        return self.host
+
+    def getHandle(self) -> Any:
+        return self.socket
+
+    def stopReading(self) -> None:
+        pass
+
+    def startReading(self) -> None:
+        pass
+
+
+def _feed_datagrams(
+    protocol: Any, clock: Any, fmt: str, n: int, per_turn: int, skip: tuple[str, ...]
+) -> Counting:
+    """``n`` datagrams (a frame and its LF each, as loggen sends them) from one sender,
+    ``per_turn`` of them per wake-up of the reactor, then its turn (``clock.advance(0)``)."""
+    port = _Port()
+    protocol.makeConnection(port)
+    today = datetime.date.today().isoformat().encode()
+    frame = FRAMES[fmt].replace(b"2026-12-02", today)
+    datagrams = [frame % i + b"\n" for i in range(n)]
+    peer = ("192.0.2.7", 40000)
+    protocol.datagramReceived(datagrams[0], peer)  # warm (origin, caches)
+    clock.advance(0)
+    with Counting(skip) as counts:
+        for i in range(0, n, per_turn):
+            for datagram in datagrams[i : i + per_turn]:
+                protocol.datagramReceived(datagram, peer)
+            clock.advance(0)
+    port.socket.close()
+    return counts
+
+
+def _source_path(fmt: str, n: int, parser: str, version: str, udp: int = 0) -> Counting:
+    """A SyslogSource with the daemon's features of ``version``, fed through its protocol
+    (``udp``: datagrams, that many per turn of the reactor; else TCP reads)."""
     import importlib
 
     from twisted.internet.address import IPv4Address
@@ -188,6 +238,11 @@ def _source_path(fmt: str, n: int, parser: str, version: str) -> Counting:
             src.set_transport_name("tcp")
         if hasattr(src, "_uses_source_ip_api"):
             src._set_source_ip = False  # the daemons' default: set_source_ipaddress() leaks
+        if udp:
+            if version == "4.8":
+                src.set_transport_name("udp")
+            listener = make_listener(parse_spec("udp:5514"), clock, src, src.options.listener)
+            return _feed_datagrams(listener.protocol, clock, fmt, n, udp, EMULATION_FILES)
         listener = make_listener(parse_spec("tcp:5514"), clock, src, src.options.listener)
         factory = listener.tracker.wrappedFactory
         protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40000))
@@ -306,6 +361,58 @@ def _twistd_path(fmt: str, n: int) -> Counting:
     return counts
 
 
+def _twistd_udp_path(fmt: str, n: int, per_turn: int) -> Counting:
+    """twistd's path to JSON lines for datagrams, ``per_turn`` per wake-up."""
+    from twisted.internet.task import Clock
+
+    from syslogsrc.listen import make_listener, parse_spec
+    from syslogsrc.outputs import JsonLinesOutput
+    from syslogsrc.sinks import OutputSink
+    from syslogsrc.source import SyslogSource
+
+    class Reactor:
+        def __init__(self) -> None:
+            self.clock = Clock()
+            self.callLater = self.clock.callLater
+            self.seconds = self.clock.seconds
+            self.lock = threading.Lock()
+
+        def callFromThread(self, fn: Any, *a: Any) -> None:
+            with self.lock:
+                fn(*a)
+
+    reactor = Reactor()
+    output = JsonLinesOutput(io.BytesIO())
+    src = SyslogSource()
+    assert src.init({"listen": "udp:5514"})
+    sink = OutputSink(output, reactor, high_water=10 * n)
+    listener = make_listener(parse_spec("udp:5514"), reactor.clock, sink, src.options.listener)
+    counts = _feed_datagrams(listener.protocol, reactor.clock, fmt, n, per_turn, ("<none>",))
+    sink._writer.close()
+    return counts
+
+
+def _plain_udp_path(fmt: str, n: int) -> Counting:
+    spec = importlib.util.spec_from_file_location(
+        "standalone", Path(__file__).resolve().parent / "standalone.py"
+    )
+    assert spec is not None and spec.loader is not None
+    standalone = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(standalone)
+    out = io.BytesIO()
+
+    def datagram_received(data: bytes, addr: object) -> None:  # bench/standalone.py's
+        out.write(standalone.plain_record(data.rstrip(b"\n")))
+
+    today = datetime.date.today().isoformat().encode()
+    frame = FRAMES[fmt].replace(b"2026-12-02", today)
+    datagrams = [frame % i + b"\n" for i in range(n)]
+    with Counting(("<none>",)) as counts:
+        for datagram in datagrams:
+            datagram_received(datagram, ("192.0.2.7", 40000))
+    return counts
+
+
 def _twistd_path_before(fmt: str, n: int, output: Any) -> Counting:
     """Before the direct path: SyslogSource in the emulation, the driver, a writer thread."""
     from twisted.internet.address import IPv4Address
@@ -400,6 +507,22 @@ def main(argv: list[str] | None = None) -> int:
         "hand-written source (daemon)": lambda f: _hand_path(f, n),
         "twistd syslogsrc -> JSON lines": lambda f: _twistd_path(f, n),
         "plain LineReceiver -> JSON lines": lambda f: _plain_path(f, n),
+        # UDP: a datagram per wake-up of the reactor (a slow sender), and 64 (a busy one)
+        "UDP, daemon 4.8, parser native, 1 datagram a turn": lambda f: _source_path(
+            f, n, "native", "4.8", udp=1
+        ),
+        "UDP, daemon 4.8, parser native, 64 a turn": lambda f: _source_path(
+            f, n, "native", "4.8", udp=64
+        ),
+        "UDP, daemon 3.38, parser native, 64 a turn": lambda f: _source_path(
+            f, n, "native", "3.38", udp=64
+        ),
+        "UDP, daemon 4.8, parser hybrid, 64 a turn": lambda f: _source_path(
+            f, n, "hybrid", "4.8", udp=64
+        ),
+        "UDP, twistd -> JSON lines, 1 datagram a turn": lambda f: _twistd_udp_path(f, n, 1),
+        "UDP, twistd -> JSON lines, 64 a turn": lambda f: _twistd_udp_path(f, n, 64),
+        "UDP, plain DatagramProtocol -> JSON lines": lambda f: _plain_udp_path(f, n),
     }
     results: dict[str, dict[str, Any]] = {}
     print("| path | format | Python calls/msg | C calls/msg | daemon calls/msg (which) |")
