@@ -4,7 +4,8 @@ Run by hand from the checkout's root after the other scripts (see docs/benchmark
 
     python bench/plot.py [--output docs/benchmarks.png] [--table]
 
-Reads ``build/bench/{daemon-hand,daemon-udp,standalone,http,memory}.json`` (whichever exist;
+Reads ``build/bench/{daemon-hand,daemon-udp,standalone,standalone-udp*,http,memory}.json``
+(whichever exist; ``standalone-udp*``: ``bench/standalone.py --cases udp --so-rcvbuf N``;
 ``bench/daemon.py --scenarios hand --name daemon-hand``, ``--scenarios udp --name
 daemon-udp``), builds one row per target of issue [2.1] (the measured ratio, the target, hit or
 miss), prints the rows as a markdown table, and draws them: one bar per row, the share of
@@ -136,12 +137,16 @@ def daemon_extra_rows(data: dict) -> list[list[str]]:
     return out
 
 
-def standalone_rows(data: dict) -> tuple[list[Row], list[list[str]]]:
+def standalone_rows(
+    data: dict, tcp: bool = True, udp: bool = True
+) -> tuple[list[Row], list[list[str]]]:
     """Issue [2.1]'s standalone targets: twistd TCP >= 1.0x the plain receiver (goal 1.5x);
     UDP: nothing lost at 20k msg/s, no more than the plain receiver at 50k msg/s."""
     rows, extra = [], []
     cases = data["cases"]
-    for name in ("tcp rfc3164", "tcp rfc5424"):
+    buffer = data.get("params", {}).get("so_rcvbuf")
+    mib = f", so-rcvbuf {buffer / (1 << 20):g} MiB" if buffer else ""
+    for name in ("tcp rfc3164", "tcp rfc5424") if tcp else ():
         if name in cases and "syslogsrc" in cases[name]["summary"]:
             s = cases[name]["summary"]
             rows.append(
@@ -154,7 +159,7 @@ def standalone_rows(data: dict) -> tuple[list[Row], list[list[str]]]:
                     f"{C.krate(s['plain']['rate']['median'])} msg/s",
                 )
             )
-    for name, reference in (("udp 20k msg/s", None), ("udp 50k msg/s", "plain")):
+    for name, reference in (("udp 20k msg/s", None), ("udp 50k msg/s", "plain")) if udp else ():
         s = cases.get(name, {}).get("summary", {})
         if "syslogsrc" not in s:
             continue
@@ -172,7 +177,7 @@ def standalone_rows(data: dict) -> tuple[list[Row], list[list[str]]]:
             target, hit = f"no more than {reference}", ours <= theirs
         extra.append(
             [
-                f"standalone UDP {name.split()[1]} msg/s: loss",
+                f"standalone UDP {name.split()[1]} msg/s{mib}: loss",
                 losses,
                 target,
                 "hit" if hit else f"miss: {ours:.2f}% lost (median)",
@@ -220,11 +225,20 @@ def collect() -> tuple[list[Row], list[list[str]], dict[str, object]]:
             rows += daemon_rows(d)
             extra += daemon_extra_rows(d)
             machine = d["machine"]
+    # UDP measured on its own (bench/standalone.py --cases udp... --name standalone-udp[-16m])
+    # replaces the UDP cases of the full run
+    udp_files = sorted(C.RESULTS.glob("standalone-udp*.json"))
+    udp_runs = sorted(
+        (d for f in udp_files if (d := C.load_results(f.stem))),
+        key=lambda d: d.get("params", {}).get("so_rcvbuf", 0),
+    )
     if d := C.load_results("standalone"):
-        r, e = standalone_rows(d)
+        r, e = standalone_rows(d, udp=not udp_runs)
         rows += r
         extra += e
         machine = machine or d["machine"]
+    for d in udp_runs:
+        extra += standalone_rows(d, tcp=False)[1]
     if d := C.load_results("http"):
         rows += http_rows(d)
         machine = machine or d["machine"]
