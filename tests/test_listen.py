@@ -486,6 +486,34 @@ def test_udp_listener_reads_the_largest_ipv4_datagram_whole() -> Generator:
 
 
 @pytest_twisted.inlineCallbacks
+def test_udp_datagrams_read_at_one_wake_up_are_one_batch_per_sender() -> Generator:
+    """Sent while the reactor is busy (this test runs in it), the datagrams of two senders wait
+    in the socket; the port reads them all at its next wake-up, and the sink gets each
+    sender's run in one call, in order."""
+    sink = RecordingSink()
+    listener = yield start("udp:0:interface=127.0.0.1", sink)
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        port = listener.address.port
+        a = [b"<13>a%d" % i for i in range(50)]
+        b = [b"<13>b%d" % i for i in range(50)]
+        for datagram in a:
+            senders[0].sendto(datagram, ("127.0.0.1", port))
+        for datagram in b:
+            senders[1].sendto(datagram, ("127.0.0.1", port))
+        yield wait_until(lambda: len(sink.posts) == 100)
+        assert sink.batches == [a, b]
+        assert [origin.peer_port for _, origin in sink.posts] == (
+            [senders[0].getsockname()[1]] * 50 + [senders[1].getsockname()[1]] * 50
+        )
+        assert listener.stats.received == listener.stats.posted == 100
+    finally:
+        for sender in senders:
+            sender.close()
+        yield listener.stop().addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.inlineCallbacks
 def test_udp_so_rcvbuf_is_applied_to_the_socket(serve) -> Generator:
     sink = RecordingSink()
     listener = yield serve("udp:0:interface=127.0.0.1", sink, ListenerOptions(so_rcvbuf=1 << 20))
