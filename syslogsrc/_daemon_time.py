@@ -109,14 +109,16 @@ def restamp_if_stampless(msg: Any) -> None:
         msg.set_timestamp(now_for_daemon())
 
 
-def no_stamp_known(frame: bytes) -> bool:
+def no_stamp_known(frame: bytes) -> None:
     """The test of :func:`stamp_shapes_read` when no shape's stamp is known to be read."""
-    return False
+    return None
 
 
-def stamp_shapes_read(parse_options: Any) -> Callable[[bytes], bool]:
-    """A test of a frame's start: True for the shapes whose stamp the daemon reads with
-    ``parse_options`` (each probed once: its stamp differs from the receive time)."""
+def stamp_shapes_read(parse_options: Any) -> Callable[[bytes], re.Match[bytes] | None]:
+    """A test of a frame's start: a match (true) for the shapes whose stamp the daemon reads
+    with ``parse_options`` (each probed once: its stamp differs from the receive time), None
+    for other frames. The shapes are prefix patterns without lookahead: a frame that starts
+    with the bytes a match spans (``frame[:m.end()]``) matches too."""
     read = []
     for probe, shape in STAMP_SHAPES.items():
         try:

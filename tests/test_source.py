@@ -299,6 +299,47 @@ def test_the_stamp_shapes_a_native_parse_reads_are_asked_of_the_parser() -> None
     assert not stamp_shapes_read(ParseOptions("raw"))(b"<13>Nov 24 06:00:00 h app: raw")
 
 
+def test_native_builder_checks_each_frame_for_a_stamp_and_remembers_the_last_one_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Inside a daemon (a stale clock) each stampless frame is restamped, whatever came before
+    # on its connection; a frame starting with the stamp the test matched last is known read
+    # without the regex (one sender's frames share their stamp for a second).
+    import syslogsrc._daemon_builders as builders
+    from syslogsrc._daemon_time import stamp_shapes_read
+    from syslogsrc.emulation import ParseOptions
+
+    monkeypatch.setattr(builders, "_STALE_CLOCK", True)
+    restamped: list[object] = []
+    monkeypatch.setattr(builders, "restamp_if_stampless", restamped.append)
+    source = SyslogSource()
+    assert source.init({"listen": "tcp:5514", "parser": "native"})
+    source.parse_options = ParseOptions("auto")
+    shapes = stamp_shapes_read(source.parse_options)
+    tested: list[bytes] = []
+
+    def counted(frame: bytes) -> object:
+        tested.append(frame)
+        return shapes(frame)
+
+    source._stamp_read = counted
+    build = source.builder(Origin("tcp", ListenerStats("tcp:5514"), "192.0.2.7", 40000, 5514))
+    frames = [
+        b"<13>Nov 24 06:00:00 h app: one",
+        b"<13>Nov 24 06:00:00 h app: same second",
+        b"<13>stampless",
+        b"<13>Nov 24 06:00:00 h app: same again",
+        b"<13>Nov 24 06:00:01 h app: the next second",
+        b"<13>Nov 24 06:00:0",  # the stamp cut short: no stamp
+        b"<14>Nov 24 06:00:01 h app: another PRI",
+        b"<13>1 - h app - - - no stamp",
+    ]
+    built = [build(frame) for frame in frames]
+    # the stampless frame, the cut one, RFC 5424's "-", and no other
+    assert restamped == [built[2], built[5], built[7]]
+    assert tested == [frames[0], frames[2], frames[4], frames[5], frames[6], frames[7]]
+
+
 @pytest.mark.parametrize(("mode", "peer_pairs"), [(None, True), ("pairs", True), ("saddr", False)])
 def test_source_ip_pairs_by_default_the_leaking_api_only_when_asked(
     mode: str | None, peer_pairs: bool, monkeypatch: pytest.MonkeyPatch
