@@ -89,6 +89,12 @@ def hybrid_builder(source: SyslogSource, origin: Origin) -> Callable[[bytes | Pa
     if not names:
         return functools.partial(source.build_message, origin=origin)
     read_alike = source._frame_test(names)
+    header_of = source._header_test(names)
+    # The header (PRI, stamp, host, tag) of the last RFC 3164 frame read alike: a frame that
+    # starts with it is read alike when its rest is a body (no NUL, no CR or LF at the end),
+    # checked by two bytes operations instead of the regex over the whole frame
+    # (_daemon_parse.header_test). One sender's headers stay the same for a second.
+    known_header: bytes | tuple[()] = ()
     c_parse = LogMessage.parse
     parse_options = source.parse_options
     ours = parse
@@ -103,12 +109,21 @@ def hybrid_builder(source: SyslogSource, origin: Origin) -> Callable[[bytes | Pa
     message_from = source.message_from
 
     def build(frame: bytes | ParsedMessage) -> Any:
+        nonlocal known_header
         if type(frame) is not bytes:
             return message_from(frame, origin, len(frame.pairs.get("MESSAGE", "")))
         # A datagram's trailing LF (or NUL, CR LF) is no part of the message for either
         # parser (ours drops it first): the daemon's is given the frame without it.
         bare = _strip_trailer(frame) if frame[-1:] in b"\n\0" else frame
-        if not (read_alike(bare) and (bare.isascii() or is_utf8(bare))):
+        if bare.startswith(known_header):
+            alike = b"\0" not in bare and bare[-1:] not in b"\r\n"
+        else:
+            alike = read_alike(bare)
+            if alike and header_of is not None:
+                header = header_of(bare)
+                if header is not None:
+                    known_header = bare[: header.end()]
+        if not (alike and (bare.isascii() or is_utf8(bare))):
             return message_from(ours(frame, fmt, time_zone=time_zone), origin, len(frame))
         msg = c_parse(bare, parse_options)
         if pairs:

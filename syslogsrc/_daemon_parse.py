@@ -38,7 +38,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable
 
-__all__ = ["FrameTest", "accepts", "frame_test", "probes", "shapes_for"]
+__all__ = ["FrameTest", "accepts", "frame_test", "header_test", "probes", "shapes_for"]
 
 #: a test of one frame: True when the daemon's parser reads it exactly as ours
 FrameTest = Callable[[bytes], object]
@@ -215,7 +215,45 @@ def _never(frame: bytes) -> bool:
     return False
 
 
-_compiled: dict[tuple[tuple[str, ...], int, int], FrameTest] = {}
+#: the shapes whose header ends at the tag's ": " (the rest is the body, ``_BODY``)
+_TAGGED = ("rfc3164-bsd", "rfc3164-iso", "rfc3164-iso-local")
+
+
+def header_test(
+    names: Iterable[str], today: dt.date | None = None, daemon_today: dt.date | None = None
+) -> Callable[[bytes], re.Match[bytes] | None] | None:
+    """For the RFC 3164 shapes among ``names``: a match of a frame's header (PRI, stamp, host,
+    tag) as :func:`frame_test` reads it, without the body; None when there are none.
+
+    A frame that starts with the bytes such a match spanned and whose rest is a body (no NUL,
+    not ending in CR or LF) passes :func:`frame_test` too: the header's bytes are the same and
+    no header character is a NUL, so the rest decides. The hybrid keeps the last header it
+    matched per sender and checks the next frames that start with it by bytes operations:
+    one sender's headers stay the same for a second."""
+    tagged = sorted(n for n in names if n in _TAGGED)
+    if not tagged:
+        return None
+    if today is None:
+        today = dt.date.today()
+    if daemon_today is None:
+        daemon_today = today
+    key = (("header", *tagged), today.toordinal(), daemon_today.toordinal())
+    test = _compiled.get(key)
+    if test is None:
+        pattern = shapes_for(tagged, today, daemon_today)
+        if pattern is None:
+            test = _never
+        else:
+            # each shape is (?:header + _BODY), joined by "|": the body goes, the header stays
+            assert pattern.count(_BODY + b")") == pattern.count(b"|(?:<") + 1, pattern
+            test = re.compile(pattern.replace(_BODY + b")", b")"), re.DOTALL).match
+        if len(_compiled) > 64:
+            _compiled.clear()
+        _compiled[key] = test
+    return None if test is _never else test  # type: ignore[return-value]
+
+
+_compiled: dict[tuple[tuple[str, ...], int, int], Callable[[bytes], object]] = {}
 
 
 def frame_test(

@@ -146,6 +146,14 @@ class SyslogSource(TwistedSource):
             names = tuple(n for n in names if n != "rfc3164-bsd")
         return _daemon_parse.frame_test(names, _today(), daemon_today)
 
+    def _header_test(self, names: tuple[str, ...]) -> Any:
+        """The headers of the RFC 3164 shapes among ``names`` (``_daemon_parse.header_test``),
+        as of the same days as :meth:`_frame_test`; None when there are none."""
+        daemon_today = self._daemon_today()
+        if daemon_today is None:
+            names = tuple(n for n in names if n != "rfc3164-bsd")
+        return _daemon_parse.header_test(names, _today(), daemon_today)
+
     def _daemon_today(self) -> dt.date | None:
         """The date of the daemon's clock as its parser sees it (stale in a Python source's
         thread: it decides the year of BSD stamps), asked at most once a minute."""

@@ -469,6 +469,49 @@ def test_outside_the_daemon_hybrid_is_ours():
     assert src._hybrid and src._c_shapes == {}
 
 
+def test_a_known_header_decides_as_the_whole_frame_regex(monkeypatch):
+    # The hybrid builder keeps the header of the last RFC 3164 frame it gave the daemon and
+    # checks frames that start with it by their body only: each decision must be the one
+    # the regex over the whole frame makes.
+    import syslogsrc._daemon_builders as builders
+    from syslogsrc.emulation import ParseOptions
+    from syslogsrc.interfaces import ListenerStats, Origin
+    from syslogsrc.source import SyslogSource
+
+    theirs: list[bytes] = []
+    ours = builders.parse
+    monkeypatch.setattr(
+        builders, "parse", lambda frame, *a, **k: (theirs.append(frame), ours(frame, *a, **k))[1]
+    )
+    src = SyslogSource()
+    assert src.init({"listen": "tcp:5514", "parser": "hybrid"})
+    src.parse_options = ParseOptions("auto")
+    src._c_shapes = {"auto": _daemon_parse.SHAPES}  # as in a daemon whose parser reads them
+    src._daemon_today = lambda: dt.date.today()
+    build = src.builder(Origin("tcp", ListenerStats("tcp:5514"), "192.0.2.7", 40000, 5514))
+    today = dt.date.today().isoformat().encode()
+    header = b"<38>" + today + b"T10:00:00 localhost prg00000[1234]: "
+    frames = [
+        header + b"first",
+        header + b"same header",
+        header + b"a NUL \0 inside",
+        header + b"ends in CR\r",
+        header + b"CR LF inside\r\n and on",
+        header + b"non-UTF-8 \xff",
+        header + b"UTF-8 \xc3\xa9",
+        header,  # no body
+        header[:-2] + b" : not the tag",
+        b"<38>" + today + b"T10:00:01 localhost prg00000[1234]: the next second",
+        header + b"the first header again",
+        b"<13>stampless",
+    ]
+    for frame in frames:
+        build(frame)
+    test = _daemon_parse.frame_test(_daemon_parse.SHAPES)
+    assert theirs == [f for f in frames if not _daemon_parse.accepts(test, f)]
+    assert len(theirs) == 5, theirs  # NUL, CR, non-UTF-8, the broken tag, stampless
+
+
 # --------------------------------------------------------------------------------------------
 # driver options that change what the daemon's parser makes: the probes turn those shapes off
 
