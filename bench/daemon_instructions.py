@@ -1,0 +1,171 @@
+"""Instructions per message inside the real syslog-ng (callgrind), source by source.
+
+Run by hand from the checkout's root (valgrind installed; the host's daemon only: the chroot has
+no valgrind)::
+
+    python bench/daemon_instructions.py [--messages 20000,60000] [--connections 1]
+        [--sources handwritten,syslogsrc-native,syslogsrc-native-bare,syslogsrc-hybrid]
+        [--code OTHER_CHECKOUT]
+
+Each source of bench/daemon.py (the same configurations, the hand-written source included) runs
+alone in the host's syslog-ng under ``valgrind --tool=callgrind``, with ``flags(flow-control)``
+into a file, and loggen sends it a fixed number of LF-framed RFC 3164 messages; the daemon is
+stopped once the file holds them all. Instructions are counted over every thread of the daemon.
+Each source runs twice, with the two message counts: the difference divided by the difference
+in messages is the *marginal* cost of one message, start-up and stop left out.
+
+Instructions do not depend on the machine's load, unlike rates and CPU time on a shared 2-core
+machine, so small differences (one call into the daemon per message) show; callgrind runs the
+daemon's threads one at a time, so it says nothing of contention. Results:
+``build/bench/NAME.json`` (``--name``, default ``daemon-instructions``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C
+from daemons import available_daemons
+
+
+def _bench_daemon() -> Any:
+    """bench/daemon.py, for its sources and their configurations (bench/ stays off sys.path:
+    its http.py would hide the standard library's)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_daemon", C.BENCH / "daemon.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+D = _bench_daemon()
+
+
+def run_once(
+    d, source: str, messages: int, connections: int, workdir: Path, visible: Any
+) -> dict[str, int]:
+    """One daemon under callgrind, ``messages`` messages in; instructions and lines stored."""
+    port = C.free_port("tcp")
+    state = workdir / f"{source}-{messages}"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    config = state / "syslog-ng.conf"
+    config.write_text(
+        f"@version: {d.config_version}\n"
+        f"source s {{ {D.source_config(source, 'tcp', port, False, visible.certs)}; }};\n"
+        f'destination f {{ file("{state}/out.log"); }};\n'
+        "log { source(s); destination(f); flags(flow-control); };\n"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": os.environ.get("HOME", "/"),
+        "PYTHONPATH": visible.pythonpath,
+    }
+    argv = [
+        "valgrind", "--tool=callgrind", "--separate-threads=yes",
+        f"--callgrind-out-file={state}/callgrind.out",
+        "/usr/sbin/syslog-ng", "-F", "-e", "--no-caps", "-f", str(config),
+        "-R", f"{state}/persist", "-p", f"{state}/pid", "-c", f"{state}/ctl",
+    ]  # fmt: skip
+    with open(state / "stderr", "wb") as err:
+        proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT, env=env)
+    out = state / "out.log"
+    try:
+        C.wait_listening(port, "tcp", proc.pid, timeout=180)
+        per = messages // connections
+        args = C.loggen_args(port, connections=connections, seconds=3600)
+        args[args.index("-I") : args.index("-I") + 2] = ["-n", str(per)]
+        subprocess.run(args, capture_output=True, timeout=1800, check=False)
+        deadline = time.monotonic() + 1800
+        while C.count_lines(out) < per * connections and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError((state / "stderr").read_text()[-2000:])
+            time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=300)
+    instructions = 0
+    for path in glob.glob(f"{state}/callgrind.out*"):
+        with open(path) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    instructions += int(line.split()[1])
+                    break
+    return {"instructions": instructions, "lines": C.count_lines(out)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", default="20000,60000", help="the two message counts")
+    ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument(
+        "--sources",
+        default="handwritten,syslogsrc-native,syslogsrc-native-bare,syslogsrc-hybrid",
+    )
+    ap.add_argument("--name", default="daemon-instructions")
+    ap.add_argument("--code", type=Path, default=None, help="another checkout's syslogsrc")
+    args = ap.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 1
+    small, large = (int(n) for n in args.messages.split(","))
+    hosts = [d for d in available_daemons() if d.root is None]
+    if not hosts:
+        print("no host syslog-ng: python tests/daemons.py says why", file=sys.stderr)
+        return 1
+    d = hosts[0]
+    machine = C.machine()
+    C.header(
+        "instructions per message inside syslog-ng (callgrind, marginal)",
+        machine,
+        f"{d.name} ({d.full_version}); {small} and {large} messages, "
+        f"{args.connections} connection(s), loggen -s 300",
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
+    visible = D.Visible(d, workdir, args.code.resolve() if args.code else None)
+    results: dict[str, dict[str, object]] = {}
+    try:
+        for source in args.sources.split(","):
+            a = run_once(d, source, small, args.connections, workdir, visible)
+            b = run_once(d, source, large, args.connections, workdir, visible)
+            per = (b["instructions"] - a["instructions"]) / (b["lines"] - a["lines"])
+            results[source] = {"per_message": round(per), "runs": [a, b]}
+            print(f"{source:24} {per:9.0f} instructions per message", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    hand = results.get("handwritten", {}).get("per_message")
+    rows = []
+    for source, r in results.items():
+        ratio = f"{hand / r['per_message']:.2f}" if hand else "-"
+        rows.append([source, r["per_message"], ratio])
+    print(C.markdown_table(["source", "instructions/msg", "hand-written / source"], rows))
+    data = {
+        "machine": machine,
+        "params": {
+            "daemon": d.name,
+            "messages": [small, large],
+            "connections": args.connections,
+            "code": str(args.code) if args.code else None,
+        },
+        "results": results,
+    }
+    print(f"results: {C.save_results(args.name, data)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
