@@ -87,8 +87,10 @@ def run_once(
     try:
         C.wait_listening(port, "tcp", proc.pid, timeout=180)
         per = messages // connections
+        # -n: that many messages; -I too, else loggen stops after its default 10 s (a source
+        # under valgrind may take longer to read them)
         args = C.loggen_args(port, connections=connections, seconds=3600)
-        args[args.index("-I") : args.index("-I") + 2] = ["-n", str(per)]
+        args[1:1] = ["-n", str(per)]
         subprocess.run(args, capture_output=True, timeout=1800, check=False)
         deadline = time.monotonic() + 1800
         while C.count_lines(out) < per * connections and time.monotonic() < deadline:
