@@ -309,6 +309,23 @@ def _hand_path(fmt: str, n: int) -> Counting:
     return counts
 
 
+class _Reactor:
+    """A Clock for the listener and the sink; runs callFromThread calls at once (the writer's
+    acknowledgements)."""
+
+    def __init__(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.callLater = self.clock.callLater
+        self.seconds = self.clock.seconds
+        self.lock = threading.Lock()
+
+    def callFromThread(self, fn: Any, *a: Any) -> None:
+        with self.lock:
+            fn(*a)
+
+
 def _twistd_path(fmt: str, n: int) -> Counting:
     """What twistd's reactor thread and its writer thread run per message."""
     from twisted.internet.address import IPv4Address
@@ -317,22 +334,7 @@ def _twistd_path(fmt: str, n: int) -> Counting:
     from syslogsrc.listen import make_listener, parse_spec
     from syslogsrc.outputs import JsonLinesOutput
 
-    class Reactor:
-        """Runs callFromThread calls at once (the writer's acknowledgements)."""
-
-        def __init__(self) -> None:
-            from twisted.internet.task import Clock
-
-            self.clock = Clock()
-            self.callLater = self.clock.callLater
-            self.seconds = self.clock.seconds
-            self.lock = threading.Lock()
-
-        def callFromThread(self, fn: Any, *a: Any) -> None:
-            with self.lock:
-                fn(*a)
-
-    reactor = Reactor()
+    reactor = _Reactor()
     output = JsonLinesOutput(io.BytesIO())
     try:
         from syslogsrc.sinks import OutputSink
@@ -363,25 +365,13 @@ def _twistd_path(fmt: str, n: int) -> Counting:
 
 def _twistd_udp_path(fmt: str, n: int, per_turn: int) -> Counting:
     """twistd's path to JSON lines for datagrams, ``per_turn`` per wake-up."""
-    from twisted.internet.task import Clock
 
     from syslogsrc.listen import make_listener, parse_spec
     from syslogsrc.outputs import JsonLinesOutput
     from syslogsrc.sinks import OutputSink
     from syslogsrc.source import SyslogSource
 
-    class Reactor:
-        def __init__(self) -> None:
-            self.clock = Clock()
-            self.callLater = self.clock.callLater
-            self.seconds = self.clock.seconds
-            self.lock = threading.Lock()
-
-        def callFromThread(self, fn: Any, *a: Any) -> None:
-            with self.lock:
-                fn(*a)
-
-    reactor = Reactor()
+    reactor = _Reactor()
     output = JsonLinesOutput(io.BytesIO())
     src = SyslogSource()
     assert src.init({"listen": "udp:5514"})
@@ -392,13 +382,19 @@ def _twistd_udp_path(fmt: str, n: int, per_turn: int) -> Counting:
     return counts
 
 
-def _plain_udp_path(fmt: str, n: int) -> Counting:
+def _standalone() -> Any:
+    """bench/standalone.py, for its plain receiver's record."""
     spec = importlib.util.spec_from_file_location(
         "standalone", Path(__file__).resolve().parent / "standalone.py"
     )
     assert spec is not None and spec.loader is not None
     standalone = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(standalone)
+    return standalone
+
+
+def _plain_udp_path(fmt: str, n: int) -> Counting:
+    standalone = _standalone()
     out = io.BytesIO()
 
     def datagram_received(data: bytes, addr: object) -> None:  # bench/standalone.py's
@@ -455,12 +451,7 @@ def _twistd_path_before(fmt: str, n: int, output: Any) -> Counting:
 
 
 def _plain_path(fmt: str, n: int) -> Counting:
-    spec = importlib.util.spec_from_file_location(
-        "standalone", Path(__file__).resolve().parent / "standalone.py"
-    )
-    assert spec is not None and spec.loader is not None
-    standalone = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(standalone)
+    standalone = _standalone()
     from twisted.protocols.basic import LineReceiver
 
     out = io.BytesIO()
