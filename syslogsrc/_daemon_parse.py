@@ -230,30 +230,20 @@ def header_test(
     no header character is a NUL, so the rest decides. The hybrid keeps the last header it
     matched per sender and checks the next frames that start with it by bytes operations:
     one sender's headers stay the same for a second."""
-    tagged = sorted(n for n in names if n in _TAGGED)
+    tagged = tuple(sorted(n for n in names if n in _TAGGED))
     if not tagged:
         return None
-    if today is None:
-        today = dt.date.today()
-    if daemon_today is None:
-        daemon_today = today
-    key = (("header", *tagged), today.toordinal(), daemon_today.toordinal())
-    test = _compiled.get(key)
-    if test is None:
-        pattern = shapes_for(tagged, today, daemon_today)
-        if pattern is None:
-            test = _never
-        else:
-            # each shape is (?:header + _BODY), joined by "|": the body goes, the header stays
-            assert pattern.count(_BODY + b")") == pattern.count(b"|(?:<") + 1, pattern
-            test = re.compile(pattern.replace(_BODY + b")", b")"), re.DOTALL).match
-        if len(_compiled) > 64:
-            _compiled.clear()
-        _compiled[key] = test
+
+    def header_only(pattern: bytes) -> Callable[[bytes], object]:
+        # each shape is (?:header + _BODY), joined by "|": the body goes, the header stays
+        assert pattern.count(_BODY + b")") == pattern.count(b"|(?:<") + 1, pattern
+        return re.compile(pattern.replace(_BODY + b")", b")"), re.DOTALL).match
+
+    test = _compiled_test("header", tagged, today, daemon_today, header_only)
     return None if test is _never else test  # type: ignore[return-value]
 
 
-_compiled: dict[tuple[tuple[str, ...], int, int], Callable[[bytes], object]] = {}
+_compiled: dict[tuple[str, tuple[str, ...], int, int], Callable[[bytes], object]] = {}
 
 
 def frame_test(
@@ -262,15 +252,33 @@ def frame_test(
     """The test of a frame for the shapes ``names`` as of ``today`` (the local date): compiled
     once a day per set of shapes. Its truth says the daemon's parser may read the frame; a frame
     with bytes past ASCII also needs to be UTF-8 (see :func:`accepts`)."""
+    return _compiled_test(  # type: ignore[return-value]
+        "frame",
+        tuple(sorted(names)),
+        today,
+        daemon_today,
+        lambda pattern: re.compile(pattern, re.DOTALL).fullmatch,
+    )
+
+
+def _compiled_test(
+    kind: str,
+    names: tuple[str, ...],
+    today: dt.date | None,
+    daemon_today: dt.date | None,
+    compile_: Callable[[bytes], Callable[[bytes], object]],
+) -> Callable[[bytes], object]:
+    """``compile_(shapes_for(names, ...))`` (:func:`_never` when no frame can be), compiled
+    once a day per kind of test and set of shapes."""
     if today is None:
         today = dt.date.today()
     if daemon_today is None:
         daemon_today = today
-    key = (tuple(sorted(names)), today.toordinal(), daemon_today.toordinal())
+    key = (kind, names, today.toordinal(), daemon_today.toordinal())
     test = _compiled.get(key)
     if test is None:
-        pattern = shapes_for(key[0], today, daemon_today)
-        test = _never if pattern is None else re.compile(pattern, re.DOTALL).fullmatch
+        pattern = shapes_for(names, today, daemon_today)
+        test = _never if pattern is None else compile_(pattern)
         if len(_compiled) > 64:
             _compiled.clear()
         _compiled[key] = test

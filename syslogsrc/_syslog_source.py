@@ -141,18 +141,21 @@ class SyslogSource(TwistedSource):
     def _frame_test(self, names: tuple[str, ...]) -> _daemon_parse.FrameTest:
         """The hybrid's pre-check for the shapes ``names``, as of today by our clock and the
         daemon's."""
-        daemon_today = self._daemon_today()
-        if daemon_today is None:  # the daemon's date unknown: its year of BSD stamps too
-            names = tuple(n for n in names if n != "rfc3164-bsd")
-        return _daemon_parse.frame_test(names, _today(), daemon_today)
+        return _daemon_parse.frame_test(*self._shapes_today(names))
 
     def _header_test(self, names: tuple[str, ...]) -> Any:
         """The headers of the RFC 3164 shapes among ``names`` (``_daemon_parse.header_test``),
         as of the same days as :meth:`_frame_test`; None when there are none."""
+        return _daemon_parse.header_test(*self._shapes_today(names))
+
+    def _shapes_today(
+        self, names: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], dt.date, dt.date | None]:
+        """``names``, our date and the daemon's, for the hybrid's tests of a frame."""
         daemon_today = self._daemon_today()
-        if daemon_today is None:
+        if daemon_today is None:  # the daemon's date unknown: its year of BSD stamps too
             names = tuple(n for n in names if n != "rfc3164-bsd")
-        return _daemon_parse.header_test(names, _today(), daemon_today)
+        return names, _today(), daemon_today
 
     def _daemon_today(self) -> dt.date | None:
         """The date of the daemon's clock as its parser sees it (stale in a Python source's
