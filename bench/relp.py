@@ -54,6 +54,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
@@ -184,12 +185,7 @@ def measure_daemon(
         load = C.loadavg()
         cpu0 = C.cpu_seconds(running.pid)
         arrivals = Arrivals(out, count)
-        t0 = time.monotonic()
-        sender.inject(count)
-        sender.wait_sent(count, timeout=timeout)
-        sent_seconds = time.monotonic() - t0
-        if not arrivals.wait(timeout):
-            raise RuntimeError(f"{daemon.name} {case}: {arrivals.lines} of {count} arrived")
+        sent_seconds = _deliver(sender, arrivals, count, timeout, f"{daemon.name} {case}")
         cpu = C.cpu_seconds(running.pid) - cpu0
         result = _check_and_rate(out, arrivals, count)
         errors = factory.close()
@@ -211,6 +207,18 @@ def measure_daemon(
     }
 
 
+def _deliver(sender: Any, arrivals: Arrivals, count: int, timeout: float, what: str) -> float:
+    """Inject ``count`` messages into rsyslog and wait until it sent them and they all
+    arrived; the seconds from the injection to the last one sent."""
+    t0 = time.monotonic()
+    sender.inject(count)
+    sender.wait_sent(count, timeout=timeout)
+    sent_seconds = time.monotonic() - t0
+    if not arrivals.wait(timeout):
+        raise RuntimeError(f"{what}: {arrivals.lines} of {count} arrived")
+    return sent_seconds
+
+
 def measure_imrelp(case: str, count: int, workdir: Path, timeout: float) -> dict[str, object]:
     """omrelp (``relp-wN[-bB]``) into a second rsyslogd's imrelp (the reference)."""
     port = C.free_port()
@@ -222,12 +230,7 @@ def measure_imrelp(case: str, count: int, workdir: Path, timeout: float) -> dict
         sender = factory.start(relp_action(port, case))
         load = C.loadavg()
         arrivals = Arrivals(out, count)
-        t0 = time.monotonic()
-        sender.inject(count)
-        sender.wait_sent(count, timeout=timeout)
-        sent_seconds = time.monotonic() - t0
-        if not arrivals.wait(timeout):
-            raise RuntimeError(f"imrelp {case}: {arrivals.lines} of {count} arrived")
+        sent_seconds = _deliver(sender, arrivals, count, timeout, f"imrelp {case}")
         result = _check_and_rate(out, arrivals, count)
         errors = factory.close()
     finally:
