@@ -3,16 +3,17 @@
 Run by hand from the checkout's root (valgrind installed; the host's daemon only: the chroot has
 no valgrind)::
 
-    python bench/daemon_instructions.py [--messages 20000,60000] [--connections 1]
+    python bench/daemon_instructions.py [--messages 20000,60000] [--connections 1] [--rfc5424]
         [--sources handwritten,syslogsrc-native,syslogsrc-native-bare,syslogsrc-hybrid]
-        [--code OTHER_CHECKOUT]
+        [--code OTHER_CHECKOUT] [--keep DIR]
 
 Each source of bench/daemon.py (the same configurations, the hand-written source included) runs
 alone in the host's syslog-ng under ``valgrind --tool=callgrind``, with ``flags(flow-control)``
-into a file, and loggen sends it a fixed number of LF-framed RFC 3164 messages; the daemon is
-stopped once the file holds them all. Instructions are counted over every thread of the daemon.
-Each source runs twice, with the two message counts: the difference divided by the difference
-in messages is the *marginal* cost of one message, start-up and stop left out.
+into a file, and loggen sends it a fixed number of LF-framed RFC 3164 messages (RFC 5424 with
+``--rfc5424``); the daemon is stopped once the file holds them all. Instructions are counted
+over every thread of the daemon. Each source runs twice, with the two message counts: the
+difference divided by the difference in messages is the *marginal* cost of one message, start-up
+and stop left out.
 
 Instructions do not depend on the machine's load, unlike rates and CPU time on a shared 2-core
 machine, so small differences (one call into the daemon per message) show; callgrind runs the
@@ -55,7 +56,13 @@ D = _bench_daemon()
 
 
 def run_once(
-    d, source: str, messages: int, connections: int, workdir: Path, visible: Any
+    d,
+    source: str,
+    messages: int,
+    connections: int,
+    workdir: Path,
+    visible: Any,
+    rfc5424: bool = False,
 ) -> dict[str, int]:
     """One daemon under callgrind, ``messages`` messages in; instructions and lines stored."""
     port = C.free_port("tcp")
@@ -65,7 +72,7 @@ def run_once(
     config = state / "syslog-ng.conf"
     config.write_text(
         f"@version: {d.config_version}\n"
-        f"source s {{ {D.source_config(source, 'tcp', port, False, visible.certs)}; }};\n"
+        f"source s {{ {D.source_config(source, 'tcp', port, rfc5424, visible.certs)}; }};\n"
         f'destination f {{ file("{state}/out.log"); }};\n'
         "log { source(s); destination(f); flags(flow-control); };\n"
     )
@@ -89,7 +96,9 @@ def run_once(
         per = messages // connections
         # -n: that many messages; -I too, else loggen stops after its default 10 s (a source
         # under valgrind may take longer to read them)
-        args = C.loggen_args(port, connections=connections, seconds=3600)
+        args = C.loggen_args(
+            port, connections=connections, seconds=3600, rfc5424=rfc5424, lf_framing=True
+        )
         args[1:1] = ["-n", str(per)]
         subprocess.run(args, capture_output=True, timeout=1800, check=False)
         deadline = time.monotonic() + 1800
@@ -114,12 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", default="20000,60000", help="the two message counts")
     ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument("--rfc5424", action="store_true", help="loggen -P -F (LF-framed RFC 5424)")
     ap.add_argument(
         "--sources",
         default="handwritten,syslogsrc-native,syslogsrc-native-bare,syslogsrc-hybrid",
     )
     ap.add_argument("--name", default="daemon-instructions")
     ap.add_argument("--code", type=Path, default=None, help="another checkout's syslogsrc")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep each run's state (callgrind.out* for callgrind_annotate) in this directory",
+    )
     args = ap.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -135,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         "instructions per message inside syslog-ng (callgrind, marginal)",
         machine,
         f"{d.name} ({d.full_version}); {small} and {large} messages, "
-        f"{args.connections} connection(s), loggen -s 300",
+        f"{args.connections} connection(s), loggen -s 300"
+        + (" -P -F (RFC 5424)" if args.rfc5424 else ""),
     )
-    workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-", dir=args.keep))
     visible = D.Visible(d, workdir, args.code.resolve() if args.code else None)
     if visible.code_inner:  # compiled now, not by the first run (which it would charge)
         subprocess.run(
@@ -146,13 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, object]] = {}
     try:
         for source in args.sources.split(","):
-            a = run_once(d, source, small, args.connections, workdir, visible)
-            b = run_once(d, source, large, args.connections, workdir, visible)
+            a = run_once(d, source, small, args.connections, workdir, visible, args.rfc5424)
+            b = run_once(d, source, large, args.connections, workdir, visible, args.rfc5424)
             per = (b["instructions"] - a["instructions"]) / (b["lines"] - a["lines"])
             results[source] = {"per_message": round(per), "runs": [a, b]}
             print(f"{source:24} {per:9.0f} instructions per message", flush=True)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     hand = results.get("handwritten", {}).get("per_message")
     rows = []
     for source, r in results.items():
@@ -165,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             "daemon": d.name,
             "messages": [small, large],
             "connections": args.connections,
+            "rfc5424": args.rfc5424,
             "code": str(args.code) if args.code else None,
         },
         "results": results,
