@@ -90,10 +90,10 @@ def hybrid_builder(source: SyslogSource, origin: Origin) -> Callable[[bytes | Pa
         return functools.partial(source.build_message, origin=origin)
     read_alike = source._frame_test(names)
     header_of = source._header_test(names)
-    # The header (PRI, stamp, host, tag) of the last RFC 3164 frame read alike: a frame that
-    # starts with it is read alike when its rest is a body (no NUL, no CR or LF at the end),
-    # checked by two bytes operations instead of the regex over the whole frame
-    # (_daemon_parse.header_test). One sender's headers stay the same for a second.
+    # The header of the last frame whose header matched (_daemon_parse.header_test): a frame
+    # that starts with it, or whose own header matches, is read alike when its rest is a body
+    # (no NUL, no CR or LF at the end), checked by two bytes operations instead of a regex over
+    # the body. One sender's headers stay the same for a second.
     known_header: bytes | tuple[()] = ()
     c_parse = LogMessage.parse
     parse_options = source.parse_options
@@ -118,11 +118,12 @@ def hybrid_builder(source: SyslogSource, origin: Origin) -> Callable[[bytes | Pa
         if bare.startswith(known_header):
             alike = b"\0" not in bare and bare[-1:] not in b"\r\n"
         else:
-            alike = read_alike(bare)
-            if alike and header_of is not None:
-                header = header_of(bare)
-                if header is not None:
-                    known_header = bare[: header.end()]
+            header = header_of(bare)
+            if header:
+                known_header = bare[: header.end()]
+                alike = b"\0" not in bare and bare[-1:] not in b"\r\n"
+            else:  # not of a shape, or an RFC 5424 frame without a message
+                alike = read_alike(bare)
         if not (alike and (bare.isascii() or is_utf8(bare))):
             return message_from(ours(frame, fmt, time_zone=time_zone), origin, len(frame))
         msg = c_parse(bare, parse_options)

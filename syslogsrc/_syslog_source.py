@@ -144,8 +144,8 @@ class SyslogSource(TwistedSource):
         return _daemon_parse.frame_test(*self._shapes_today(names))
 
     def _header_test(self, names: tuple[str, ...]) -> Any:
-        """The headers of the RFC 3164 shapes among ``names`` (``_daemon_parse.header_test``),
-        as of the same days as :meth:`_frame_test`; None when there are none."""
+        """The headers of the shapes ``names`` (``_daemon_parse.header_test``), as of the same
+        days as :meth:`_frame_test`."""
         return _daemon_parse.header_test(*self._shapes_today(names))
 
     def _shapes_today(

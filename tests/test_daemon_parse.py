@@ -505,11 +505,55 @@ def test_a_known_header_decides_as_the_whole_frame_regex(monkeypatch):
         header + b"the first header again",
         b"<13>stampless",
     ]
+    header_5424 = b"<165>1 " + today + b"T10:00:00+01:00 h app 42 ID7 "
+    frames += [
+        header_5424 + b"- nil SD",
+        header_5424 + b"- same header",
+        header_5424 + b"- NUL \0 inside",
+        header_5424 + b"- ends in CR\r",
+        header_5424 + b"-",  # no message: the header (with its space) does not match
+        header_5424 + b"-x",  # a broken SD that starts like the known header
+        header_5424 + b"- ",  # an empty message
+        header_5424 + b'[a@1 i="1"] SD',
+        header_5424 + b'[a@1 i="2"] the SD changes',
+        header_5424 + b'[a@1 i="2"][b@1 j="3"] one more element',
+        header_5424 + b'[a@1 i="2"]',
+        header_5424 + b'[a@1 i="2"]x',
+        header_5424 + b'[a@1 i="2" k=3] a broken param',
+        # a header not known yet, then the body decides
+        b"<38>" + today + b"T10:00:02 localhost prg00000[1234]: a NUL \0 after a new header",
+        header_5424.replace(b"ID7", b"ID8") + b"- a NUL \0 after a new header",
+    ]
     for frame in frames:
         build(frame)
     test = _daemon_parse.frame_test(_daemon_parse.SHAPES)
     assert theirs == [f for f in frames if not _daemon_parse.accepts(test, f)]
-    assert len(theirs) == 5, theirs  # NUL, CR, non-UTF-8, the broken tag, stampless
+    # NUL, CR, non-UTF-8, the broken tag, stampless; NUL, CR, "-x", "]x", the broken param;
+    # the two NULs after a new header
+    assert len(theirs) == 12, theirs
+
+
+def test_the_header_and_the_body_decide_as_the_whole_frame_regex(frames):
+    # _daemon_parse.header_test's promise, frame by frame and for the frames that start with
+    # another's header (the hybrid's cache): a matched header and a body (no NUL, no CR or LF
+    # at the end) make the whole-frame regex's decision
+    def check():
+        whole = _daemon_parse.frame_test(_daemon_parse.SHAPES)
+        header_of = _daemon_parse.header_test(_daemon_parse.SHAPES)
+        headers = 0
+        for frame, after in zip(frames, frames[1:] + frames[:1], strict=True):
+            header = header_of(frame)
+            if not header:
+                continue
+            headers += 1
+            known = frame[: header.end()]
+            tails = [b"", b"x", b"\0", b"a\r", b"\n", b"- m", b'[a b="c"] m', after[len(known) :]]
+            for g in [frame] + [known + t for t in tails]:
+                body = b"\0" not in g and g[-1:] not in b"\r\n"
+                assert body == bool(whole(g)), g
+        return headers
+
+    assert _in_zone("UTC", check) > len(frames) // 3
 
 
 # --------------------------------------------------------------------------------------------
