@@ -77,7 +77,9 @@ class DelimitedDecoder:
         # with whole-list operations that also run in C (map over a builtin, `in`), never with
         # a Python loop over frames, let alone bytes.
         also = self.also
-        if also is not None and also in data:  # a memchr; the copy only when there is one
+        # a memchr, the copy only when there is one (a byte looked for by its number: `b"x" in
+        # data` first tries the needle as an int, raising and clearing a TypeError)
+        if also is not None and also[0] in data:
             # One byte for another: frames, which hold no delimiter, are the bytes received,
             # and every count (overhead, discarded, buffered) is the same length either way.
             data = data.replace(also, self.delimiter)
@@ -97,7 +99,7 @@ class DelimitedDecoder:
         if lines:
             max_size = self.max_size
             # A lone CR is found by memchr, much faster than a search for CR LF.
-            if self.strip_cr and (b"\r" in data or lines[0][-1:] == b"\r"):
+            if self.strip_cr and (CR in data or lines[0][-1:] == b"\r"):
                 frames = list(map(bytes.removesuffix, lines, repeat(b"\r", len(lines))))
                 if b"" in frames or max(map(len, frames)) > max_size:
                     lines = self._clean(lines)

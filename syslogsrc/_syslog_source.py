@@ -240,7 +240,7 @@ class SyslogSource(TwistedSource):
             return self.message_from(message, origin, len(message.pairs.get("MESSAGE", "")))
         fmt = origin.format
         names = self._c_shapes.get(fmt or self._format) if self._c_shapes else None
-        bare = _strip_trailer(message) if message[-1:] in b"\n\0" else message
+        bare = _strip_trailer(message) if message[-1:] in (b"\n", b"\0") else message
         if names and _daemon_parse.accepts(self._frame_test(names), bare):
             # hybrid: the same decision as _daemon_builders.hybrid_builder's
             msg = LogMessage.parse(bare, self.parse_options)
