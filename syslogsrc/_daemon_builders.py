@@ -148,7 +148,15 @@ def hybrid_builder(source: SyslogSource, origin: Origin) -> Callable[[bytes | Pa
     return build
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def is_utf8(frame: bytes) -> bool:
+    """Whether ``frame`` is UTF-8, for a frame that is not ASCII."""
+    # RFC 5424's MSG-UTF8 starts with a BOM, often its only bytes past ASCII: without it the
+    # rest is ASCII, no decode needed (which would build a str of 2-byte characters)
+    if frame.replace(_BOM, b"", 1).isascii():
+        return True
     try:
         frame.decode("utf-8")
     except UnicodeDecodeError:

@@ -596,3 +596,23 @@ def test_driver_options_turn_shapes_off(syslog_ng, driver_options, left):
     theirs = [_clean(r) for r in outputs["hybrid"]]
     differ = [(f, a, b) for f, a, b in zip(frames, ours, theirs, strict=True) if a != b]
     assert not differ, differ[:3]
+
+
+@pytest.mark.parametrize(
+    ("frame", "utf8"),
+    [
+        (b"\xef\xbb\xbfASCII after a BOM", True),
+        (b"<13>1 - - - - - - \xef\xbb\xbfa BOM inside", True),
+        (b"\xef\xbb\xbftwo \xef\xbb\xbfBOMs", True),
+        (b"\xef\xbb\xbfa BOM, then caf\xc3\xa9", True),
+        (b"\xef\xbb\xbfa BOM, then \xff", False),
+        (b"\xff\xef\xbb\xbf before a BOM", False),
+        (b"half a BOM \xef\xbb", False),
+        (b"caf\xc3\xa9", True),
+    ],
+)
+def test_the_hybrids_utf8_check(frame, utf8):
+    from syslogsrc._daemon_builders import is_utf8
+
+    assert is_utf8(frame) is utf8
+    assert utf8 == (frame.decode("utf-8", "replace").encode() == frame)
