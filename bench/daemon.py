@@ -25,7 +25,9 @@ Scenarios, each in every daemon:
 * ``hand``: LF-framed TCP (RFC 3164, and RFC 5424 with ``loggen -P -F``), 1 and 10 connections,
   against the source a user would write by hand instead (``HANDWRITTEN``: a 30-line Twisted
   ``LineOnlyReceiver`` posting ``LogMessage.parse(line)``, a batch closed per read): the ratios
-  of this scenario are against it, not against the native source.
+  of this scenario are against it, not against the native source. ``handwritten-peer`` is the
+  same source storing the sender's address in ``PEERIP`` and ``PEERPORT``, as SyslogSource does
+  by default: the same work.
 
 Every ratio is against the tuned native source of the same daemon, connections and format,
 measured in the same round; the rounds are interleaved, and the median of the per-round ratios
@@ -71,6 +73,7 @@ TLS_SOURCES = [
 # against the source a user would write by hand (HANDWRITTEN below): LF-framed TCP, both formats
 HAND_SOURCES = [
     ("handwritten", "hand-written Twisted source"),
+    ("handwritten-peer", "hand-written, with PEERIP and PEERPORT (the same work as native)"),
     ("syslogsrc-native", "SyslogSource, parser native"),
     ("syslogsrc-native-bare", "SyslogSource, parser native, source-ip none (the same work)"),
     ("syslogsrc", "SyslogSource, parser syslogsrc"),
@@ -84,10 +87,11 @@ def source_config(
 ) -> str:
     """The ``source s { ... };`` statement of one measurement."""
     addr = f"ip(127.0.0.1) port({port})"
-    if source == "handwritten":
+    if source.startswith("handwritten"):
         flags = " flags(syslog-protocol)" if rfc5424 else ""
+        cls = "PeerLineSource" if source == "handwritten-peer" else "LineSource"
         return (
-            f'python(class("syslogsrc_bench_handwritten.LineSource") options("port" "{port}")'
+            f'python(class("syslogsrc_bench_handwritten.{cls}") options("port" "{port}")'
             f" log-iw-size({WINDOW}){flags})"
         )
     if source.startswith("native"):
@@ -286,7 +290,23 @@ class Lines(LineOnlyReceiver):
             self.factory.source.close_batch()
 
 
+class PeerLines(Lines):
+    """The same, with the sender's address in two pairs (as SyslogSource by default)."""
+
+    def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.peer = peer.host, str(peer.port)
+
+    def lineReceived(self, line):
+        source = self.factory.source
+        msg = syslogng.LogMessage.parse(line, source.parse_options)
+        msg["PEERIP"], msg["PEERPORT"] = self.peer
+        source.post_message(msg)
+
+
 class LineSource(syslogng.LogSource):
+    protocol = Lines
+
     def init(self, options):
         self.port = int(options["port"])
         self.auto_close_batches = False
@@ -294,7 +314,7 @@ class LineSource(syslogng.LogSource):
         return True
 
     def run(self):
-        factory = Factory.forProtocol(Lines)
+        factory = Factory.forProtocol(self.protocol)
         factory.source, factory.batches = self, hasattr(self, "close_batch")
         self.reactor.listenTCP(self.port, factory, interface="127.0.0.1")
         self.reactor.run(installSignalHandlers=False)
@@ -303,6 +323,10 @@ class LineSource(syslogng.LogSource):
 
     def request_exit(self):
         self.reactor.callFromThread(self.reactor.stop)
+
+
+class PeerLineSource(LineSource):
+    protocol = PeerLines
 '''
 
 
