@@ -242,13 +242,7 @@ def header_test(
     for a second (unless its RFC 5424 structured data changes with each message). A frame
     whose header does not match may still pass :func:`frame_test`: an RFC 5424 frame without
     a message."""
-    return _compiled_test(  # type: ignore[return-value]
-        "header",
-        tuple(sorted(names)),
-        today,
-        daemon_today,
-        lambda pattern: re.compile(pattern, re.DOTALL).match,
-    )
+    return _compiled_test("header", names, today, daemon_today)  # type: ignore[return-value]
 
 
 _compiled: dict[tuple[str, tuple[str, ...], int, int], Callable[[bytes], object]] = {}
@@ -260,33 +254,30 @@ def frame_test(
     """The test of a frame for the shapes ``names`` as of ``today`` (the local date): compiled
     once a day per set of shapes. Its truth says the daemon's parser may read the frame; a frame
     with bytes past ASCII also needs to be UTF-8 (see :func:`accepts`)."""
-    return _compiled_test(  # type: ignore[return-value]
-        "frame",
-        tuple(sorted(names)),
-        today,
-        daemon_today,
-        lambda pattern: re.compile(pattern, re.DOTALL).fullmatch,
-    )
+    return _compiled_test("frame", names, today, daemon_today)
 
 
 def _compiled_test(
-    kind: str,
-    names: tuple[str, ...],
-    today: dt.date | None,
-    daemon_today: dt.date | None,
-    compile_: Callable[[bytes], Callable[[bytes], object]],
+    kind: str, names: Iterable[str], today: dt.date | None, daemon_today: dt.date | None
 ) -> Callable[[bytes], object]:
-    """``compile_(shapes_for(names, ...))`` (the headers for the kind ``"header"``; :func:`_never`
-    when no frame can be), compiled once a day per kind of test and set of shapes."""
+    """The ``fullmatch`` of the shapes ``names`` (``kind`` ``"frame"``) or the ``match`` of
+    their headers (``"header"``) as of ``today`` (:func:`_never` when no frame can be),
+    compiled once a day per kind of test and set of shapes."""
     if today is None:
         today = dt.date.today()
     if daemon_today is None:
         daemon_today = today
-    key = (kind, names, today.toordinal(), daemon_today.toordinal())
+    shapes = tuple(sorted(names))
+    key = (kind, shapes, today.toordinal(), daemon_today.toordinal())
     test = _compiled.get(key)
     if test is None:
-        pattern = shapes_for(names, today, daemon_today, headers=kind == "header")
-        test = _never if pattern is None else compile_(pattern)
+        headers = kind == "header"
+        pattern = shapes_for(shapes, today, daemon_today, headers=headers)
+        if pattern is None:
+            test = _never
+        else:
+            compiled = re.compile(pattern, re.DOTALL)
+            test = compiled.match if headers else compiled.fullmatch
         if len(_compiled) > 64:
             _compiled.clear()
         _compiled[key] = test
