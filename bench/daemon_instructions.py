@@ -1,14 +1,15 @@
 """Instructions per message inside the real syslog-ng (callgrind), source by source.
 
-Run by hand from the checkout's root (valgrind installed; the host's daemon only: the chroot has
-no valgrind)::
+Run by hand from the checkout's root, with valgrind installed where the daemon runs (for the
+chroot's: ``chroot /var/tmp/syslogsrc-trixie apt-get install valgrind``)::
 
-    python bench/daemon_instructions.py [--messages 20000,60000] [--connections 1] [--rfc5424]
+    python bench/daemon_instructions.py [--daemon host-3.38|chroot-4.8] [--messages 20000,60000]
+        [--connections 1] [--rfc5424] [--code OTHER_CHECKOUT] [--keep DIR]
         [--sources handwritten,syslogsrc-native,syslogsrc-native-bare,syslogsrc-hybrid]
-        [--code OTHER_CHECKOUT] [--keep DIR]
 
 Each source of bench/daemon.py (the same configurations, the hand-written source included) runs
-alone in the host's syslog-ng under ``valgrind --tool=callgrind``, with ``flags(flow-control)``
+alone in syslog-ng under ``valgrind --tool=callgrind`` (``Daemon.spawn``'s ``wrapper``: inside
+the chroot for the chroot's daemon), with ``flags(flow-control)``
 into a file, and loggen sends it a fixed number of LF-framed RFC 3164 messages (RFC 5424 with
 ``--rfc5424``); the daemon is stopped once the file holds them all. Instructions are counted
 over every thread of the daemon. Each source runs twice, with the two message counts: the
@@ -25,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -66,33 +65,26 @@ def run_once(
 ) -> dict[str, int]:
     """One daemon under callgrind, ``messages`` messages in; instructions and lines stored."""
     port = C.free_port("tcp")
-    state = workdir / f"{source}-{messages}"
-    shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True)
-    config = state / "syslog-ng.conf"
-    config.write_text(
-        f"@version: {d.config_version}\n"
+    config = (
         f"source s {{ {D.source_config(source, 'tcp', port, rfc5424, visible.certs)}; }};\n"
-        f'destination f {{ file("{state}/out.log"); }};\n'
+        'destination f { file("@STATE@/out.log"); };\n'
         "log { source(s); destination(f); flags(flow-control); };\n"
     )
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-        "LANG": "C.UTF-8",
-        "HOME": os.environ.get("HOME", "/"),
-        "PYTHONPATH": visible.pythonpath,
-    }
-    argv = [
-        "valgrind", "--tool=callgrind", "--separate-threads=yes",
-        f"--callgrind-out-file={state}/callgrind.out",
-        "/usr/sbin/syslog-ng", "-F", "-e", "--no-caps", "-f", str(config),
-        "-R", f"{state}/persist", "-p", f"{state}/pid", "-c", f"{state}/ctl",
-    ]  # fmt: skip
-    with open(state / "stderr", "wb") as err:
-        proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT, env=env)
-    out = state / "out.log"
+    running = d.spawn(
+        config,
+        workdir=workdir / f"{source}-{messages}",
+        wait_ports=[port],
+        timeout=300,  # Python's start under callgrind
+        env={"PYTHONPATH": visible.pythonpath},
+        wrapper=[
+            "valgrind",
+            "--tool=callgrind",
+            "--separate-threads=yes",
+            "--callgrind-out-file=@STATE@/callgrind.out",
+        ],
+    )
+    out = running.state_dir / "out.log"
     try:
-        C.wait_listening(port, "tcp", proc.pid, timeout=180)
         per = messages // connections
         # -n: that many messages; -I too, else loggen stops after its default 10 s (a source
         # under valgrind may take longer to read them)
@@ -103,12 +95,13 @@ def run_once(
         subprocess.run(args, capture_output=True, timeout=1800, check=False)
         deadline = time.monotonic() + 1800
         while C.count_lines(out) < per * connections and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError((state / "stderr").read_text()[-2000:])
+            if running.process.poll() is not None:
+                raise RuntimeError(running.stderr()[-2000:])
             time.sleep(1)
+        running.stop(timeout=300)  # callgrind writes its files at the exit
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=300)
+        running.close()
+    state = running.state_dir  # close() may have moved it
     instructions = 0
     for path in glob.glob(f"{state}/callgrind.out*"):
         with open(path) as f:
@@ -116,13 +109,14 @@ def run_once(
                 if line.startswith(("summary:", "totals:")):
                     instructions += int(line.split()[1])
                     break
-    return {"instructions": instructions, "lines": C.count_lines(out)}
+    return {"instructions": instructions, "lines": C.count_lines(state / "out.log")}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", default="20000,60000", help="the two message counts")
     ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument("--daemon", default=None, help="host-3.38 (the default) or chroot-4.8")
     ap.add_argument("--rfc5424", action="store_true", help="loggen -P -F (LF-framed RFC 5424)")
     ap.add_argument(
         "--sources",
@@ -137,15 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         help="keep each run's state (callgrind.out* for callgrind_annotate) in this directory",
     )
     args = ap.parse_args(argv)
-    if shutil.which("valgrind") is None:
-        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
-        return 1
     small, large = (int(n) for n in args.messages.split(","))
-    hosts = [d for d in available_daemons() if d.root is None]
-    if not hosts:
-        print("no host syslog-ng: python tests/daemons.py says why", file=sys.stderr)
+    daemons = {d.name: d for d in available_daemons()}
+    d = daemons.get(args.daemon) if args.daemon else next(iter(daemons.values()), None)
+    if d is None:
+        print(f"no daemon {args.daemon or ''}: python tests/daemons.py says why", file=sys.stderr)
         return 1
-    d = hosts[0]
+    valgrind = (d.root or Path("/")) / "usr/bin/valgrind"
+    if not valgrind.exists():
+        where = (
+            f"chroot {d.root} apt-get install valgrind" if d.root else "apt-get install valgrind"
+        )
+        print(f"valgrind is not installed for {d.name} ({where})", file=sys.stderr)
+        return 1
     machine = C.machine()
     C.header(
         "instructions per message inside syslog-ng (callgrind, marginal)",
@@ -159,9 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-", dir=args.keep))
     visible = D.Visible(d, workdir, args.code.resolve() if args.code else None)
     if visible.code_inner:  # compiled now, not by the first run (which it would charge)
-        subprocess.run(
-            ["/usr/bin/python3", "-m", "compileall", "-q", visible.code_inner], check=True
-        )
+        python = ["chroot", str(d.root), "/usr/bin/python3"] if d.root else ["/usr/bin/python3"]
+        subprocess.run([*python, "-m", "compileall", "-q", visible.code_inner], check=True)
     results: dict[str, dict[str, object]] = {}
     try:
         for source in args.sources.split(","):

@@ -270,6 +270,7 @@ class Daemon:
         timeout: float = 30,
         env: dict[str, str | None] | None = None,
         extra_args=(),
+        wrapper=(),
     ) -> RunningDaemon:
         """Start the daemon with ``config_text`` and wait until it is ready.
 
@@ -277,8 +278,10 @@ class Daemon:
         daemon sees it; without an ``@version:`` line one for this daemon is prepended.
         ``wait_ports`` are TCP ports (or ("udp", port) pairs) the daemon itself must have bound;
         ``wait_unix`` are paths as the daemon sees them that must exist. ``env`` adds to (a None
-        value removes from) the daemon's environment. Raises DaemonStartError with the daemon's
-        stderr if it exits or is not ready within ``timeout`` seconds.
+        value removes from) the daemon's environment. ``wrapper`` is a command line to run the
+        daemon under, inside the chroot for the chroot's (``valgrind --tool=callgrind``;
+        ``@STATE@`` in it is replaced too). Raises DaemonStartError with the daemon's stderr if
+        it exits or is not ready within ``timeout`` seconds.
         """
         deps = self.deps_dir()
         workdir = Path(workdir)
@@ -310,6 +313,7 @@ class Daemon:
             else:
                 daemon_env[key] = value
 
+        wrapped = [w.replace("@STATE@", inner_state) for w in wrapper]
         args = [
             "-F",
             "-e",
@@ -338,12 +342,13 @@ class Daemon:
                 "/usr/bin/env",
                 "-i",
                 *(f"{k}={v}" for k, v in daemon_env.items()),
+                *wrapped,
                 "/usr/sbin/syslog-ng",
                 *args,
             ]
             popen_env = {"PATH": _PATH, "SYSLOGSRC_CHROOT": str(self.root)}
         else:
-            argv = [HOST_SYSLOG_NG, *args]
+            argv = [*wrapped, HOST_SYSLOG_NG, *args]
             popen_env = daemon_env
 
         stderr_path = state_dir / "syslog-ng.stderr"
