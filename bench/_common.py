@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 CHECKOUT = BENCH.parent
@@ -397,18 +398,38 @@ def socket_buffers(pid: int, port: int, proto: str = "udp") -> dict[str, int]:
     return {"rb": int(m.group(1))} if m else {}
 
 
+def udp_sockets() -> list[dict[str, Any]]:
+    """The kernel's UDP sockets, IPv4 and IPv6 (/proc/net/udp and udp6), one dict each: the
+    ``local`` address as the table writes it (``0100007F:0202``), ``inode``, ``rx_queue``
+    (bytes waiting) and ``drops``. Empty where the tables cannot be read."""
+    rows = []
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            # sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+            cols = line.split()
+            if len(cols) >= 13:
+                rows.append(
+                    {
+                        "local": cols[1],
+                        "inode": cols[9],
+                        "rx_queue": int(cols[4].split(":")[1], 16),
+                        "drops": int(cols[-1]),
+                    }
+                )
+    return rows
+
+
 def udp_drops(port: int) -> int | None:
-    """The kernel's drop count of the UDP socket bound to ``port`` on loopback (the ``drops``
-    column of /proc/net/udp), or None if there is none."""
+    """The kernel's drop count of the UDP socket bound to ``port`` on 127.0.0.1, or None if
+    there is none."""
     local = f"0100007F:{port:04X}"
-    try:
-        with open("/proc/net/udp") as table:
-            for line in table:
-                cols = line.split()
-                if len(cols) >= 13 and cols[1] == local:
-                    return int(cols[-1])
-    except OSError:
-        return None
+    for row in udp_sockets():
+        if row["local"] == local:
+            return row["drops"]
     return None
 
 

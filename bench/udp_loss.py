@@ -24,21 +24,17 @@ Loopback, so the network loses nothing: every datagram lost was dropped at the r
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-CHECKOUT = BENCH.parent
-# bench/http.py would shadow the standard library's http package
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != str(BENCH)]
-sys.path.insert(0, str(CHECKOUT / "tests"))
+import _common as C  # first: it takes bench/ off sys.path and puts tests/ on it
+import _processes
+import daemons
 
-import _processes  # noqa: E402
-import daemons  # noqa: E402
+CHECKOUT = C.CHECKOUT
 
 WORKDIR = CHECKOUT / "build" / "bench" / "udp_loss"
 
@@ -82,11 +78,9 @@ def settle(path: Path, quiet: float = 1.5, timeout: float = 120) -> int:
 def kernel(pid: int, port: int) -> dict[str, int]:
     """drops and receive buffer in use for the daemon's UDP socket on ``port``."""
     inodes = _processes.socket_inodes(pid) & _processes.bound_inodes(port, "udp")
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[9] in inodes:
-                return {"drops": int(cols[-1]), "rx_queue": int(cols[4].split(":")[1], 16)}
+    for row in C.udp_sockets():
+        if row["inode"] in inodes:
+            return {"drops": row["drops"], "rx_queue": row["rx_queue"]}
     raise RuntimeError(f"no UDP socket of {pid} on {port}")
 
 
