@@ -4,7 +4,7 @@ Run by hand from the checkout's root, with valgrind installed where the daemon r
 chroot's: ``chroot /var/tmp/syslogsrc-trixie apt-get install valgrind``)::
 
     python bench/daemon_instructions.py [--daemon host-3.38|chroot-4.8] [--messages 20000,60000]
-        [--connections 1] [--rfc5424] [--code OTHER_CHECKOUT] [--keep DIR]
+        [--connections 1] [--rfc5424] [--rounds 1] [--code OTHER_CHECKOUT] [--keep DIR]
         [--sources handwritten,syslogsrc-native,syslogsrc-native-bare,syslogsrc-hybrid]
 
 Each source of bench/daemon.py (the same configurations, the hand-written source included) runs
@@ -14,8 +14,11 @@ into a file, and loggen sends it a fixed number of LF-framed RFC 3164 messages (
 ``--rfc5424``); the daemon is stopped once the file holds them all. Instructions are counted
 over every thread of the daemon. Each source runs twice, with the two message counts: the
 difference divided by the difference in messages is the *marginal* cost of one message, start-up
-and stop left out. A first run of the first source (1 000 messages), not counted, byte-compiles
-what the daemon's Python imports.
+and stop left out; with ``--rounds N`` every source is measured N times, in turn, and the
+median and the range are shown. (The count is the same for the same run, but a run is not the
+same each time: how the daemon's threads are scheduled decides how many reads and wakeups carry
+the messages, each with its own cost: docs/benchmarks.md says how far rounds differ.) A first
+run of each source (1 000 messages), not counted, byte-compiles what the daemon's Python imports.
 
 Instructions do not depend on the machine's load, unlike rates and CPU time on a shared 2-core
 machine, so small differences (one call into the daemon per message) show; callgrind runs the
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import glob
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sources",
         default="handwritten,syslogsrc-native,syslogsrc-native-bare,syslogsrc-hybrid",
     )
+    ap.add_argument("--rounds", type=int, default=1, help="rounds over all sources (median, range)")
     ap.add_argument("--name", default="daemon-instructions")
     ap.add_argument("--code", type=Path, default=None, help="another checkout's syslogsrc")
     ap.add_argument(
@@ -157,35 +162,59 @@ def main(argv: list[str] | None = None) -> int:
         args.keep.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-", dir=args.keep))
     visible = D.Visible(d, workdir, args.code.resolve() if args.code else None)
-    results: dict[str, dict[str, object]] = {}
     try:
-        # A first run, not counted: on a fresh checkout or chroot it byte-compiles what the
-        # daemon's Python imports (Twisted's modules, syslogsrc), and the first measured run
-        # would be charged for it: more than 40 000 messages' worth, and a negative marginal
-        # cost. (Inside the chroot the checkout is mounted read-only: its modules are compiled
-        # in every run alike, which the marginal cost leaves out.)
-        run_once(d, args.sources.split(",")[0], 1000, 1, workdir / "warm-up", visible, args.rfc5424)
+        # A first run of each source, not counted: on a fresh checkout or chroot it
+        # byte-compiles what the daemon's Python imports for it (Twisted's modules, syslogsrc's),
+        # and the first measured run would be charged for it: more than 40 000 messages' worth,
+        # and a negative marginal cost (or a third of it too low, for the first source that
+        # imports syslogsrc). Inside the chroot the checkout is mounted read-only: its modules
+        # are compiled in every run alike, which the marginal cost leaves out.
         for source in args.sources.split(","):
-            a = run_once(d, source, small, args.connections, workdir, visible, args.rfc5424)
-            b = run_once(d, source, large, args.connections, workdir, visible, args.rfc5424)
-            per = (b["instructions"] - a["instructions"]) / (b["lines"] - a["lines"])
-            results[source] = {"per_message": round(per), "runs": [a, b]}
-            print(f"{source:24} {per:9.0f} instructions per message", flush=True)
+            run_once(d, source, 1000, 1, workdir / "warm-up", visible, args.rfc5424)
+        sources = args.sources.split(",")
+        per_round: dict[str, list[float]] = {source: [] for source in sources}
+        runs: dict[str, list[dict[str, int]]] = {source: [] for source in sources}
+        # The rounds go through every source in turn: what changes between rounds (the
+        # daemon's reads and wakeups, which depend on how its threads are scheduled) falls on
+        # all sources alike.
+        for round_ in range(1, args.rounds + 1):
+            for source in sources:
+                where = workdir / f"round-{round_}"  # a run's files: where/SOURCE-MESSAGES
+                a = run_once(d, source, small, args.connections, where, visible, args.rfc5424)
+                b = run_once(d, source, large, args.connections, where, visible, args.rfc5424)
+                per = (b["instructions"] - a["instructions"]) / (b["lines"] - a["lines"])
+                per_round[source].append(per)
+                runs[source] += [a, b]
+                print(
+                    f"round {round_}: {source:24} {per:9.0f} instructions per message", flush=True
+                )
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    results: dict[str, dict[str, Any]] = {
+        source: {
+            "per_message": round(statistics.median(values)),
+            "min": round(min(values)),
+            "max": round(max(values)),
+            "rounds": [round(v) for v in values],
+            "runs": runs[source],
+        }
+        for source, values in per_round.items()
+        if values
+    }
     hand = results.get("handwritten", {}).get("per_message")
     rows = []
     for source, r in results.items():
         ratio = f"{hand / r['per_message']:.2f}" if hand else "-"
-        rows.append([source, r["per_message"], ratio])
-    print(C.markdown_table(["source", "instructions/msg", "hand-written / source"], rows))
+        rows.append([source, f"{r['per_message']} ({r['min']}-{r['max']})", ratio])
+    print(C.markdown_table(["source", "instructions/msg (range)", "hand-written / source"], rows))
     data = {
         "machine": machine,
         "params": {
             "daemon": d.name,
             "messages": [small, large],
             "connections": args.connections,
+            "rounds": args.rounds,
             "rfc5424": args.rfc5424,
             "code": str(args.code) if args.code else None,
         },
