@@ -21,6 +21,7 @@ until every line is in the output file, which it checks (the line count and ever
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -78,7 +79,12 @@ def plain_text_resource(out):
 
 
 def main(argv: list[str]) -> int:
-    receiver, kind, requests = argv[0], argv[1], int(argv[2])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("receiver", choices=("ours", "plain"))
+    ap.add_argument("kind", choices=("ndjson", "text"))
+    ap.add_argument("requests", type=int)
+    args = ap.parse_args(argv)
+    receiver, kind, requests = args.receiver, args.kind, args.requests
     data = bench_http.body() if kind == "ndjson" else text_body()
     media = b"application/x-ndjson" if kind == "ndjson" else b"text/plain"
     request = (
