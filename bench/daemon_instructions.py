@@ -15,10 +15,9 @@ into a file, and loggen sends it a fixed number of LF-framed RFC 3164 messages (
 over every thread of the daemon. Each source runs twice, with the two message counts: the
 difference divided by the difference in messages is the *marginal* cost of one message, start-up
 and stop left out; with ``--rounds N`` every source is measured N times, in turn, and the
-median and the range are shown. (The count is the same for the same run, but a run is not the
-same each time: how the daemon's threads are scheduled decides how many reads and wakeups carry
-the messages, each with its own cost: docs/benchmarks.md says how far rounds differ.) A first
-run of each source (1 000 messages), not counted, byte-compiles what the daemon's Python imports.
+median and the range are shown (docs/benchmarks.md, *Session 6*: rounds differed by less than
+0.6%). A first run of each source (1 000 messages), not counted, byte-compiles what the
+daemon's Python imports.
 
 Instructions do not depend on the machine's load, unlike rates and CPU time on a shared 2-core
 machine, so small differences (one call into the daemon per message) show; callgrind runs the
@@ -162,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         args.keep.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-instructions-", dir=args.keep))
     visible = D.Visible(d, workdir, args.code.resolve() if args.code else None)
+    sources = args.sources.split(",")
     try:
         # A first run of each source, not counted: on a fresh checkout or chroot it
         # byte-compiles what the daemon's Python imports for it (Twisted's modules, syslogsrc's),
@@ -169,14 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         # and a negative marginal cost (or a third of it too low, for the first source that
         # imports syslogsrc). Inside the chroot the checkout is mounted read-only: its modules
         # are compiled in every run alike, which the marginal cost leaves out.
-        for source in args.sources.split(","):
+        for source in sources:
             run_once(d, source, 1000, 1, workdir / "warm-up", visible, args.rfc5424)
-        sources = args.sources.split(",")
         per_round: dict[str, list[float]] = {source: [] for source in sources}
         runs: dict[str, list[dict[str, int]]] = {source: [] for source in sources}
-        # The rounds go through every source in turn: what changes between rounds (the
-        # daemon's reads and wakeups, which depend on how its threads are scheduled) falls on
-        # all sources alike.
+        # The rounds go through every source in turn, so that whatever drifts between rounds
+        # falls on all sources alike.
         for round_ in range(1, args.rounds + 1):
             for source in sources:
                 where = workdir / f"round-{round_}"  # a run's files: where/SOURCE-MESSAGES
