@@ -3,7 +3,7 @@
 :class:`MessageBuilding` is the part of ``TwistedSource`` that builds: a raw frame kept whole,
 a parsed message's stamp, pairs, PRI and tags, and what every message carries of its origin
 (:meth:`MessageBuilding.annotate`). Each version's means of saying it (``set_transport_name``,
-``set_source_ipaddress``, ``set_recvd_rawmsg_size``, the stale clock) is decided once, here as
+``set_source_ipaddress``, ``set_recvd_rawmsg_size``) is decided once, here as
 module constants and at ``attach()`` as the source's attributes, never per message.
 :class:`~syslogsrc.source.SyslogSource` adds faster builders for the daemon's own parser
 (:mod:`syslogsrc._daemon_builders`).
@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from syslogsrc._daemon_time import now_for_daemon, stamp_carrier, stamp_for_daemon
+from syslogsrc._daemon_time import stamp_carrier, stamp_for_daemon
 from syslogsrc._logmsg import TAGS_PAIR, sdata_last_first, value_of
 from syslogsrc.interfaces import Origin
 from syslogsrc.parsing import ParsedMessage, malformed
@@ -26,7 +26,6 @@ __all__ = ["MessageBuilding"]
 
 _ZERO = dt.timedelta(0)
 _IN_DAEMON = FEATURES.in_daemon
-_STALE_CLOCK = FEATURES.stale_receive_time
 _RAWMSG_SIZE = FEATURES.set_recvd_rawmsg_size
 
 
@@ -57,8 +56,6 @@ class MessageBuilding:
         if type(message) is not bytes:
             return self.message_from(message, origin, len(message.pairs.get("MESSAGE", "")))
         msg = LogMessage(message)
-        if _STALE_CLOCK:
-            msg.set_timestamp(now_for_daemon())
         self.annotate(msg, origin, len(message))
         return msg
 
@@ -78,8 +75,6 @@ class MessageBuilding:
             msg = self._message_at(parsed.timestamp, parsed.format)
         else:
             msg = LogMessage()
-            if _STALE_CLOCK:
-                msg.set_timestamp(now_for_daemon())
         pairs = sdata_last_first(parsed.pairs) if _IN_DAEMON else parsed.pairs.items()
         for name, value in pairs:
             msg[name] = value

@@ -16,7 +16,6 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from syslogsrc._daemon_time import restamp_if_stampless
 from syslogsrc.interfaces import Origin
 from syslogsrc.parsing import ParsedMessage, _strip_trailer, parse
 from syslogsrc.runtime import FEATURES, LogMessage
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["hybrid_builder", "is_utf8", "native_builder"]
 
-_STALE_CLOCK = FEATURES.stale_receive_time
 _RAWMSG_SIZE = FEATURES.set_recvd_rawmsg_size
 #: a datagram's last byte that is no part of its message
 _TRAILERS = (b"\n", b"\0")
@@ -40,7 +38,6 @@ def native_builder(source: SyslogSource, origin: Origin) -> Callable[[bytes | Pa
     per message one Python call, and the calls into the daemon the message needs."""
     parse = LogMessage.parse
     parse_options = source.parse_options
-    stamp_read = source._stamp_read
     pairs = origin.pairs
     transport = origin.transport if source._transport_pair else None
     host = origin.peer_host if source.source_ip != "none" else None
@@ -50,23 +47,10 @@ def native_builder(source: SyslogSource, origin: Origin) -> Callable[[bytes | Pa
     port_text = str(port)
     message_from = source.message_from
 
-    # The start of the last frame whose stamp the test matched: a frame that starts with the
-    # same bytes matches too (the shapes are prefix patterns without lookahead), and one
-    # sender's frames share their stamp for a second. startswith() is a tenth of a regex call.
-    # (An empty tuple: no frame starts with it.)
-    known_stamp: bytes | tuple[()] = ()
-
     def build(frame: bytes | ParsedMessage) -> Any:
-        nonlocal known_stamp
         if type(frame) is not bytes:
             return message_from(frame, origin, len(frame.pairs.get("MESSAGE", "")))
         msg = parse(frame, parse_options)
-        if _STALE_CLOCK and not frame.startswith(known_stamp):
-            read = stamp_read(frame)
-            if read:
-                known_stamp = frame[: read.end()]
-            else:
-                restamp_if_stampless(msg)
         if pairs:
             for name, value in pairs.items():
                 msg[name] = value

@@ -191,8 +191,8 @@ def shapes_for(
     """One pattern for the shapes ``names`` as of ``today``; None when no frame can be.
 
     ``daemon_today`` is the date of the daemon's own clock, which decides its year of BSD
-    stamps: in a Python source's thread it is stale (set when the thread started, see
-    docs/syslog-ng.md), so the BSD months are those both dates agree on.
+    stamps (read at most once a minute, so around midnight it may differ from ``today``): the
+    BSD months are those both dates agree on.
 
     With ``headers``, each shape's header only: for RFC 3164 through the tag's ": ", for
     RFC 5424 through the structured data and the space after it (a frame of a shape is such a

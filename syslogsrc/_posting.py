@@ -19,6 +19,7 @@ from typing import Any
 from twisted.python.failure import Failure
 
 from syslogsrc._acks import UNTRACKED
+from syslogsrc._daemon_time import refresh_clock
 from syslogsrc.interfaces import Origin
 from syslogsrc.parsing import ParsedMessage
 from syslogsrc.producers import ProducerSet
@@ -31,6 +32,9 @@ _monotonic = time.monotonic  # the clock of suspended time and of builder_ttl (t
 _CLOSE_BATCH = FEATURES.close_batch
 #: the daemon's close_batch() (4.x), called directly from the hot path
 _close_batch = getattr(LogSource, "close_batch", None)
+#: the daemon's clock is not refreshed in our thread: once per batch, before its messages are
+#: made, so that each has the time its batch was read (RECVD, and the stamp of a stampless one)
+_REFRESH_CLOCK = FEATURES.stale_receive_time
 
 
 class Posting:
@@ -171,12 +175,15 @@ class Posting:
     def post(self, messages: Sequence[bytes | ParsedMessage], origin: Origin) -> int:
         """Post the messages of one read / datagram / request as one batch (IMessageSink).
 
+        Per batch, inside the daemon, the daemon's clock is read again (its receive time).
         Per message: :meth:`build_message` and ``post_message()``, nothing else (and, while an
         ack tracker is set, a bookmark that says nobody waits for it). Whether the daemon took
         a message is asked only of the first post after a resume, the only one a stale
         ``wakeup()`` can make the daemon drop (see the rules above :meth:`suspend`)."""
         if self._suspended:
             return 0
+        if _REFRESH_CLOCK:
+            refresh_clock()
         build = self._builder_of(origin)
         if self._bookmarking:
             build = _untracked(build)
@@ -192,6 +199,8 @@ class Posting:
         be built is reported not stored."""
         if self._suspended:
             return 0
+        if _REFRESH_CLOCK:
+            refresh_clock()
         return self._post(
             list(zip(messages, tokens, strict=True)),
             origin,

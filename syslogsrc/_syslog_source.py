@@ -20,12 +20,7 @@ from twisted.internet import defer
 
 from syslogsrc import _daemon_parse, optiontable
 from syslogsrc._daemon_builders import hybrid_builder, native_builder
-from syslogsrc._daemon_time import (
-    no_stamp_known,
-    restamp_if_stampless,
-    stamp_carrier,
-    stamp_shapes_read,
-)
+from syslogsrc._daemon_time import stamp_carrier
 from syslogsrc._logmsg import TAGS_PAIR, value_of
 from syslogsrc._twisted_source import TwistedSource
 from syslogsrc.interfaces import Origin
@@ -38,7 +33,6 @@ __all__ = ["SourceOptions", "SyslogSource"]
 
 _UTC = dt.UTC
 _IN_DAEMON = FEATURES.in_daemon
-_STALE_CLOCK = FEATURES.stale_receive_time
 
 
 @attrs.frozen(kw_only=True)
@@ -113,14 +107,11 @@ class SyslogSource(TwistedSource):
         self._daemon_today_value: dt.date | None = None
         self.metrics_spec = self.options.metrics
         self.source_ip = self.options.source_ip
-        self._stamp_read: Any = no_stamp_known  # set at the first native parse (attach)
 
     def listener_names(self) -> list[str]:
         return [spec.text for spec in self._specs]
 
     def attach(self, reactor: Any) -> defer.Deferred[list[Any]]:
-        if self._native and _STALE_CLOCK and self.sink is self:
-            self._stamp_read = stamp_shapes_read(self.parse_options)
         self._c_shapes = {}
         if _IN_DAEMON and self.sink is self:
             probe = LogMessage.parse(stamp_carrier(dt.datetime.now(_UTC)), self.parse_options)
@@ -158,8 +149,8 @@ class SyslogSource(TwistedSource):
         return names, _today(), daemon_today
 
     def _daemon_today(self) -> dt.date | None:
-        """The date of the daemon's clock as its parser sees it (stale in a Python source's
-        thread: it decides the year of BSD stamps), asked at most once a minute."""
+        """The date of the daemon's clock as its parser sees it (it decides the year of BSD
+        stamps), asked at most once a minute: around midnight it may not be ours yet."""
         now = time.monotonic()
         if now >= self._daemon_today_until:
             self._daemon_today_until = now + 60.0
@@ -248,9 +239,6 @@ class SyslogSource(TwistedSource):
             return msg
         if self._native and fmt is None:
             msg = LogMessage.parse(message, self.parse_options)
-            # asked only of frames whose stamp the daemon may not have read
-            if _STALE_CLOCK and not self._stamp_read(message):
-                restamp_if_stampless(msg)
             self.annotate(msg, origin, len(message))
             return msg
         parsed = parse(message, fmt or self._format, time_zone=self._time_zone)

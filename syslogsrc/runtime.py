@@ -88,7 +88,8 @@ class Features:
     get_as_str: bool
     #: A Python source's thread never refreshes the daemon's cached clock: RECVD, and the stamp
     #: of a message made or parsed without one, stay at their first value (measured in 3.38.1
-    #: and 4.8.1: three stampless messages 2 s apart, one stamp). A source sets the time itself.
+    #: and 4.8.1: three stampless messages 2 s apart, one stamp) unless the source makes a
+    #: ``LogMessage()``, which invalidates it (``_daemon_time.refresh_clock``, once a batch).
     stale_receive_time: bool
 
     def describe(self) -> str:

@@ -24,6 +24,7 @@ import zoneinfo
 import pytest
 from daemons import free_port, requires_daemon_version
 from integration import (
+    FIELDS,
     PRELUDE,
     JsonOutput,
     json_file,
@@ -138,7 +139,7 @@ def test_fields_and_stamps_match_what_was_sent(syslog_ng, parser, source_ip):
     config = (
         PRELUDE
         + syslogsrc_source("s_src", f"tcp:{port}:interface=127.0.0.1", options)
-        + json_file("d_json", "out.json")
+        + json_file("d_json", "out.json", FIELDS.replace("ISODATE", "ISODATE --key R_ISODATE", 1))
         + log_path(["s_src"], ["d_json"])
     )
     d = syslog_ng(config, wait_ports=[port], env={"TZ": "America/New_York"})
@@ -167,15 +168,20 @@ def test_fields_and_stamps_match_what_was_sent(syslog_ng, parser, source_ip):
         if "MSGID" not in expected:
             assert _absent(record, "MSGID"), text(record)
 
-    # no stamp: the time it was received, in the local (New York) offset, with both parsers;
-    # each its own (both daemons' clock is stale in a Python source's thread: the second would
-    # get the first one's time, as RECVD does)
+    # no stamp: the time it was received, in the local (New York) offset, with every parser;
+    # each its own (the daemon's clock in a Python source's thread is refreshed only when the
+    # source asks, once a batch: else the second would get the first one's time)
     stampless = [r for r in records if (r["FACILITY"], r["SEVERITY"]) == ("user", "info")]
     assert len(stampless) == 2
     for record, sent in zip(stampless, sent_at, strict=True):
         received = dt.datetime.fromisoformat(record["ISODATE"])
         assert abs((received - sent).total_seconds()) < 1, (record["ISODATE"], sent)
         assert received.utcoffset() == dt.datetime.now(NEW_YORK).utcoffset(), record["ISODATE"]
+    # and every message's receive time (RECVD) is when its connection's batch was read
+    for record in records:
+        sent = sent_at[1] if record is stampless[1] else sent_at[0]  # the second connection's
+        received = dt.datetime.fromisoformat(record["R_ISODATE"])
+        assert abs((received - sent).total_seconds()) < 1, (record["R_ISODATE"], sent)
 
     # where it came from
     for record in records:

@@ -273,71 +273,40 @@ def test_stop_closes_idle_connections_at_once() -> None:
         assert time.monotonic() - t0 < 3
 
 
-def test_the_stamp_shapes_a_native_parse_reads_are_asked_of_the_parser() -> None:
-    # With "parser" "native", only frames whose stamp the daemon's parser may not have read are
-    # checked against the stale clock; the shapes it reads are probed once, with its options.
-    from syslogsrc._daemon_time import stamp_shapes_read
-    from syslogsrc.emulation import ParseOptions
-
-    read = stamp_shapes_read(ParseOptions("auto"))
-    for frame in (
-        b"<13>Nov 24 06:00:00 h app: bsd",
-        b"<13>Dec  2 23:59:59 h app: bsd, a day padded",
-        b"<38>2024-03-05T14:02:11.5+01:00 web01 sshd[1]: iso",
-        b"<165>1 2003-10-11T22:14:15.003Z mymachine su - ID47 - rfc5424",
-    ):
-        assert read(frame), frame
-    for frame in (
-        b"<13>1 - h app - - - no stamp",
-        b"<13>stampless",
-        b"<13>May I ask something",
-        b"<13>Nov 32 06:00:00 h app: no such day",
-        b"<189>52: *Nov 24 06:00:00.123: %SYS-5-CONFIG_I: Cisco (checked the slow way)",
-        b"Nov 24 06:00:00 h app: no PRI",
-    ):
-        assert not read(frame), frame
-    assert not stamp_shapes_read(ParseOptions("raw"))(b"<13>Nov 24 06:00:00 h app: raw")
-
-
-def test_native_builder_checks_each_frame_for_a_stamp_and_remembers_the_last_one_read(
+def test_inside_a_daemon_each_batch_refreshes_the_daemons_clock_before_its_messages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Inside a daemon (a stale clock) each stampless frame is restamped, whatever came before
-    # on its connection; a frame starting with the stamp the test matched last is known read
-    # without the regex (one sender's frames share their stamp for a second).
-    import syslogsrc._daemon_builders as builders
-    from syslogsrc._daemon_time import stamp_shapes_read
-    from syslogsrc.emulation import ParseOptions
+    # The daemon's cached clock is never refreshed in a Python source's thread: one
+    # LogMessage() per batch, before its first message is made, gives each batch its receive
+    # time (RECVD, and the stamp of a stampless message; checked in the daemons by
+    # tests/test_integration_fields.py). Not per message, and not for a batch not taken.
+    import syslogsrc._posting as posting
 
-    monkeypatch.setattr(builders, "_STALE_CLOCK", True)
-    restamped: list[object] = []
-    monkeypatch.setattr(builders, "restamp_if_stampless", restamped.append)
-    source = SyslogSource()
-    assert source.init({"listen": "tcp:5514", "parser": "native"})
-    source.parse_options = ParseOptions("auto")
-    shapes = stamp_shapes_read(source.parse_options)
-    tested: list[bytes] = []
+    events: list[object] = []
+    monkeypatch.setattr(posting, "_REFRESH_CLOCK", True)
+    monkeypatch.setattr(posting, "_CLOSE_BATCH", False)
+    monkeypatch.setattr(posting, "refresh_clock", lambda: events.append("refresh"))
 
-    def counted(frame: bytes) -> object:
-        tested.append(frame)
-        return shapes(frame)
+    class Recording(TwistedSource):
+        def listeners(self, reactor: object) -> list[object]:
+            return []
 
-    source._stamp_read = counted
-    build = source.builder(Origin("tcp", ListenerStats("tcp:5514"), "192.0.2.7", 40000, 5514))
-    frames = [
-        b"<13>Nov 24 06:00:00 h app: one",
-        b"<13>Nov 24 06:00:00 h app: same second",
-        b"<13>stampless",
-        b"<13>Nov 24 06:00:00 h app: same again",
-        b"<13>Nov 24 06:00:01 h app: the next second",
-        b"<13>Nov 24 06:00:0",  # the stamp cut short: no stamp
-        b"<14>Nov 24 06:00:01 h app: another PRI",
-        b"<13>1 - h app - - - no stamp",
-    ]
-    built = [build(frame) for frame in frames]
-    # the stampless frame, the cut one, RFC 5424's "-", and no other
-    assert restamped == [built[2], built[5], built[7]]
-    assert tested == [frames[0], frames[2], frames[4], frames[5], frames[6], frames[7]]
+        def build_message(self, message: object, origin: Origin) -> object:
+            events.append(message)
+            return message
+
+        def post_message(self, msg: object) -> None:  # type: ignore[override]
+            pass
+
+    source = Recording()
+    origin = Origin("tcp", ListenerStats("tcp:5514"), "192.0.2.7", 40000, 5514)
+    assert source.post([b"a", b"b", b"c"], origin) == 3
+    assert source.post([b"d"], origin) == 1
+    assert events == ["refresh", b"a", b"b", b"c", "refresh", b"d"]
+    events.clear()
+    source.suspend()
+    assert source.post([b"e"], origin) == 0
+    assert events == []
 
 
 @pytest.mark.parametrize(("mode", "peer_pairs"), [(None, True), ("pairs", True), ("saddr", False)])
