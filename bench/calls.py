@@ -15,7 +15,8 @@ Paths:
 
 * ``daemon, parser native`` and ``daemon, parser syslogsrc``: a ``SyslogSource`` as inside
   syslog-ng 4.8 and as inside 3.38 (the version's features: ``set_source_ipaddress``,
-  ``set_transport_name``, ``close_batch`` or not, the stale clock), its stream protocol;
+  ``set_transport_name``, ``close_batch`` or not, the clock refreshed once per batch), its
+  stream protocol;
 * ``hand-written``: the 30-line source of bench/daemon.py (``LineOnlyReceiver``,
   ``LogMessage.parse`` + ``post_message``, ``close_batch`` per read);
 * ``twistd``: ``twistd syslogsrc``'s path to JSON lines (protocol, sink, rendering, writer);
@@ -184,12 +185,14 @@ def _source_path(fmt: str, n: int, parser: str, version: str, udp: int = 0) -> C
             "_CLOSE_BATCH": True,
             "_SET_SOURCE_IP": True,
             "_STALE_CLOCK": True,
+            "_REFRESH_CLOCK": True,
             "_RAWMSG_SIZE": False,
         },
         "3.38": {
             "_CLOSE_BATCH": False,
             "_SET_SOURCE_IP": False,
             "_STALE_CLOCK": True,
+            "_REFRESH_CLOCK": True,
             "_RAWMSG_SIZE": False,
         },
     }[version]
@@ -221,11 +224,12 @@ def _source_path(fmt: str, n: int, parser: str, version: str, udp: int = 0) -> C
         assert src.init({"listen": "tcp:5514", "parser": parser})
         src.parse_options = ParseOptions("auto")
         clock = Clock()
-        if parser == "native":
-            shapes_read = getattr(modules[0], "_stamp_shapes_read", None)  # an older checkout
-            if shapes_read is None:
-                shapes_read = importlib.import_module("syslogsrc._daemon_time").stamp_shapes_read
-            src._stamp_read = shapes_read(src.parse_options)
+        if parser == "native":  # checkouts before 41f2de1 checked each frame for a stamp
+            shapes_read = getattr(modules[0], "_stamp_shapes_read", None) or getattr(
+                importlib.import_module("syslogsrc._daemon_time"), "stamp_shapes_read", None
+            )
+            if shapes_read is not None:
+                src._stamp_read = shapes_read(src.parse_options)
         if parser == "hybrid":  # as inside a daemon whose parse options read every shape alike
             from syslogsrc import _daemon_parse
 
