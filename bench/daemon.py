@@ -10,8 +10,9 @@ Each measurement starts a fresh daemon (``tests/daemons.py``: the host's syslog-
 Debian 13 chroot's, each with the checkout and its dependencies on PYTHONPATH) whose only log
 path is one source into ``file()``, sends ``loggen -s 300`` at it for ``--duration`` seconds, waits
 until the file stops growing, stops the daemon and counts the file's lines. The figure is lines
-divided by loggen's own sending time; loggen's sent count says what was lost (TCP: nothing;
-UDP: the loss figure).
+divided by loggen's own sending time; loggen's sent count says what was lost (UDP: the loss
+figure; TCP: what the file destination's queue dropped, as the log path has no flow control,
+up to 1.9% in session 7: docs/benchmarks.md).
 
 Scenarios, each in every daemon:
 
