@@ -85,7 +85,7 @@ def test_detect_features_of_a_338_daemon():
         get_pri=False,
         typed_values=False,
         get_as_str=False,
-        stale_receive_time=True,  # any daemon: set the timestamp yourself
+        stale_receive_time=True,  # any daemon: a LogMessage() per batch refreshes it
     )
     assert f.describe() == "syslog-ng: stale_receive_time"
 
