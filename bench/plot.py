@@ -71,7 +71,10 @@ def _ratio_row(what: str, s: dict, target: float, figure: str) -> Row:
 def daemon_rows(data: dict) -> list[Row]:
     """Issue [2.1]'s targets inside the daemons, against the hand-written source (the
     ``hand`` scenario): parser native >= 0.9x, our parser's messages (hybrid, the default)
-    >= 0.6x; native without the sender's address (the same work) for comparison."""
+    >= 0.6x. Native stores the sender's address by default (``PEERIP``, ``PEERPORT``), which
+    the hand-written source does not: both sides doing the same work are native with
+    ``source-ip none`` against it, and native against the hand-written source storing the
+    two pairs too (``handwritten-peer``, paired round by round)."""
     rows = []
     for entry in data["cases"].values():
         if entry.get("scenario") != "hand":
@@ -93,6 +96,19 @@ def daemon_rows(data: dict) -> list[Row]:
                         summ[source],
                         target,
                         f"{C.krate(ours)} vs {C.krate(ref)} msg/s",
+                    )
+                )
+        peer = summ.get("handwritten-peer")
+        if peer and "syslogsrc-native" in summ:
+            same = C.paired_ratios(summ["syslogsrc-native"]["rate"]["runs"], peer["rate"]["runs"])
+            if same["median"] is not None:
+                rows.append(
+                    _ratio_row(
+                        f"{where}: parser native / hand-written with the peer (same work)",
+                        {"ratio": same},
+                        0.9,
+                        f"{C.krate(summ['syslogsrc-native']['rate']['median'])} vs "
+                        f"{C.krate(peer['rate']['median'])} msg/s",
                     )
                 )
     return rows
@@ -216,15 +232,43 @@ def memory_rows(data: dict) -> list[Row]:
     ]
 
 
-def collect() -> tuple[list[Row], list[list[str]], dict[str, object]]:
+def pooled(names: list[str]) -> dict | None:
+    """The ``hand`` results of several runs of bench/daemon.py on the same code as one: each
+    case's rounds put together (a round's sources stay paired), medians and ratios
+    recomputed. Cases missing from a run are left out."""
+    runs = [d for name in names if (d := C.load_results(name))]
+    if len(runs) <= 1:
+        return runs[0] if runs else None
+    cases = {}
+    for key, first in runs[0]["cases"].items():
+        if not all(key in d["cases"] for d in runs):
+            continue
+        entry = dict(first)
+        ref = first.get("reference")
+        summary = {}
+        for source in first["summary"]:
+            if not all(source in d["cases"][key]["summary"] for d in runs):
+                continue
+            rates = [r for d in runs for r in d["cases"][key]["summary"][source]["rate"]["runs"]]
+            summary[source] = {"rate": C.summary(rates)}
+        if ref in summary:
+            for s in summary.values():
+                s["ratio"] = C.paired_ratios(s["rate"]["runs"], summary[ref]["rate"]["runs"])
+        entry["summary"] = summary
+        cases[key] = entry
+    return {**runs[-1], "cases": cases}
+
+
+def collect(hand: list[str]) -> tuple[list[Row], list[list[str]], dict[str, object]]:
     rows: list[Row] = []
     extra: list[list[str]] = []
     machine: dict[str, object] = {}
-    for name in ("daemon-hand", "daemon-udp"):  # issue [2.1]'s runs (bench/daemon.py --name)
-        if d := C.load_results(name):
-            rows += daemon_rows(d)
-            extra += daemon_extra_rows(d)
-            machine = d["machine"]
+    if d := pooled(hand):  # issue [2.1]'s runs (bench/daemon.py --scenarios hand --name)
+        rows += daemon_rows(d)
+        machine = d["machine"]
+    if d := C.load_results("daemon-udp"):  # bench/daemon.py --scenarios udp --name daemon-udp
+        extra += daemon_extra_rows(d)
+        machine = machine or d["machine"]
     # UDP measured on its own (bench/standalone.py --cases udp... --name standalone-udp[-16m])
     # replaces the UDP cases of the full run
     udp_files = sorted(C.RESULTS.glob("standalone-udp*.json"))
@@ -318,8 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--output", type=Path, default=C.CHECKOUT / "docs" / "benchmarks.png")
     ap.add_argument("--table", action="store_true", help="only print the table")
+    ap.add_argument(
+        "--hand",
+        default="daemon-hand",
+        help="results of bench/daemon.py --scenarios hand: NAME[,NAME...], the rounds of"
+        " several runs on the same code pooled",
+    )
     args = ap.parse_args(argv)
-    rows, extra, machine = collect()
+    rows, extra, machine = collect([n for n in args.hand.split(",") if n])
     if not rows and not extra:
         print("no results in build/bench/: run the other bench scripts first", file=sys.stderr)
         return 1
