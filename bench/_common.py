@@ -227,9 +227,12 @@ def loggen_args(
     return args
 
 
-def run_loggen(port: int, timeout: float | None = None, **kwargs: object) -> LoggenResult:
-    """Run loggen to completion and read its summary line."""
-    args = loggen_args(port, **kwargs)  # type: ignore[arg-type]
+def run_loggen(
+    port: int, timeout: float | None = None, prefix: Sequence[str] = (), **kwargs: object
+) -> LoggenResult:
+    """Run loggen to completion and read its summary line; ``prefix`` runs it through another
+    command (``taskset -c 0``)."""
+    args = [*prefix, *loggen_args(port, **kwargs)]  # type: ignore[arg-type]
     seconds = float(kwargs.get("seconds", 10))  # type: ignore[arg-type]
     proc = subprocess.run(
         args,

@@ -4,7 +4,7 @@ Run by hand from the checkout's root (as root when the syslog-ng 4 chroot is to 
 docs/benchmarks.md)::
 
     python bench/daemon.py [--duration 10] [--runs 3] [--daemons host-3.38,chroot-4.8]
-                           [--scenarios tcp,udp,tls] [--connections 1,10]
+                           [--scenarios tcp,udp,tls] [--connections 1,10] [--pin]
 
 Each measurement starts a fresh daemon (``tests/daemons.py``: the host's syslog-ng and the
 Debian 13 chroot's, each with the checkout and its dependencies on PYTHONPATH) whose only log
@@ -30,6 +30,11 @@ Scenarios, each in every daemon:
   same source storing the sender's address in ``PEERIP`` and ``PEERPORT``, as SyslogSource does
   by default: the same work.
 
+``--pin`` runs the daemon's threads on one CPU and loggen on the other (``taskset``): on a
+machine of two cores the scheduler then no longer decides how loggen and the daemon's threads
+share them, and the ratios come closer to those of the daemon's CPU per message (session 8:
+docs/benchmarks.md).
+
 Every ratio is against the tuned native source of the same daemon, connections and format,
 measured in the same round; the rounds are interleaved, and the median of the per-round ratios
 is reported with its spread.
@@ -41,6 +46,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +57,8 @@ import _common as C
 from daemons import CHROOT_CHECKOUT, CHROOT_DEPS, available_daemons
 
 UDP_RCVBUF = 4 * 1024 * 1024
+#: ``--pin``: the CPUs of the daemon (all its threads) and of loggen
+DAEMON_CPU, LOGGEN_CPU = "1", "0"
 WINDOW = 100_000  # log-iw-size of the tuned native source (1000 per connection) and ours
 
 # (name, label) of the sources measured; the first is the reference of every ratio
@@ -190,6 +198,7 @@ def measure(
     workdir: Path,
     visible: Visible,
     lf_framing: bool = False,
+    pin: bool = False,
 ) -> dict[str, object]:
     kind = "udp" if transport == "udp" else "tcp"
     port = C.free_port(kind)
@@ -206,11 +215,18 @@ def measure(
     )
     out = running.state_dir / "out.log"
     try:
+        if pin:  # every thread of the daemon (and those it starts later) on one core
+            subprocess.run(
+                ["taskset", "-a", "-p", "-c", DAEMON_CPU, str(running.pid)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         rcvbuf = C.socket_buffers(running.pid, port) if transport == "udp" else {}
         load_before = C.loadavg()
         cpu_before = C.cpu_seconds(running.pid)
         sent = C.run_loggen(
             port,
+            prefix=["taskset", "-c", LOGGEN_CPU] if pin else (),
             transport=transport,
             seconds=duration,
             connections=connections,
@@ -539,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--name", default="daemon", help="results file: build/bench/NAME.json")
     ap.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"the daemon's threads on CPU {DAEMON_CPU}, loggen on CPU {LOGGEN_CPU} (taskset):"
+        " a rate then follows the daemon's CPU per message, not how the scheduler shares cores",
+    )
+    ap.add_argument(
         "--code",
         type=Path,
         default=None,
@@ -613,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
                             workdir=workdir / d.name,
                             visible=visible[d.name],
                             lf_framing=bool(case.get("lf_framing")),
+                            pin=args.pin,
                         )
                         entry["runs"][source].append(r)
                         loss = f" lost {r['loss_pct']:.1f}%" if r["lost"] else ""
@@ -636,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": {
             "duration_s": args.duration,
             "runs": args.runs,
+            "pinned": args.pin,
             "message_size": 300,
             "window": WINDOW,
             "udp_so_rcvbuf": UDP_RCVBUF,
