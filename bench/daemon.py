@@ -558,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         "--pin",
         action="store_true",
         help=f"the daemon's threads on CPU {DAEMON_CPU}, loggen on CPU {LOGGEN_CPU} (taskset):"
-        " a rate then follows the daemon's CPU per message, not how the scheduler shares cores",
+        " the scheduler no longer shares two cores between them, and the ratios come closer to"
+        " those of the daemon's CPU per message",
     )
     ap.add_argument(
         "--code",
